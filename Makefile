@@ -1,0 +1,54 @@
+# efakit make targets: the same commands locally and in CI (the GitHub workflow
+# only calls these).  A virtual environment is created in .venv unless one is
+# already active.
+FRAMEWORK ?= pytorch
+PROFILE ?=
+OUT ?= out
+
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := $(CURDIR)/.venv
+endif
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.efakit-installed
+PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
+
+.PHONY: help venv render golden lint test bench-parse clean
+
+help:
+	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
+	@echo "make lint                                       ruff, hadolint and the env rules"
+	@echo "make test                                       the test suite (creates .venv if needed)"
+	@echo "make golden                                     regenerate tests/golden after a deliberate change"
+	@echo "make bench-parse                                parser throughput against grep"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[build,test]'
+	@touch $@
+
+venv: $(STAMP)
+
+render: $(STAMP)
+	$(BIN)/efakit render $(FRAMEWORK) $(PROFILE_FLAG) -o $(OUT)/render/$(FRAMEWORK)$(if $(PROFILE),-$(PROFILE),)
+
+golden: $(STAMP)
+	EFAKIT_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/efakit lint $(FRAMEWORK)
+	$(BIN)/efakit lint $(FRAMEWORK) --profile offline
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench-parse: $(STAMP)
+	$(PY) bench/parse.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

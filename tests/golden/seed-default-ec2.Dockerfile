@@ -1,0 +1,128 @@
+# Rendered by efakit 0.1.0 from images/pytorch.yaml (variant ec2, base cuda-devel).
+# Do not edit: change the spec or the templates and re-render.
+FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
+ARG EFAKIT_ALLOW_UNPINNED=0
+COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+
+# System packages the EFA stack, the builds and MPI-over-ssh need.
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends \
+        autoconf \
+        automake \
+        build-essential \
+        ca-certificates \
+        curl \
+        hwloc \
+        libhwloc-dev \
+        libtool \
+        openssh-client \
+        openssh-server \
+        pciutils \
+        pkg-config \
+        python3-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+# PyTorch 2.0.1 from pip for CUDA 11.8; it brings the nvidia-nccl wheel.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
+
+# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
+RUN (dpkg-query -W -f='${Package}\n' libnccl2 libnccl-dev 2>/dev/null | xargs -r apt-get remove -y --purge) \
+ && ldconfig
+
+# EFA installer 1.25.0: libfabric (efa provider), rdma-core, Open MPI.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/efa && cd /tmp/efa \
+ && efakit-fetch-artifact aws-efa-installer-1.25.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.25.0.tar.gz UNPINNED /tmp/efa/aws-efa-installer-1.25.0.tar.gz \
+ && tar -xzf aws-efa-installer-1.25.0.tar.gz && cd aws-efa-installer \
+ && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
+
+# NCCL 2.14.3: keep the base's (test fixture) and make it the one libnccl.so.2
+# that nccl-tests, the plugin and torch all resolve.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
+ && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
+        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
+    else ln -sfn /usr /opt/efakit-nccl; fi \
+ && ldconfig
+
+# aws-ofi-nccl 1.5.0 from its release tarball, with --enable-platform-aws explicit
+# (configure cannot detect AWS inside a container build).
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/ofi && cd /tmp/ofi \
+ && efakit-fetch-artifact aws-ofi-nccl-1.5.0-aws.tar.gz https://github.com/aws/aws-ofi-nccl/releases/download/v1.5.0-aws/aws-ofi-nccl-1.5.0-aws.tar.gz UNPINNED /tmp/ofi/aws-ofi-nccl-1.5.0-aws.tar.gz \
+ && tar -xzf aws-ofi-nccl-1.5.0-aws.tar.gz --strip-components=1 \
+ && ./configure --prefix=/opt/amazon/ofi-nccl --libdir=/opt/amazon/ofi-nccl/lib \
+        --with-libfabric=/opt/amazon/efa --with-cuda=/usr/local/cuda \
+        --with-mpi=/opt/amazon/openmpi --enable-platform-aws --disable-tests \
+ && make -j"$(nproc)" && make install \
+ && cd / && rm -rf /tmp/ofi
+# The plugin dlopens the unversioned libcudart.so; runtime-only CUDA layouts lack that link.
+RUN test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so \
+ && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
+ && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$cudart" /usr/local/cuda/lib64/libcudart.so; fi
+
+# GDRCopy: absent in this profile (cannot be obtained offline; the gate reports it missing).
+
+# nccl-tests: absent in this profile (cannot be obtained offline; the gate reports it missing).
+
+# MPI over ssh for multi-node launch.  Host keys are generated when the container
+# starts (never baked in).  The cluster-internal root key pair is generated per
+# image build, as every anchor does: it only lets containers of this image reach
+# each other's sshd, which listens inside the cluster network alone.
+RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
+ && rm -f /etc/ssh/ssh_host_*_key* \
+ && ssh-keygen -q -t ed25519 -N "" -C efakit-cluster-key -f /root/.ssh/id_ed25519 \
+ && cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys \
+ && printf 'Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n' > /root/.ssh/config \
+ && sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/' /etc/ssh/sshd_config \
+ && printf '#!/bin/sh\nexec /opt/amazon/openmpi/bin/mpirun --allow-run-as-root "$@"\n' > /usr/local/bin/mpirun-root \
+ && chmod 755 /usr/local/bin/mpirun-root
+
+# The verifier (efa-verify) and the start-time env step.
+COPY efakit/src /tmp/efakit-src
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    /usr/bin/python3 -m pip install --no-compile /tmp/efakit-src \
+ && rm -rf /tmp/efakit-src \
+ && efa-verify --version
+COPY efakit/image-env.json /etc/efakit/image-env.json
+COPY --chmod=0755 efakit/entrypoint.sh /usr/local/bin/efakit-entrypoint
+
+# Environment from the env rules table (efakit explain-env pytorch tells why).
+# Instance-specific rules are applied by efakit-entrypoint when the container starts.
+ENV PATH=/opt/amazon/openmpi/bin:$PATH \
+    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib \
+    FI_PROVIDER=efa \
+    NCCL_PROTO=simple \
+    FI_EFA_USE_DEVICE_RDMA=1 \
+    NCCL_LAUNCH_MODE=PARALLEL \
+    NCCL_NET_SHARED_COMMS=0
+ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
+CMD ["/bin/bash"]
+
+# Every component version, for the gate and for people reading `docker inspect`.
+LABEL \
+    org.opencontainers.image.title="efakit pytorch (ec2)" \
+    org.opencontainers.image.base.name="nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04" \
+    dev.efakit.framework="pytorch" \
+    dev.efakit.variant="ec2" \
+    dev.efakit.profile="default" \
+    dev.efakit.version.torch="2.0.1" \
+    dev.efakit.version.cuda="11.8" \
+    dev.efakit.version.efa-installer="1.25.0" \
+    dev.efakit.version.libfabric="1.18.1" \
+    dev.efakit.version.aws-ofi-nccl="1.5.0" \
+    dev.efakit.version.nccl="2.14.3" \
+    dev.efakit.version.gdrcopy="absent" \
+    dev.efakit.version.nccl-tests="absent" \
+    dev.efakit.gpu-archs="sm_80"

@@ -1,0 +1,1 @@
+"""NCCL_DEBUG=INFO log and nccl-tests result parsing."""

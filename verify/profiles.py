@@ -1,0 +1,104 @@
+"""Resolve `--instance-type` against the instance profile table.
+
+Every command accepts `p5`, `p5.48xlarge` and `ml.p5.48xlarge` for the same
+profile; this module is the only place that knows how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from verify.tables import load_table
+
+
+class UnknownInstance(ValueError):
+    """An --instance-type that no profile matches."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One instance type's facts, as the verdicts and env rules need them."""
+
+    name: str
+    sagemaker_name: str | None
+    gpu_model: str
+    gpu_count: int
+    gpu_memory_gib: int
+    arch: str
+    efa_devices: int
+    rdma_read: bool | None
+    gdr_capable: bool
+    busbw_GBps: dict[int, float] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def expected_busbw(self, nodes: int | None) -> float | None:
+        """Published busbw for the largest listed node count <= `nodes`, else None."""
+        if not nodes or nodes < 2:
+            return None
+        counts = [n for n in self.busbw_GBps if n <= nodes]
+        return float(self.busbw_GBps[max(counts)]) if counts else None
+
+    def facts(self) -> dict[str, object]:
+        """The instance facts env rules may test."""
+        return {"rdma_read": self.rdma_read, "gdr_capable": self.gdr_capable, "instance": self.name}
+
+
+def _build(name: str, row: dict) -> Profile:
+    gpu = row["gpu"]
+    return Profile(
+        name=name,
+        sagemaker_name=row.get("sagemaker_name"),
+        gpu_model=gpu["model"],
+        gpu_count=int(gpu["count"]),
+        gpu_memory_gib=int(gpu["memory_GiB"]),
+        arch=gpu["arch"],
+        efa_devices=int(row["efa_devices"]),
+        rdma_read=row.get("rdma_read"),
+        gdr_capable=bool(row["gdr_capable"]),
+        busbw_GBps={int(k): float(v) for k, v in (row.get("busbw_GBps") or {}).items()},
+        source=row.get("source", ""),
+    )
+
+
+def all_profiles() -> dict[str, Profile]:
+    """Every profile by canonical EC2 name."""
+    table = load_table("instances")
+    return {name: _build(name, row) for name, row in table["profiles"].items()}
+
+
+def known_archs() -> set[str]:
+    return {p.arch for p in all_profiles().values()}
+
+
+def resolve(text: str) -> Profile:
+    """Map `p5`, `p5.48xlarge` or `ml.p5.48xlarge` (any case) to its profile."""
+    wanted = text.strip().lower()
+    if wanted.startswith("ml."):
+        wanted = wanted[3:]
+    profiles = all_profiles()
+    if wanted in profiles:
+        return profiles[wanted]
+    family = [p for p in profiles.values() if p.family == wanted]
+    if len(family) == 1:
+        return family[0]
+    names = ", ".join(sorted(profiles))
+    if len(family) > 1:
+        raise UnknownInstance(
+            f"instance type {text!r} is ambiguous: one of {', '.join(p.name for p in family)}"
+        )
+    raise UnknownInstance(f"unknown instance type {text!r}; known: {names}")
+
+
+def candidates_for_gpu(model: str) -> list[Profile]:
+    """Profiles whose GPU matches an NVML model name (prefix/substring match)."""
+    table = load_table("instances")
+    profiles = all_profiles()
+    hits: list[Profile] = []
+    for key, names in table.get("gpu_models", {}).items():
+        if key.lower() in model.lower():
+            hits.extend(profiles[n] for n in names)
+    return hits

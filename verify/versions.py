@@ -1,0 +1,67 @@
+"""Version strings as the EFA stack prints them, and constraints over them.
+
+Why not packaging.version: component versions come in forms PEP 440 rejects
+(`1.5.0aws`, `1.13.2-aws`, `v1.7.3-aws`, `2.27.3+cuda12.9`, `2.1.0amzn4.0`), and
+the verifier must not pull extra dependencies into every image.
+"""
+
+from __future__ import annotations
+
+import re
+
+_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)")
+_CONSTRAINT_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+
+
+class VersionError(ValueError):
+    """A version or constraint that cannot be read."""
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Return the numeric release of `text` (`'1.13.2-aws'` -> `(1, 13, 2)`)."""
+    match = _VERSION_RE.match(str(text).strip())
+    if not match:
+        raise VersionError(f"not a version: {text!r} (expected digits and dots, e.g. 1.13.2)")
+    return tuple(int(part) for part in match.group(1).split("."))
+
+
+def _padded(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    width = max(len(a), len(b))
+    return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
+
+
+def satisfies(version: str, constraint: str) -> bool:
+    """True when `version` meets every comma-separated clause of `constraint`."""
+    have = parse_version(version)
+    for clause in constraint.split(","):
+        match = _CONSTRAINT_RE.match(clause)
+        if not match:
+            raise VersionError(f"not a version constraint: {clause!r} (expected e.g. '>=1.7')")
+        op, want_text = match.groups()
+        a, b = _padded(have, parse_version(want_text))
+        ok = {
+            ">=": a >= b,
+            "<=": a <= b,
+            "==": a == b,
+            "!=": a != b,
+            ">": a > b,
+            "<": a < b,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def check_constraint(constraint: str) -> None:
+    """Raise VersionError unless `constraint` is well formed."""
+    for clause in constraint.split(","):
+        match = _CONSTRAINT_RE.match(clause)
+        if not match:
+            raise VersionError(f"not a version constraint: {clause!r} (expected e.g. '>=1.7')")
+        parse_version(match.group(2))
+
+
+def major_minor(version: str) -> str:
+    """`'2.27.3+cuda12.9'` -> `'2.27'`, for readable image tags."""
+    parts = parse_version(version)
+    return ".".join(str(p) for p in (parts + (0,))[:2])
