@@ -49,5 +49,64 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
         for line in startenv.shell_lines(start):
             click.echo(line)
 
+def _instance(text: str | None):
+    from verify.profiles import resolve
+
+    return resolve(text) if text else None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of a table.")
+@click.option("--output", "-o", "json_file", default=None, metavar="FILE",
+              help="Also write the JSON result to FILE.")
+@click.option("--junit", "junit_file", default=None, metavar="FILE", help="Write JUnit XML.")
+@click.option("--markdown", "markdown_file", default=None, metavar="FILE",
+              help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--instance-type", default=None,
+              help="p4d, p4d.24xlarge or ml.p4d.24xlarge: sets GDR and bandwidth expectations.")
+@click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
+              help="Fail unless the job spans this many NCCL nodes.")
+@click.option("--expect-provider", default="efa", show_default=True,
+              help="The libfabric provider the job should use.")
+@click.option("--policy", "policy_file", default=None, metavar="FILE",
+              help="Required checks and waivers (default: everything required).")
+@handle_errors("efa-verify")
+def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_file: str | None,
+          markdown_file: str | None, instance_type: str | None, expect_nodes: int | None,
+          expect_provider: str, policy_file: str | None) -> None:
+    """Decide from NCCL_DEBUG=INFO logs whether EFA and GPUDirect RDMA were really used.
+
+    PATHS are files, directories of per-rank logs, - for stdin, or .gz files.
+    """
+    import sys
+
+    from verify import report
+    from verify.logparse.result import Options, build, parse_sources
+    from verify.logparse.sources import SourceError, expand
+    from verify.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(policy_file)
+        instance = _instance(instance_type)
+        sources = expand(list(paths))
+        model, inputs = parse_sources(sources)
+    except (SourceError, PolicyError) as exc:
+        raise CliError(str(exc)) from None
+    options = Options(instance, "--instance-type" if instance else None, expect_nodes,
+                      expect_provider.strip().lower())
+    result = build(model, inputs, options, policy)
+    text = report.to_json(result)
+    for target, body in ((json_file, text), (junit_file, report.to_junit(result)),
+                         (markdown_file, report.to_markdown(result))):
+        if target:
+            try:
+                report.write_atomic(target, body)
+            except OSError as exc:
+                raise CliError(f"cannot write {target}: {exc.strerror}") from None
+    click.echo(text if as_json else report.to_table(result), nl=False)
+    sys.exit(int(report.VERDICT_EXIT[result["verdict"]]))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,254 @@
+"""Parser behaviour on the formats seen in the wild, and the verdict rules.
+
+Log lines below are excerpts of the shared corpus (file named per test) or
+built from its lines with a different prefix.
+"""
+
+import gzip
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.parsehelp import check, parse_paths, parse_text
+
+# corpus 018 (aws-ofi-nccl 1.16.2, NCCL 2.27.3, p4d): a healthy rank.
+GOOD_RANK = """\
+{h}:188:585 [0] NCCL INFO NCCL version 2.27.3+cuda12.9
+{h}:188:585 [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.2
+{h}:188:585 [0] NCCL INFO NET/OFI Using Libfabric version 2.1
+{h}:188:585 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa (found 1 nics)
+{h}:188:585 [0] NCCL INFO Using network Libfabric
+{h}:188:585 [0] NCCL INFO comm 0x556d504b7460 rank {r} nRanks 2 nNodes 2 localRanks 1 localRank 0 MNNVL 0
+{h}:188:709 [0] NCCL INFO Channel 00/0 : {p}[0] -> {r}[0] [receive] via NET/Libfabric/0/GDRDMA
+{h}:188:709 [0] NCCL INFO Channel 00/0 : {r}[0] -> {p}[0] [send] via NET/Libfabric/0/GDRDMA
+"""
+# nccl-tests new format rows (corpus 004, p5 2 nodes), with a 1 GiB row.
+TABLE = """\
+#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong
+#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
+   536870912     134217728     float     sum      -1   2558.6  209.83  393.42      0   2560.8  209.65  393.10      0
+  1073741824     268435456     float     sum      -1   4553.6  235.80  {bw}      {w}   4553.0  235.83  442.19      0
+# Out of bounds values : {oob}
+# Avg bus bandwidth    : 79.9352
+"""
+
+
+def good(host="node-a", rank=0, peer=1):
+    return GOOD_RANK.format(h=host, r=rank, p=peer)
+
+
+def table(bw="442.13", wrong=0, oob="0 OK"):
+    return TABLE.format(bw=bw, w=wrong, oob=oob)
+
+
+def test_healthy_two_rank_run_passes_on_p5(tmp_path):
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p5")
+    assert result["verdict"] == "pass", result["verdict_reason"]
+    assert (result["transport"], result["provider"]) == ("libfabric", "efa")
+    assert result["efa_used"] is True and result["gdr_used"] is True
+    assert (result["nodes"], result["ranks"]) == (2, 2)
+    assert result["plugin_version"] == "1.16.2" and result["libfabric_version"] == "2.1"
+    assert result["busbw_peak_GBps"] == 442.19 and result["wrong_values"] == 0
+    assert {r["rank"]: r["gdr"] for r in result["ranks_detail"]} == {0: True, 1: True}
+
+
+def test_one_rank_without_gdr_fails_the_job_and_is_named(tmp_path):
+    bad = good("node-b", 1, 0).replace("/GDRDMA", "")
+    result = parse_text(tmp_path, good() + bad + table(), instance="p5")
+    assert result["gdr_used"] is False and result["verdict"] == "fail"
+    detail = {r["rank"]: r["gdr"] for r in result["ranks_detail"]}
+    assert detail == {0: True, 1: False}
+    assert check(result, "gdr_used")["evidence"][0]["rank"] == 1
+
+
+def test_one_rank_on_sockets_makes_transport_socket(tmp_path):
+    bad = good("node-b", 1, 0).replace("NET/Libfabric/0/GDRDMA", "NET/Socket/0")
+    result = parse_text(tmp_path, good() + bad, instance="p5")
+    assert result["transport"] == "socket" and result["efa_used"] is False
+
+
+def test_low_bandwidth_fails_against_the_profile(tmp_path):
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(bw="300.00").replace(
+        "442.19", "300.00"), instance="p5")
+    bw = check(result, "bandwidth")
+    assert bw["status"] == "fail" and "349.6" in bw["message"]
+
+
+def test_no_expectation_makes_bandwidth_unknown(tmp_path):
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d")
+    assert check(result, "bandwidth")["status"] == "unknown"
+    assert result["verdict"] == "inconclusive"
+
+
+def test_wrong_values_and_out_of_bounds_fail(tmp_path):
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0)
+                        + table(wrong=3, oob="3 FAILED"), instance="p5")
+    assert result["wrong_values"] == 3
+    assert check(result, "nccl_tests")["status"] == "fail"
+    kinds = {e["kind"] for e in result["errors"]}
+    assert {"wrong_values", "out_of_bounds"} <= kinds
+
+
+def test_several_tests_top_level_is_the_last_complete(tmp_path):
+    second = table().replace("79.9352", "12.5")
+    truncated = "#       size         count      type   redop    root     time   algbw   busbw " \
+                "#wrong     time   algbw   busbw #wrong\n         8    2   float  sum  -1  1.0  " \
+                "0.00  0.00  0  1.0  0.00  0.00  0\n"
+    result = parse_text(tmp_path, good() + table() + second + truncated)
+    assert result["busbw_avg_GBps"] == 12.5
+    assert [t["complete"] for t in result["tests"]] == [True, True, False]
+
+
+def test_single_rank_bandwidth_is_unknown(tmp_path):
+    text = ("# Using devices\n#  Rank  0 Group  0 Pid   2274 on host-a device  0 [0x01] H100\n"
+            + table(bw="0.00").replace("442.19", "0.00"))
+    result = parse_text(tmp_path, text, instance="p5")
+    assert result["ranks"] == 1 and check(result, "bandwidth")["status"] == "unknown"
+
+
+def test_different_nccl_versions_fail(tmp_path):
+    other = good("node-b", 1, 0).replace("2.27.3+cuda12.9", "2.26.2+cuda12.2")
+    result = parse_text(tmp_path, good() + other)
+    assert check(result, "nccl_version")["status"] == "fail"
+
+
+def test_expect_provider_tcp_turns_provider_green_while_gdr_stays_red(tmp_path):
+    # The shape of a single-GPU test machine run: aws-ofi-nccl over libfabric tcp.
+    text = good().replace("efa, fabric is efa (found 1 nics)", "tcp;ofi_rxm").replace(
+        "/GDRDMA", "")
+    plain = parse_text(tmp_path, text)
+    assert check(plain, "provider")["status"] == "fail" and plain["efa_used"] is False
+    tcp = parse_text(tmp_path, text, expect_provider="tcp")
+    assert check(tcp, "provider")["status"] == "pass"
+    assert check(tcp, "gdr_used")["status"] == "fail" and tcp["verdict"] == "fail"
+
+
+def test_expect_nodes(tmp_path):
+    two = good() + good("node-b", 1, 0)
+    assert check(parse_text(tmp_path, two, expect_nodes=2), "nodes")["status"] == "pass"
+    assert check(parse_text(tmp_path, two, expect_nodes=4), "nodes")["status"] == "fail"
+
+
+def test_gdrdma_over_libfabric_implies_efa_only_on_a_known_aws_instance(tmp_path):
+    # corpus 022/049 shape: channels over Libfabric with GDRDMA, no provider line.
+    text = ("host-a:1:2 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] "
+            "via NET/Libfabric/0/GDRDMA\n")
+    assert parse_text(tmp_path, text)["efa_used"] is None  # could be Slingshot's cxi
+    assert parse_text(tmp_path, text, instance="p4d")["efa_used"] is True
+
+
+@pytest.mark.parametrize("prefix", [
+    "[1,3]<stdout>:", "3: ", "10.0.87.143: 10.0.87.143: ", "  | 2024-12-04T05:27:39.074Z | ",
+    "(RayTrainWorker pid=944, ip=10.67.132.117) ", "[2026-01-01 12:08:32] ",
+])
+def test_prefixes_seen_in_the_wild(tmp_path, prefix):
+    text = "".join(prefix + line + "\n" for line in good().splitlines())
+    result = parse_text(tmp_path, text)
+    assert result["efa_used"] is True and result["gdr_used"] is True
+    assert result["ranks_detail"][0]["host"] == "node-a"
+
+
+def test_crlf_and_garbage_bytes(tmp_path):
+    text = good().replace("\n", "\r\n").encode() + b"\x00\xff\xfe garbage \x80\r\n"
+    result = parse_text(tmp_path, text)
+    assert result["efa_used"] is True and result["provider"] == "efa"
+    assert all("\r" not in e["text"] for e in result["findings"]["efa_used"]["evidence"])
+
+
+def test_glued_cloudwatch_lines(tmp_path):
+    # corpus 006: two records on one physical line joined by ' | '.
+    line = ("  | 2025-05-16T16:39:51.208-07:00ip-10-36-29-253:79:79 [0] NCCL INFO NET/Plugin: "
+            "Failed to find ncclCollNetPlugin_v8 symbol. | ip-10-36-29-253:79:79 [0] NCCL INFO "
+            "Using network Libfabric | ip-10-36-29-253:79:79 [0] NCCL INFO NET/OFI Selected "
+            "provider is efa, fabric is efa (found 4 nics)\n")
+    result = parse_text(tmp_path, line)
+    assert result["transport"] == "libfabric" and result["provider"] == "efa"
+
+
+def test_gzip_directory_and_stdin(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "node-a.188").write_text(good())
+    with gzip.open(logs / "node-b.189.gz", "wt") as handle:
+        handle.write(good("node-b", 1, 0))
+    result = parse_paths([logs])
+    assert result["nodes"] == 2 and len(result["inputs"]) == 2
+    proc = subprocess.run(["efa-verify", "parse", "-", "--json"], input=good().encode(),
+                          capture_output=True)
+    assert b'"efa_used": true' in proc.stdout
+
+
+def test_empty_and_truncated_inputs_are_inconclusive(tmp_path):
+    empty = parse_text(tmp_path, "")
+    assert empty["verdict"] == "inconclusive" and "empty or truncated" in empty["verdict_reason"]
+    truncated = parse_text(tmp_path, good().splitlines()[0][:30])
+    assert truncated["verdict"] == "inconclusive"
+
+
+def test_connected_all_rings_gdr_summary_is_not_evidence(tmp_path):
+    # corpus 017/018 trap: the ring summary says GDR 1 with no NET connection at all.
+    text = ("h:1:2 [0] NCCL INFO Using network Libfabric\n"
+            "h:1:2 [0] NCCL INFO Connected all rings, use ring PXN 0 GDR 1\n")
+    assert parse_text(tmp_path, text)["gdr_used"] is None
+
+
+def test_nccl_24_socket_line_alone_does_not_mean_sockets(tmp_path):
+    # corpus 020 trap: NCCL 2.4 prints NET/Socket : Using even when the OFI plugin runs.
+    text = ("ip-1:25604:25604 [0] NCCL INFO NET/Socket : Using [0]eth0:192.168.16.255<0>\n"
+            "ip-1:25604:25604 [0] NCCL INFO NET/OFI Selected Provider is efa\n")
+    assert parse_text(tmp_path, text)["transport"] is None
+
+
+def test_errors_carry_cause_and_fix(tmp_path):
+    text = ("[2026-01-01 12:08:32] h:194:710 [0] int cm_req_handle_error_entry(x):46 NCCL WARN "
+            "NET/OFI Request 0x7f completed with error. RC: 103. Error: 4126 (Unresponsive "
+            "receiver (reachable by EFA device but handshake failed) My EFA addr: "
+            "fi_addr_efa://[fe80::1]:0:1\n")
+    err = parse_text(tmp_path, text)["errors"][0]
+    assert err["kind"] == "network_unreachable" and "security group" in err["fix"]
+    assert err["line"] == 1 and err["severity"] == "error"
+
+
+def test_libfabric_benign_warning_is_not_an_error(tmp_path):
+    text = ("libfabric:18058:1733290059::efa:ep_ctrl:efa_rdm_ep_set_shared_memory_permitted():"
+            "1410<warn> FI_OPT_SHARED_MEMORY_PERMITTED set to false\n")
+    result = parse_text(tmp_path, text)
+    assert [e["severity"] for e in result["errors"]] == ["warning"]
+    assert check(result, "errors")["status"] == "pass"
+
+
+def test_cli_exit_codes_and_reports(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(good() + good("node-b", 1, 0) + table())
+    junit, md, out = tmp_path / "r.xml", tmp_path / "r.md", tmp_path / "r.json"
+    ok = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "ml.p5.48xlarge",
+                         "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout
+    assert "VERDICT: PASS" in ok.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
+    assert "## efa-verify: PASS" in md.read_text() and out.read_text().startswith("{")
+    fail = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5",
+                           "--expect-nodes", "3"], capture_output=True, text=True)
+    assert fail.returncode == 1
+    inconclusive = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p4d"],
+                                  capture_output=True, text=True)
+    assert inconclusive.returncode == 3
+    bad = subprocess.run(["efa-verify", "parse", str(tmp_path / "missing.log")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    bad_instance = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "x9"],
+                                  capture_output=True, text=True)
+    assert bad_instance.returncode == 2 and "unknown instance type" in bad_instance.stderr
+
+
+def test_junit_failure_and_skips(tmp_path):
+    log = tmp_path / "sock.log"
+    log.write_text(good().replace("NET/Libfabric/0/GDRDMA", "NET/Socket/0"))
+    junit = tmp_path / "r.xml"
+    subprocess.run(["efa-verify", "parse", str(log), "--junit", str(junit)], capture_output=True)
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot()}
+    assert cases["transport"].find("failure") is not None
+    assert cases["bandwidth"].find("skipped") is not None

@@ -1,0 +1,192 @@
+"""From the job model to the result: transport, EFA, GDR, bandwidth, checks.
+
+The verifier never guesses: each value is `None` (JSON null) when the log
+cannot tell, and each comes with the evidence lines behind it.  When ranks
+disagree, the top level takes the value that fails the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from verify.logparse.model import Evidence, JobModel, TestRun
+from verify.profiles import Profile, UnknownInstance, resolve
+
+GIB = 1 << 30
+BANDWIDTH_FRACTION = 0.8
+# Transports ranked from worst to best: the worst one seen is the job's.
+TRANSPORT_ORDER = ("socket", "ib", "libfabric")
+# libfabric providers without GPUDirect RDMA.
+NON_RDMA_PROVIDERS = ("tcp", "sockets", "udp", "shm")
+
+
+@dataclass
+class Finding:
+    """A derived value, why, and the lines that show it."""
+
+    value: object
+    reason: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "reason": self.reason,
+                "evidence": [e.as_dict() for e in self.evidence]}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # pass | fail | skip | waived | unknown
+    required: bool
+    message: str
+    evidence: list[Evidence] = field(default_factory=list)
+    waiver: dict | None = None
+
+    def as_dict(self) -> dict:
+        out = {"name": self.name, "status": self.status, "required": self.required,
+               "message": self.message, "evidence": [e.as_dict() for e in self.evidence]}
+        if self.waiver:
+            out["waiver"] = self.waiver
+        return out
+
+
+def _worst(values: set[str]) -> str:
+    """Socket, then IB, then any unknown network, then Libfabric."""
+    for value in TRANSPORT_ORDER[:2]:
+        if value in values:
+            return value
+    others = sorted(values - {"libfabric"})
+    return others[0] if others else "libfabric"
+
+
+def transport(m: JobModel) -> Finding:
+    channel = {k[0] for r in m.ranks.values() for k in r.nets}
+    if channel:
+        value = _worst(channel)
+        return Finding(value, f"connections carried over NET/{value}",
+                       m.fact("net_channel").all_evidence())
+    for name, why in (("net_assigned", "NCCL assigned the {} net plugin to the communicator"),
+                      ("using_network", "NCCL logged 'Using network' {}")):
+        fact = m.facts.get(name)
+        if fact:
+            value = _worst(set(fact.values))
+            return Finding(value, why.format(value), fact.first(value))
+    init = m.facts.get("net_initialized")
+    if init:
+        value = _worst(set(init.values))
+        return Finding(value, f"the {value} net plugin initialized", init.first(value))
+    socket = m.facts.get("socket_using")
+    errors = m.facts.get("error_kind")
+    plugin_gone = m.facts.get("plugin_absent") or (errors and errors.values["plugin_init_failed"])
+    no_ib = m.facts.get("ib_no_device") or (m.facts.get("net_init_failed")
+                                            and m.facts["net_init_failed"].values["ib"])
+    if socket and plugin_gone and no_ib:
+        ev = (m.fact("plugin_absent").all_evidence() or m.fact("error_kind").first(
+            "plugin_init_failed"))[:1] + m.fact("ib_no_device").all_evidence()[:1] + \
+            socket.all_evidence()[:1]
+        return Finding("socket", "no working net plugin and no IB device: NCCL fell back "
+                       "to sockets", ev)
+    return Finding(None, "no 'Using network', net plugin or NET channel line")
+
+
+def provider(m: JobModel) -> Finding:
+    fact = m.facts.get("provider")
+    if not fact:
+        return Finding(None, "no 'Selected provider' line")
+    values = set(fact.values)
+    non_efa = sorted(v for v in values if v.split(";")[0] != "efa")
+    value = non_efa[0] if non_efa else sorted(values)[0]
+    return Finding(value, f"the plugin selected provider {value}", fact.first(value))
+
+
+def efa_evidence(m: JobModel, instance: Profile | None) -> list[Evidence]:
+    """Lines that show the libfabric provider in use is efa (not only the plugin name)."""
+    ev: list[Evidence] = []
+    for name in ("provider", "provider_filter", "fi_provider_env"):
+        fact = m.facts.get(name)
+        if fact:
+            for value in fact.values:
+                if value.split(";")[0] == "efa":
+                    ev += fact.first(value)[:2]
+    for name in ("libfabric_efa", "efa_address"):
+        ev += m.fact(name).all_evidence()[:2]
+    gdr_lines = m.fact("net_channel").first("libfabric/GDRDMA")
+    if gdr_lines and (instance is not None or m.facts.get("ofi_platform")):
+        ev += gdr_lines[:1] + m.fact("ofi_platform").all_evidence()[:1]
+    return ev
+
+
+def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None) -> Finding:
+    if net.value in ("socket", "ib"):
+        return Finding(False, f"NCCL used {net.value}, not the Libfabric network", net.evidence)
+    if prov.value is not None and prov.value.split(";")[0] != "efa":
+        return Finding(False, f"libfabric provider is {prov.value}, not efa", prov.evidence)
+    net_lines = [k for r in m.ranks.values() for k in r.nets]
+    local = m.facts.get("local_channel")
+    if net.value == "libfabric" and not net_lines and (local or m.nnodes == 1):
+        ev = (local.all_evidence()[:2] if local else []) + m.fact("nnodes").first("1")[:1]
+        return Finding(False, "every connection stayed on SHM/P2P inside one node", ev)
+    if net.value is None:
+        errors = m.facts.get("error_kind")
+        if errors and errors.values["plugin_init_failed"]:
+            return Finding(False, "the aws-ofi-nccl plugin failed to initialize",
+                           errors.first("plugin_init_failed"))
+        if m.facts.get("plugin_absent") and not m.facts.get("ofi_version"):
+            return Finding(False, "no net plugin was found: NCCL cannot use EFA",
+                           m.fact("plugin_absent").all_evidence())
+        return Finding(None, "no line shows which network NCCL used")
+    if net.value != "libfabric":
+        return Finding(False, f"NCCL used {net.value}", net.evidence)
+    efa = efa_evidence(m, instance)
+    if efa:
+        return Finding(True, "NCCL moved data over Libfabric with the efa provider",
+                       net.evidence[:2] + efa)
+    return Finding(None, "NCCL used Libfabric, but no line shows the provider was efa "
+                   "(the plugin also runs over tcp;ofi_rxm and cxi)", net.evidence[:2])
+
+
+def gdr_used(m: JobModel, net: Finding, prov: Finding) -> Finding:
+    if net.value == "socket":
+        return Finding(False, "NCCL's Socket transport has no GPUDirect RDMA", net.evidence)
+    off = m.facts.get("gdr_off")
+    if off:
+        return Finding(False, "a line says GPUDirect RDMA is off", off.all_evidence())
+    fact = m.fact("net_channel")
+    without = [k for k in fact.values if not k.endswith("/GDRDMA")]
+    if without:
+        return Finding(False, "NET connections without /GDRDMA", fact.first(without[0]))
+    if fact.values:
+        return Finding(True, "every NET connection shows /GDRDMA", fact.all_evidence())
+    if prov.value is not None and prov.value.split(";")[0] in NON_RDMA_PROVIDERS:
+        return Finding(False, f"provider {prov.value} has no GPUDirect RDMA", prov.evidence)
+    return Finding(None, "no NET channel line and no GDR statement")
+
+
+def instance_from_log(m: JobModel) -> Profile | None:
+    platform = m.facts.get("ofi_platform")
+    for value in (platform.values if platform else ()):
+        try:
+            return resolve(value)
+        except UnknownInstance:
+            continue
+    return None
+
+
+def last_complete_test(m: JobModel) -> TestRun | None:
+    complete = [t for t in m.tests if t.complete]
+    return complete[-1] if complete else (m.tests[-1] if m.tests else None)
+
+
+def busbw_of(row: dict) -> float | None:
+    values = [row[s]["busbw_GBps"] for s in ("oop", "ip") if row[s]["busbw_GBps"] is not None]
+    return max(values) if values else None
+
+
+def wrong_values(test: TestRun | None) -> int | None:
+    if test is None:
+        return None
+    counts = [r[s]["wrong"] for r in test.rows for s in ("oop", "ip")
+              if r[s]["wrong"] is not None]
+    if counts:
+        return sum(counts)
+    return test.out_of_bounds

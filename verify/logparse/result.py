@@ -1,0 +1,232 @@
+"""Parse inputs and build the versioned JSON result (see verify/schema/result.schema.json)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from verify import __version__
+from verify.logparse import decide
+from verify.logparse.decide import Check, Finding
+from verify.logparse.model import Evidence, JobModel
+from verify.logparse.scan import Scanner
+from verify.logparse.sources import Source
+from verify.policy import Policy, apply, verdict
+from verify.profiles import Profile
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Options:
+    instance: Profile | None = None
+    instance_source: str | None = None
+    expect_nodes: int | None = None
+    expect_provider: str = "efa"
+
+
+def parse_sources(sources: list[Source]) -> tuple[JobModel, list[dict]]:
+    model = JobModel()
+    inputs = []
+    for source in sources:
+        scanner = Scanner(source, model).run()
+        inputs.append({"file": source.name, "lines": scanner.lines, "bytes": scanner.bytes})
+    return model, inputs
+
+
+def _status(value: object, good: object = True) -> str:
+    if value is None:
+        return "unknown"
+    return "pass" if value == good else "fail"
+
+
+def _version(m: JobModel, name: str) -> tuple[str | None, Counter]:
+    fact = m.facts.get(name)
+    if not fact:
+        return None, Counter()
+    return fact.values.most_common(1)[0][0], fact.values
+
+
+def _nodes(m: JobModel) -> int | None:
+    if m.nnodes:
+        return m.nnodes
+    hosts = set(m.device_hosts.values()) or m.record_hosts
+    return len(hosts) or None
+
+
+def _ranks(m: JobModel) -> int | None:
+    return m.nranks or len(m.device_hosts) or len(m.ranks) or None
+
+
+def _bandwidth_check(m: JobModel, opts: Options, instance: Profile | None,
+                     nodes: int | None, ranks: int | None) -> Check:
+    test = decide.last_complete_test(m)
+    if test is None:
+        return Check("bandwidth", "skip", True, "no nccl-tests results in the input")
+    ev = [test.avg_evidence] if test.avg_evidence else []
+    if ranks == 1:
+        return Check("bandwidth", "unknown", True, "single-rank run: bus bandwidth is 0 by "
+                     "definition and says nothing about the network", ev)
+    big = [r for r in test.rows if (r["size"] or 0) >= decide.GIB and decide.busbw_of(r)]
+    if instance is None:
+        return Check("bandwidth", "unknown", True,
+                     "no instance type (--instance-type) to take an expectation from", ev)
+    expected = instance.expected_busbw(nodes)
+    if expected is None:
+        return Check("bandwidth", "unknown", True,
+                     f"no published busbw for {instance.name} at {nodes or '?'} nodes", ev)
+    if not big:
+        return Check("bandwidth", "unknown", True,
+                     "no result rows at >= 1 GiB (run the sweep to at least 1 GiB)", ev)
+    best = max(big, key=decide.busbw_of)
+    got = decide.busbw_of(best)
+    bar = expected * decide.BANDWIDTH_FRACTION
+    row_ev = [Evidence(test.file, best["line"], None,
+                       f"size {best['size']} B busbw {got} GB/s")]
+    status = "pass" if got >= bar else "fail"
+    return Check("bandwidth", status, True,
+                 f"busbw {got:.1f} GB/s at {best['size']} B vs {bar:.1f} GB/s "
+                 f"(80% of {expected:g} GB/s for {instance.name}, {nodes} nodes)", row_ev)
+
+
+def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
+    out = []
+    for rank in sorted(m.ranks):
+        state = m.ranks[rank]
+        net = sum(state.nets.values())
+        gdr = sum(n for (kind, g), n in state.nets.items() if g)
+        transports = sorted({kind for kind, _ in state.nets})
+        ev = [e for lines in state.evidence.values() for e in lines][:4]
+        out.append({
+            "rank": rank, "host": state.host, "pid": state.pid, "node": None,
+            "transport": decide._worst(set(transports)) if transports else None,
+            "provider": prov.value,
+            "net_connections": net, "gdr_connections": gdr,
+            "local_connections": state.local_connections,
+            "gdr": (gdr == net) if net else None,
+            "evidence": [e.as_dict() for e in ev],
+        })
+    return out
+
+
+def _tests(m: JobModel) -> list[dict]:
+    return [{"file": t.file, "line": t.line, "format": t.fmt, "complete": t.complete,
+             "avg_busbw_GBps": t.avg_busbw, "out_of_bounds": t.out_of_bounds,
+             "wrong_values": decide.wrong_values(t), "rows": t.rows} for t in m.tests]
+
+
+def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
+          command: str = "parse") -> dict:
+    m = model
+    instance = opts.instance
+    instance_source = opts.instance_source
+    if instance is None:
+        instance = decide.instance_from_log(m)
+        instance_source = "log (aws-ofi-nccl platform line)" if instance else None
+    net = decide.transport(m)
+    prov = decide.provider(m)
+    efa = decide.efa_used(m, net, prov, instance)
+    gdr = decide.gdr_used(m, net, prov)
+    nccl_version, nccl_versions = _version(m, "nccl_version")
+    plugin_version, _ = _version(m, "ofi_version")
+    libfabric_version, _ = _version(m, "libfabric_version")
+    nodes, ranks = _nodes(m), _ranks(m)
+    test = decide.last_complete_test(m)
+    peak = max((decide.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
+
+    checks: list[Check] = [
+        Check("transport", _status(net.value, "libfabric"), True,
+              f"transport {net.value or 'unknown'}: {net.reason}", net.evidence),
+    ]
+    expected = opts.expect_provider
+    observed = prov.value.split(";")[0] if prov.value else None
+    prov_ev = prov.evidence
+    if observed is None and efa.value and expected == "efa":
+        observed, prov_ev = "efa", efa.evidence
+    checks.append(Check("provider", _status(observed, expected) if observed else "unknown", True,
+                        f"provider {prov.value or observed or 'unknown'} (expected {expected})",
+                        prov_ev))
+    if expected == "efa":
+        checks.append(Check("efa_used", _status(efa.value), True,
+                            f"EFA used: {_word(efa.value)}: {efa.reason}", efa.evidence))
+    else:
+        checks.append(Check("efa_used", "skip", True,
+                            f"--expect-provider {expected}: EFA is not expected", efa.evidence))
+    if instance is not None and not instance.gdr_capable:
+        checks.append(Check("gdr_used", "skip", True,
+                            f"{instance.name} has no GPUDirect RDMA: {_word(gdr.value)}",
+                            gdr.evidence))
+    else:
+        checks.append(Check("gdr_used", _status(gdr.value), True,
+                            f"GPUDirect RDMA used: {_word(gdr.value)}: {gdr.reason}",
+                            gdr.evidence))
+    if len(nccl_versions) > 1:
+        checks.append(Check("nccl_version", "fail", True,
+                            "ranks run different NCCL versions: "
+                            + ", ".join(sorted(nccl_versions)),
+                            [m.facts["nccl_version"].first(v)[0] for v in nccl_versions]))
+    elif nccl_version:
+        checks.append(Check("nccl_version", "pass", True, f"one NCCL version: {nccl_version}",
+                            m.facts["nccl_version"].first(nccl_version)[:1]))
+    else:
+        checks.append(Check("nccl_version", "skip", True, "no NCCL version line"))
+    wrong = decide.wrong_values(test)
+    test_errors = [e for e in m.errors if e.kind in ("wrong_values", "out_of_bounds")]
+    if test is None:
+        checks.append(Check("nccl_tests", "skip", True, "no nccl-tests results in the input"))
+    elif test_errors or (wrong or 0) > 0:
+        checks.append(Check("nccl_tests", "fail", True, "nccl-tests reports wrong values",
+                            [e.evidence for e in test_errors][:4]))
+    else:
+        checks.append(Check("nccl_tests", "pass", True, "no wrong values",
+                            [test.oob_evidence] if test.oob_evidence else []))
+    checks.append(_bandwidth_check(m, opts, instance, nodes, ranks))
+    errors = [e for e in m.errors if e.severity == "error"]
+    checks.append(Check("errors", "fail" if errors else "pass", True,
+                        f"{len(errors)} error line(s)" if errors else "no error lines",
+                        [e.evidence for e in errors][:4]))
+    if opts.expect_nodes is not None:
+        status = "unknown" if nodes is None else _status(nodes, opts.expect_nodes)
+        checks.append(Check("nodes", status, True,
+                            f"{nodes if nodes is not None else 'unknown'} NCCL node(s), "
+                            f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
+    apply(policy, checks)
+    word, deciding = verdict(checks)
+    if m.events == 0:
+        reason = "no NCCL_DEBUG=INFO or nccl-tests lines in the input (empty or truncated?)"
+    elif deciding is None:
+        reason = "every required check passed"
+    else:
+        reason = f"{deciding.name}: {deciding.message}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "efa-verify", "version": __version__, "command": command},
+        "inputs": inputs,
+        "instance": {"name": instance.name, "source": instance_source} if instance else None,
+        "expect": {"provider": expected, "nodes": opts.expect_nodes},
+        "verdict": word,
+        "verdict_reason": reason,
+        "transport": net.value,
+        "provider": prov.value,
+        "efa_used": efa.value,
+        "gdr_used": gdr.value,
+        "plugin_version": plugin_version,
+        "nccl_version": nccl_version,
+        "libfabric_version": libfabric_version,
+        "nodes": nodes,
+        "ranks": ranks,
+        "busbw_avg_GBps": test.avg_busbw if test else None,
+        "busbw_peak_GBps": peak,
+        "wrong_values": wrong,
+        "tests": _tests(m),
+        "errors": [e.as_dict() for e in m.errors],
+        "errors_dropped": m.errors_dropped,
+        "checks": [c.as_dict() for c in checks],
+        "findings": {"transport": net.as_dict(), "provider": prov.as_dict(),
+                     "efa_used": efa.as_dict(), "gdr_used": gdr.as_dict()},
+        "ranks_detail": _rank_details(m, prov),
+    }
+
+
+def _word(value: object) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]  # type: ignore[index]

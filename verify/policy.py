@@ -1,0 +1,108 @@
+"""Policies: which checks are required, and waivers with a reason and an expiry.
+
+The parser, the static checks and the CI gate share this mechanism, so a waived
+check shows as `waived` everywhere (never `pass`), and an expired waiver stops
+counting on its expiry date and says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verify.tables import TableError, load_table, load_yaml_file
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Waiver:
+    check: str
+    reason: str
+    expires: dt.date
+
+
+@dataclass
+class Policy:
+    name: str
+    required: dict[str, bool] = field(default_factory=dict)  # check -> required
+    default_required: bool = True
+    waivers: list[Waiver] = field(default_factory=list)
+
+    def is_required(self, check: str) -> bool:
+        return self.required.get(check, self.default_required)
+
+
+def _parse(data: object, name: str) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{name}: expected a mapping with 'required' and 'waivers'")
+    unknown = set(data) - {"schema_version", "default_required", "required", "waivers",
+                           "description"}
+    if unknown:
+        raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
+    required = data.get("required") or {}
+    if not isinstance(required, dict) or not all(isinstance(v, bool) for v in required.values()):
+        raise PolicyError(f"{name}: 'required' maps check names to true/false")
+    waivers = []
+    for i, row in enumerate(data.get("waivers") or []):
+        where = f"{name}: waivers[{i}]"
+        if not isinstance(row, dict) or not {"check", "reason", "expires"} <= set(row):
+            raise PolicyError(f"{where}: needs check, reason and expires (YYYY-MM-DD)")
+        if not str(row["reason"]).strip():
+            raise PolicyError(f"{where}: the reason must not be empty")
+        expires = row["expires"]
+        if isinstance(expires, str):
+            try:
+                expires = dt.date.fromisoformat(expires)
+            except ValueError:
+                raise PolicyError(f"{where}: expires {expires!r} is not YYYY-MM-DD") from None
+        if not isinstance(expires, dt.date):
+            raise PolicyError(f"{where}: expires must be a date (YYYY-MM-DD)")
+        waivers.append(Waiver(str(row["check"]), str(row["reason"]), expires))
+    default = data.get("default_required", True)
+    if not isinstance(default, bool):
+        raise PolicyError(f"{name}: default_required must be true or false")
+    return Policy(name, dict(required), default, waivers)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """The default policy (everything required) or a policy file."""
+    if path is None:
+        return _parse(load_table("default_policy"), "default policy")
+    try:
+        data = load_yaml_file(path)
+    except TableError as exc:
+        raise PolicyError(str(exc)) from None
+    return _parse(data, str(path))
+
+
+def apply(policy: Policy, checks: Iterable, today: dt.date | None = None) -> None:
+    """Set `required` from the policy and turn waived checks into `waived`."""
+    today = today or dt.date.today()
+    for check in checks:
+        check.required = check.required and policy.is_required(check.name)
+        for waiver in policy.waivers:
+            if waiver.check != check.name:
+                continue
+            if waiver.expires < today:
+                check.message += (f" (waiver expired {waiver.expires.isoformat()}, ignored: "
+                                  f"{waiver.reason})")
+                continue
+            if check.status in ("fail", "unknown"):
+                check.waiver = {"reason": waiver.reason, "expires": waiver.expires.isoformat(),
+                                "status_without_waiver": check.status}
+                check.status = "waived"
+
+
+def verdict(checks: Iterable) -> tuple[str, object | None]:
+    """fail if a required check fails; inconclusive if one is unknown; else pass."""
+    checks = list(checks)
+    for status, word in (("fail", "fail"), ("unknown", "inconclusive")):
+        for check in checks:
+            if check.required and check.status == status:
+                return word, check
+    return "pass", None
