@@ -46,12 +46,15 @@ class Evidence:
         return {"file": self.file, "line": self.line, "rank": self.rank, "text": self.text}
 
 
-def evidence_of(event: Event | Row, rank: int | None = None, text: str | None = None) -> Evidence:
+def evidence_of(event: Event | Row, rank: int | None = None) -> Evidence | None:
+    """The line behind an event, or None for an occurrence that was only counted."""
     if isinstance(event, Row):
-        return Evidence(event.file, event.line, rank, text or " ".join(event.values.values()))
-    if rank is None:
+        return Evidence(event.file, event.line, rank, " ".join(event.values.values()))
+    if event.line is None:
+        return None
+    if rank is None and event.ctx is not None:
         rank = event.ctx.mpi_rank
-    return Evidence(event.file, event.line, rank, text if text is not None else event.text)
+    return Evidence(event.file, event.line, rank, event.text)
 
 
 @dataclass
@@ -61,11 +64,14 @@ class Fact:
     values: Counter = field(default_factory=Counter)
     evidence: dict[str, list[Evidence]] = field(default_factory=dict)
 
-    def add(self, value: str, ev: Evidence) -> None:
-        self.values[value] += 1
+    def add(self, value: str, ev: Evidence | None, count: int = 1) -> None:
+        self.values[value] += count
         lines = self.evidence.setdefault(value, [])
-        if len(lines) < EVIDENCE_CAP:
+        if ev is not None and len(lines) < EVIDENCE_CAP:
             lines.append(ev)
+
+    def wants(self, value: str) -> bool:
+        return len(self.evidence.get(value, ())) < EVIDENCE_CAP
 
     def first(self, value: str) -> list[Evidence]:
         return self.evidence.get(value, [])
@@ -86,10 +92,13 @@ class RankState:
     local_connections: int = 0  # P2P/SHM/... (not over the network)
     evidence: dict[tuple, list[Evidence]] = field(default_factory=dict)
 
-    def add(self, key: tuple, ev: Evidence) -> None:
+    def add(self, key: tuple, ev: Evidence | None) -> None:
         lines = self.evidence.setdefault(key, [])
-        if len(lines) < 2:
+        if ev is not None and len(lines) < 2:
             lines.append(ev)
+
+    def wants(self, key: tuple) -> bool:
+        return len(self.evidence.get(key, ())) < 2
 
 
 @dataclass
@@ -110,17 +119,21 @@ class TestRun:
 
 @dataclass
 class ErrorEntry:
+    """One distinct failure message; identical ones from other ranks are counted."""
+
     kind: str
     severity: str
     message: str
     evidence: Evidence
     cause: str | None = None
     fix: str | None = None
+    occurrences: int = 1
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "severity": self.severity, "message": self.message,
                 "file": self.evidence.file, "line": self.evidence.line,
-                "rank": self.evidence.rank, "cause": self.cause, "fix": self.fix}
+                "rank": self.evidence.rank, "occurrences": self.occurrences,
+                "cause": self.cause, "fix": self.fix}
 
 
 @cache
@@ -142,6 +155,32 @@ def diagnose(message: str, source: str) -> dict:
         if row["rx"].search(message):
             return row
     raise AssertionError("diagnoses table needs a catch-all row")
+
+
+# Event kinds whose value is a fact (named after the kind): the field and its normaliser.
+_FACT_FIELDS = {
+    "using_network": ("net", net_kind), "net_assigned": ("net", net_kind),
+    "net_initialized": ("net", net_kind), "net_init_failed": ("net", net_kind),
+    "provider": ("provider", normalise_provider),
+    "provider_filter": ("provider", normalise_provider),
+    "fi_provider_env": ("provider", normalise_provider),
+    "ofi_version": ("version", str), "libfabric_version": ("version", str),
+    "nccl_version": ("version", str), "gdr_off": ("text", str),
+}
+_YES_FACTS = ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
+              "libfabric_efa", "efa_address")
+
+
+def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
+    """The value an event adds to its fact, or None if the kind is not a fact."""
+    if kind in _FACT_FIELDS:
+        name, norm = _FACT_FIELDS[kind]
+        return norm(fields.get(name) or "") or "?"
+    if kind in _YES_FACTS:
+        return "yes"
+    if kind == "ofi_platform":
+        return fields.get("platform") or "aws"
+    return None
 
 
 def _float(text: str | None) -> float | None:
@@ -168,6 +207,7 @@ class JobModel:
         self.tests: list[TestRun] = []
         self._open_test: dict[str, TestRun] = {}
         self.errors: list[ErrorEntry] = []
+        self._error_index: dict[tuple[str, str], ErrorEntry] = {}
         self.errors_dropped = 0
         self.nranks = 0
         self.nnodes = 0
@@ -181,56 +221,68 @@ class JobModel:
 
     def _rank_of(self, event: Event) -> int | None:
         ctx = event.ctx
+        if ctx is None:
+            return None
         rank = self.proc_rank.get((ctx.host, ctx.pid, ctx.dev))
         return rank if rank is not None else ctx.mpi_rank
 
-    def _error(self, kind: str, message: str, ev: Evidence, source: str) -> None:
+    def _error(self, kind: str, message: str, ev: Evidence | None, source: str,
+               count: int = 1) -> None:
         diag = diagnose(message, source)
         if diag["id"] not in ("nccl-warn", "libfabric-warn"):
             kind = diag["kind"]
-        self.fact("error_kind").add(kind, ev)
-        if len(self.errors) >= ERROR_CAP:
-            self.errors_dropped += 1
+        message = message.strip()
+        entry = self._error_index.get((kind, message))
+        if entry is not None:
+            entry.occurrences += count
+            if ev is not None and (ev.file, ev.line) < (entry.evidence.file, entry.evidence.line):
+                entry.evidence = ev  # cite the first occurrence, whatever order inputs came in
             return
-        self.errors.append(ErrorEntry(kind, diag["severity"], message.strip(), ev,
-                                      diag["cause"], diag["fix"]))
+        if ev is None:  # counted before its first line was located: keep for the count
+            ev = Evidence("?", 0, None, message)
+        self.fact("error_kind").add(kind, ev, count)
+        if len(self.errors) >= ERROR_CAP:
+            self.errors_dropped += count
+            return
+        entry = ErrorEntry(kind, diag["severity"], message, ev, diag["cause"], diag["fix"], count)
+        self._error_index[(kind, message)] = entry
+        self.errors.append(entry)
+
+    def wants_evidence(self, kind: str, fields: dict[str, str | None]) -> bool:
+        """Whether one more located line of this event would be kept as evidence."""
+        if kind == "channel":
+            rank = _int(fields["dst"] if fields.get("dir") == "receive" else fields["src"])
+            state = self.ranks.get(rank) if rank is not None else None
+            if state is None:
+                return True
+            key = (net_kind(fields["net"]), fields["gdr"] is not None) if fields["net"] \
+                else ("local",)
+            return state.wants(key) or state.host is None
+        if kind in ("warn", "libfabric_warn", "test_failure"):
+            return True
+        value = _fact_value(kind, fields)
+        if value is None:
+            return kind in ("tests_devices", "comm_init")
+        fact = self.facts.get(kind)
+        return fact is None or fact.wants(value)
 
     # -- sink ------------------------------------------------------------------
-    def event(self, event: Event) -> None:  # noqa: C901 - one branch per event kind
-        self.events += 1
-        kind, f = event.kind, event.fields
-        if event.ctx.host:
+    def event(self, event: Event) -> None:
+        self.events += event.count
+        kind, f, n = event.kind, event.fields, event.count
+        if event.ctx is not None and event.ctx.host:
             self.record_hosts.add(event.ctx.host)
         if kind == "channel":
             self._channel(event)
             return
         ev = evidence_of(event, self._rank_of(event))
-        if kind in ("using_network", "net_assigned", "net_initialized", "net_init_failed"):
-            self.fact(kind).add(net_kind(f["net"]) or "?", ev)
-        elif kind == "provider":
-            self.fact("provider").add(normalise_provider(f["provider"] or ""), ev)
-        elif kind == "provider_filter":
-            self.fact("provider_filter").add(normalise_provider(f["provider"] or ""), ev)
-        elif kind == "fi_provider_env":
-            self.fact("fi_provider_env").add(normalise_provider(f["provider"] or ""), ev)
-        elif kind == "ofi_version":
-            self.fact("ofi_version").add(f["version"] or "", ev)
-        elif kind == "libfabric_version":
-            self.fact("libfabric_version").add(f["version"] or "", ev)
-        elif kind == "nccl_version":
-            self.fact("nccl_version").add(f["version"] or "", ev)
-        elif kind == "ofi_platform":
-            self.fact("ofi_platform").add(f.get("platform") or "aws", ev)
-        elif kind in ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
-                      "libfabric_efa", "efa_address"):
-            self.fact(kind).add("yes", ev)
-        elif kind == "gdr_off":
-            self.fact("gdr_off").add(f["text"] or "", ev)
-            if "GDR disabled on GDR-supported" in (f["text"] or ""):
-                return  # the WARN pattern on the same line reports it as an error
-            if "FI_HMEM" in (f["text"] or ""):
-                return  # reported through libfabric_warn
-        elif kind in ("comm_init", "nodes_summary"):
+        value = _fact_value(kind, f)
+        if value is not None:
+            self.fact(kind).add(value, ev, n)
+            if kind == "gdr_off" and ("GDR disabled on GDR-supported" in value
+                                      or "FI_HMEM" in value):
+                return  # reported as an error by the WARN / libfabric line itself
+        if kind in ("comm_init", "nodes_summary"):
             self._comm(event, ev)
         elif kind == "tests_devices":
             rank = _int(f["rank"])
@@ -239,7 +291,7 @@ class JobModel:
         elif kind in ("tests_header", "nccom_header"):
             fmt = "nccom" if kind == "nccom_header" else \
                 "new" if "#wrong" in event.text or "root" in event.text else "old"
-            test = TestRun(event.file, event.line, fmt)
+            test = TestRun(event.file, event.line or 0, fmt)
             self.tests.append(test)
             self._open_test[event.file] = test
         elif kind == "avg_busbw":
@@ -252,25 +304,25 @@ class JobModel:
             test.out_of_bounds = _int(f["count"])
             test.oob_evidence = ev
             if f["state"] == "FAILED" or (test.out_of_bounds or 0) > 0:
-                self._error("out_of_bounds", event.text.strip(), ev, "tests")
+                self._error("out_of_bounds", event.text.strip(), ev, "tests", n)
         elif kind == "warn":
-            self._error("nccl_warn", f["message"] or event.text, ev, "warn")
+            self._error("nccl_warn", f["message"] or event.text, ev, "warn", n)
         elif kind == "libfabric_warn":
-            self._error("libfabric_warn", f["message"] or event.text, ev, "libfabric_warn")
+            self._error("libfabric_warn", f["message"] or event.text, ev, "libfabric_warn", n)
         elif kind == "test_failure":
-            self._error("test_failure", f["message"] or event.text, ev, "test_failure")
+            self._error("test_failure", f["message"] or event.text, ev, "test_failure", n)
 
-    def _comm(self, event: Event, ev: Evidence) -> None:
+    def _comm(self, event: Event, ev: Evidence | None) -> None:
         f = event.fields
         nnodes = _int(f.get("nnodes"))
         if nnodes:
             self.nnodes = max(self.nnodes, nnodes)
-            self.fact("nnodes").add(str(nnodes), ev)
+            self.fact("nnodes").add(str(nnodes), ev, event.count)
         if event.kind == "comm_init":
             rank, nranks = _int(f["rank"]), _int(f["nranks"])
             self.nranks = max(self.nranks, nranks or 0)
             ctx = event.ctx
-            if rank is not None and ctx.host is not None:
+            if rank is not None and ctx is not None and ctx.host is not None:
                 self.proc_rank.setdefault((ctx.host, ctx.pid, ctx.dev), rank)
                 state = self.ranks.setdefault(rank, RankState(rank))
                 state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
@@ -282,17 +334,18 @@ class JobModel:
         if rank is None:
             return
         state = self.ranks.setdefault(rank, RankState(rank))
-        if state.host is None and event.ctx.host:
+        if state.host is None and event.ctx is not None and event.ctx.host:
             state.host, state.pid = event.ctx.host, event.ctx.pid
         ev = evidence_of(event, rank)
         if f["net"] is None:
-            state.local_connections += 1
-            self.fact("local_channel").add((f["via"] or "").split("/")[0], ev)
+            state.local_connections += event.count
+            state.add(("local",), ev)
+            self.fact("local_channel").add((f["via"] or "").split("/")[0], ev, event.count)
             return
         key = (net_kind(f["net"]), f["gdr"] is not None)
-        state.nets[key] += 1
+        state.nets[key] += event.count
         state.add(key, ev)
-        self.fact("net_channel").add(f"{key[0]}{'/GDRDMA' if key[1] else ''}", ev)
+        self.fact("net_channel").add(f"{key[0]}{'/GDRDMA' if key[1] else ''}", ev, event.count)
 
     def _test_for(self, event: Event) -> TestRun:
         test = self._open_test.get(event.file)
@@ -325,3 +378,12 @@ class JobModel:
         if wrong:
             self._error("wrong_values", f"{wrong} wrong values at size {parsed['size']} B",
                         evidence_of(row), "tests")
+
+    def truncated(self, file: str, line: int, problem: str) -> None:
+        """An input that ends early: a warning with where it broke."""
+        self._error("truncated_input", problem, Evidence(file, max(line, 1), None, problem),
+                    "truncated")
+
+    def finish(self) -> None:
+        """Order errors by where they are, once every input is in."""
+        self.errors.sort(key=lambda e: (e.evidence.file, e.evidence.line))

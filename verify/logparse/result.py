@@ -30,7 +30,11 @@ def parse_sources(sources: list[Source]) -> tuple[JobModel, list[dict]]:
     inputs = []
     for source in sources:
         scanner = Scanner(source, model).run()
-        inputs.append({"file": source.name, "lines": scanner.lines, "bytes": scanner.bytes})
+        inputs.append({"file": source.name, "lines": scanner.lines, "bytes": scanner.bytes,
+                       "problems": scanner.problems})
+        for problem in scanner.problems:
+            model.truncated(source.name, scanner.lines, problem)
+    model.finish()
     return model, inputs
 
 
@@ -164,7 +168,8 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
         checks.append(Check("nccl_version", "fail", True,
                             "ranks run different NCCL versions: "
                             + ", ".join(sorted(nccl_versions)),
-                            [m.facts["nccl_version"].first(v)[0] for v in nccl_versions]))
+                            [e for v in nccl_versions
+                             for e in m.facts["nccl_version"].first(v)[:1]]))
     elif nccl_version:
         checks.append(Check("nccl_version", "pass", True, f"one NCCL version: {nccl_version}",
                             m.facts["nccl_version"].first(nccl_version)[:1]))

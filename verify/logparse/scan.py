@@ -1,32 +1,51 @@
 """Turn raw log bytes into small typed events, streaming and in linear time.
 
-Every pattern in log_patterns.yaml is compiled into one alternation that is
-searched over whole chunks (the C regex engine skips uninteresting text; Python
-only sees matches).  Each event carries its file, line number and the NCCL
-record context (host, pid, device, MPI rank) found before it on the same line,
-so glued lines and any prefix seen in the wild (Open MPI `[1,3]<stdout>:`, srun
-`0: `, pdsh `host: `, CloudWatch `| ts |`, Ray `(pid=..)`) still attribute.
-nccl-tests table rows carry no keyword: after a table header the scanner reads
-lines one by one until the table ends.
+Two tiers, because Python's regex engine is slow at trying many patterns at
+every byte but fast at finding one literal:
+
+* Tier 1, NCCL records (` NCCL INFO ` / ` NCCL WARN `: nearly every line of a
+  big log).  One regex with that literal prefix collects each record's message
+  (channel numbers dropped) and counts identical messages in C.  Only distinct
+  messages are parsed against the patterns of log_patterns.yaml, and only the
+  first occurrences that a verdict needs as evidence are located again for
+  their line number and `host:pid:tid [dev]` context.  Large regular files are
+  split across processes.
+* Tier 2, everything else (nccl-tests tables and summaries, libfabric's own
+  lines, Neuron CCOM lines, torch errors): rare lines found by their anchors
+  (with grep when it is installed, else a Python regex), then parsed one by
+  one; nccl-tests rows are read in order after their table header.
+
+Any prefix seen in the wild (Open MPI `[1,3]<stdout>:`, srun `0: `, pdsh
+`host: `, CloudWatch `| ts |`, Ray `(pid=..)`) and glued lines are handled:
+patterns are searched anywhere in the text and may overlap.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
 from verify.logparse.sources import Source, chunks
 from verify.tables import load_table
 
-# `host:pid:tid [dev]` - the NCCL record header; the last one before an event wins.
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
 MPI_RANK_RE = re.compile(rb"\[1,(\d+)\]<std(?:out|err)>:|^\s*(\d+): |\[rank(\d+)\]:")
-ROW_START_RE = re.compile(
-    rb"(?<![\w.])(\d+)\s+(\d+)\s+(float|double|half|bfloat16|bf16|fp8\w*|fp16|fp32|fp64|"
-    rb"int8|uint8|int32|uint32|int64|uint64|int|char)\s")
-TABLE_END_NAMES = ("avg_busbw",)
+INFO_MARKER = b" NCCL INFO "
+WARN_RE = re.compile(rb" NCCL WARN ([^\n]*)")
+TIER1_MARKERS = (INFO_MARKER, b" NCCL WARN ")
+ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
+            "uint32|int64|uint64|int|char"
+ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode())
+# Files this large are counted by several processes (EFAKIT_PARALLEL_MIN_BYTES overrides).
+PARALLEL_MIN_BYTES = int(os.environ.get("EFAKIT_PARALLEL_MIN_BYTES", 64 << 20))
+KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -39,12 +58,15 @@ class Context:
 
 @dataclass
 class Event:
+    """A message kind with its fields; `line` is None when not located (counted only)."""
+
     kind: str
     fields: dict[str, str | None]
     file: str
-    line: int
-    ctx: Context
-    text: str = field(repr=False)
+    line: int | None
+    ctx: Context | None
+    text: str
+    count: int = 1
 
 
 @dataclass
@@ -56,139 +78,368 @@ class Row:
     values: dict[str, str]
 
 
+class Sink(Protocol):
+    def event(self, event: Event) -> None: ...
+
+    def row(self, row: Row) -> None: ...
+
+    def wants_evidence(self, kind: str, fields: dict[str, str | None]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    regex: re.Pattern[bytes]
+    message: str | None
+    needs: tuple[bytes, ...]
+
+
 @cache
-def _compiled() -> tuple[re.Pattern[bytes], dict[str, tuple[str, dict[str, str], str | None]]]:
-    """One alternation of every pattern; group names are rewritten to stay unique."""
-    parts = []
-    index: dict[str, tuple[str, dict[str, str], str | None]] = {}
-    for i, row in enumerate(load_table("log_patterns")["patterns"]):
-        outer = f"p{i}"
-        names: dict[str, str] = {}
+def patterns() -> tuple[Pattern, ...]:
+    rows = load_table("log_patterns")["patterns"]
+    return tuple(Pattern(r["name"], re.compile(r["regex"].encode()), r.get("message"),
+                         tuple(n.encode() for n in r["needs"])) for r in rows)
 
-        def rename(match: re.Match[str], i: int = i, names: dict[str, str] = names) -> str:
-            inner = f"p{i}_{match.group(1)}"
-            names[inner] = match.group(1)
-            return f"(?P<{inner}>"
 
-        body = re.sub(r"\(\?P<(\w+)>", rename, row["regex"])
-        parts.append(f"(?P<{outer}>{body})")
-        index[outer] = (row["name"], names, row.get("message"))
-    return re.compile("|".join(parts).encode()), index
+@cache
+def tier2_regex() -> re.Pattern[bytes]:
+    anchors = load_table("log_patterns")["tier2_anchors"]
+    return re.compile(b"|".join([re.escape(a.encode()) for a in anchors]
+                                + [ROW_START_RE.pattern]))
 
 
 def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _context(line: bytes) -> Context:
+@cache
+def _needles() -> tuple[re.Pattern[bytes], dict[bytes, tuple[int, ...]]]:
+    """One regex over every `needs` literal (longest first), and who needs each."""
+    owners: dict[bytes, list[int]] = {}
+    for index, pattern in enumerate(patterns()):
+        for needle in pattern.needs:
+            owners.setdefault(needle, []).append(index)
+    ordered = sorted(owners, key=len, reverse=True)
+    return (re.compile(b"|".join(re.escape(n) for n in ordered)),
+            {n: tuple(idx) for n, idx in owners.items()})
+
+
+def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
+    """Every pattern match in `text` (a message or a line), in text order."""
+    needle_re, owners = _needles()
+    candidates: set[int] = set()
+    for needle in set(needle_re.findall(text)):
+        candidates.update(owners[needle])
+    found = []
+    table = patterns()
+    for index in sorted(candidates):
+        pattern = table[index]
+        for match in pattern.regex.finditer(text):
+            fields = {k: (_decode(v) if v is not None else None)
+                      for k, v in match.groupdict().items()}
+            if pattern.message:
+                start = match.end() if pattern.message == "after" else match.start()
+                fields["message"] = _decode(text[start:]).strip()
+            found.append((match.start(), pattern.name, fields))
+    found.sort(key=lambda item: item[0])
+    return [(name, fields) for _, name, fields in found]
+
+
+def context(line: bytes) -> Context:
     records = RECORD_RE.findall(line)
     mpi = MPI_RANK_RE.search(line)
-    mpi_rank = None
-    if mpi:
-        mpi_rank = int(next(g for g in mpi.groups() if g is not None))
+    mpi_rank = int(next(g for g in mpi.groups() if g is not None)) if mpi else None
     if not records:
         return Context(None, None, None, mpi_rank)
     host, pid, _tid, dev = records[-1]
     return Context(_decode(host), int(pid), int(dev), mpi_rank)
 
 
-class Sink(Protocol):
-    """Where events and rows go as they are found (the job model aggregates them)."""
+def message_text(key: bytes | tuple[bytes, bytes]) -> bytes:
+    """The record text of a tier-1 key: an INFO segment (message, then up to the next
+    record) or a ("WARN", message) pair."""
+    if isinstance(key, tuple):
+        return b"NCCL WARN " + key[1]
+    return b"NCCL INFO " + key.split(b"\n", 1)[0]
 
-    def event(self, event: Event) -> None: ...
 
-    def row(self, row: Row) -> None: ...
+# -- tier 1 -------------------------------------------------------------------------
+Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
+EXAMPLES_PER_FACT = 3  # located lines kept per evidence key in one byte range
 
 
+def evidence_key(kind: str, fields: dict[str, str | None]) -> tuple:
+    """What one located example stands for (a rank's connection kind, a fact's value)."""
+    if kind == "channel":
+        rank = fields["dst"] if fields.get("dir") == "receive" else fields["src"]
+        return (kind, rank, fields.get("net"), fields.get("gdr"))
+    if kind == "comm_init":
+        return (kind, fields.get("nnodes"))
+    return (kind, tuple(sorted(fields.items())))
+
+
+class Tier1Counter:
+    """NCCL records of one byte range, counted by meaning, with a few located examples.
+
+    Identical messages are counted in C; each distinct message is parsed once
+    into its signature (the events it means), so per-rank noise such as comm
+    pointers collapses.  Memory stays bounded: raw messages are folded into
+    signatures whenever too many distinct ones pile up.
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.signatures: Counter = Counter()
+        self.examples: dict[Signature, list[tuple[int, bytes]]] = {}
+        self._raw: Counter = Counter()
+        self._sig_of: dict[tuple, Signature] = {}
+        self._cited: Counter = Counter()
+        self._ev_keys: dict[Signature, tuple] = {}
+
+    def _signature(self, key: tuple) -> Signature:
+        sig = self._sig_of.get(key)
+        if sig is None:
+            if len(self._sig_of) >= KEY_CACHE_MAX:
+                self._sig_of.clear()  # bounded memory: re-parse if a message comes back
+            events = parse_text(message_text(key).rstrip(b"\r"))
+            sig = self._sig_of[key] = tuple((k, tuple(sorted(f.items()))) for k, f in events)
+        return sig
+
+    def _evidence_keys(self, sig: Signature) -> tuple:
+        keys = self._ev_keys.get(sig)
+        if keys is None:
+            keys = self._ev_keys[sig] = tuple(evidence_key(k, dict(f)) for k, f in sig)
+        return keys
+
+    def _wants(self, sig: Signature) -> bool:
+        cited = self._cited
+        return any(cited[key] < EXAMPLES_PER_FACT for key in self._evidence_keys(sig))
+
+    def scan(self, data: bytes, line_base: int) -> None:
+        """Count `data` (whole lines; its first line is `line_base`) and locate examples.
+
+        Splitting on the ` NCCL INFO ` marker is a C-speed scan; each piece is a
+        record's message plus whatever follows up to the next record, and equal
+        pieces are counted in C.
+        """
+        parts = data.split(INFO_MARKER)
+        del parts[0]  # what precedes the first record belongs to tier 2
+        warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if b" NCCL WARN " in data else []
+        new = (set(parts) | set(warns)) - self._sig_of.keys()
+        todo = {key for key in new if self._wants(self._signature(key))}
+        if todo:
+            self._locate(data, line_base, todo)
+        self._raw.update(parts)  # counted in C
+        self._raw.update(warns)
+        if len(self._raw) >= KEY_CACHE_MAX:
+            self._fold()
+        self.lines += data.count(b"\n")
+
+    def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
+        sig = self._sig_of[key]
+        if not self._wants(sig):
+            return
+        start = data.rfind(b"\n", 0, at) + 1
+        stop = data.find(b"\n", at)
+        self.examples.setdefault(sig, []).append((line_no, data[start:stop if stop >= 0
+                                                                else len(data)]))
+        for key in self._evidence_keys(sig):
+            self._cited[key] += 1
+
+    def _locate(self, data: bytes, line_base: int, todo: set) -> None:
+        warn_todo = {key for key in todo if isinstance(key, tuple)}
+        info_todo = todo - warn_todo
+        line_no, counted = line_base, 0
+        parts = data.split(INFO_MARKER)
+        pos = len(parts[0])
+        for part in parts[1:]:
+            if info_todo and part in info_todo:
+                info_todo.discard(part)
+                line_no += data.count(b"\n", counted, pos)
+                counted = pos
+                self._example(part, data, pos, line_no)
+            elif not info_todo:
+                break
+            pos += len(INFO_MARKER) + len(part)
+        line_no, counted = line_base, 0
+        for match in WARN_RE.finditer(data) if warn_todo else ():
+            key = (b"WARN", match.group(1))
+            if key in warn_todo:
+                warn_todo.discard(key)
+                line_no += data.count(b"\n", counted, match.start())
+                counted = match.start()
+                self._example(key, data, match.start(), line_no)
+
+    def _fold(self) -> None:
+        for key, count in self._raw.items():
+            self.signatures[self._signature(key)] += count
+        self._raw.clear()
+
+    def finish(self) -> Tier1Counter:
+        self._fold()
+        self._sig_of.clear()
+        self._ev_keys.clear()
+        self.signatures.pop((), None)
+        return self
+
+
+def _range_worker(args: tuple[str, int, int]) -> Tier1Counter:
+    path, start, end = args
+    counter = Tier1Counter()
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        carry = b""
+        while handle.tell() < end or carry:
+            block = carry + handle.read(min(16 << 20, max(end - handle.tell(), 0)))
+            last = handle.tell() >= end
+            cut = len(block) if last else block.rfind(b"\n") + 1
+            if cut == 0:
+                carry = block
+                continue
+            carry = block[cut:]
+            counter.scan(block[:cut], counter.lines + 1)
+            if last and not carry:
+                break
+    return counter.finish()
+
+
+def _split_points(path: str, size: int, parts: int) -> list[tuple[str, int, int]]:
+    bounds = [0]
+    with open(path, "rb") as handle:
+        for i in range(1, parts):
+            handle.seek(size * i // parts)
+            handle.readline()
+            bounds.append(max(handle.tell(), bounds[-1]))
+    bounds.append(size)
+    return [(path, a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+# -- tier 2 -------------------------------------------------------------------------
+def _grep() -> str | None:
+    if os.environ.get("EFAKIT_NO_GREP") == "1":
+        return None
+    return shutil.which("grep")
+
+
+def _tier2_grep_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    anchors = load_table("log_patterns")["tier2_anchors"]
+    row = rf"(^|[^0-9A-Za-z_.])[0-9]+[[:space:]]+[0-9]+[[:space:]]+({ROW_TYPES})[[:space:]]"
+    cmd = [_grep(), "-a", "-n", "-E", "-e", row]
+    for anchor in anchors:
+        cmd += ["-e", re.sub(r"([.[\]()*+?{}|^$\\])", r"\\\1", anchor)]
+    cmd.append(path)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"}) as proc:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            number, _, line = raw.partition(b":")
+            yield int(number), line.rstrip(b"\n")
+    if proc.returncode not in (0, 1):
+        raise OSError(f"grep failed with exit status {proc.returncode}")
+
+
+def _tier2_python_lines(data: bytes, line_base: int) -> Iterator[tuple[int, bytes]]:
+    regex = tier2_regex()
+    pos, line_no, counted = 0, line_base, 0
+    while (match := regex.search(data, pos)) is not None:
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        stop = data.find(b"\n", match.end())
+        stop = len(data) if stop < 0 else stop
+        line_no += data.count(b"\n", counted, start)
+        counted = start
+        yield line_no, data[start:stop]
+        pos = stop + 1
+
+
+# -- the scanner --------------------------------------------------------------------
 class Scanner:
-    """Scan one source, handing each event and nccl-tests row to `sink` as found."""
+    """Scan one source into the sink: tier 1 and tier 2, then totals."""
 
     def __init__(self, source: Source, sink: Sink) -> None:
         self.source = source
         self.sink = sink
         self.lines = 0
         self.bytes = 0
-        self._columns: list[str] | None = None  # set while inside a results table
+        self.problems: list[str] = []
+        self._columns: list[str] | None = None
 
     def run(self) -> Scanner:
-        for chunk in chunks(self.source):
-            self._scan_chunk(chunk)
+        path = self.source.path
+        size = path.stat().st_size if path is not None else 0
+        gzipped = False
+        if path is not None:
+            with path.open("rb") as handle:
+                gzipped = handle.read(2) == b"\x1f\x8b"
+        if path is not None and not gzipped and size >= PARALLEL_MIN_BYTES and _grep():
+            self._run_parallel(str(path), size)
+        else:
+            self._run_sequential()
         return self
 
-    # -- chunk level -----------------------------------------------------------
-    def _scan_chunk(self, chunk: bytes) -> None:
-        regex, index = _compiled()
-        base_line = self.lines + 1  # line number of the chunk's first line
-        line_no = base_line
-        counted_to = 0
-        pos = 0
-        end = len(chunk)
-        ctx_cache: tuple[int, Context] | None = None
-        while pos < end:
-            if self._columns is not None:
-                line_no += chunk.count(b"\n", counted_to, pos)
-                counted_to = pos
-                pos, line_no = self._scan_table(chunk, pos, line_no)
-                counted_to = pos
-                continue
-            match = regex.search(chunk, pos)
-            if match is None:
-                break
-            start = chunk.rfind(b"\n", 0, match.start()) + 1
-            stop = chunk.find(b"\n", match.end())
-            stop = end if stop < 0 else stop
-            line_no += chunk.count(b"\n", counted_to, start)
-            counted_to = start
-            if ctx_cache is None or ctx_cache[0] != start:
-                ctx_cache = (start, _context(chunk[start:match.start()]))
-            self._emit(match, index, chunk, start, stop, line_no, ctx_cache[1])
-            pos = match.start() + 1  # overlapping messages on one line all count
-            if self._columns is not None:
-                pos = stop + 1
-                line_no += 1
-                counted_to = pos
-        self.lines += chunk.count(b"\n")
-        self.bytes += len(chunk)
+    def _run_sequential(self) -> None:
+        counter = Tier1Counter()
+        for chunk in chunks(self.source, problems=self.problems):
+            counter.scan(chunk, self.lines + 1)
+            for line_no, line in _tier2_python_lines(chunk, self.lines + 1):
+                self._line(line_no, line)
+            self.lines = counter.lines
+            self.bytes += len(chunk)
+        self._deliver(counter.finish(), 0)
 
-    def _emit(self, match: re.Match[bytes], index: dict, chunk: bytes, start: int, stop: int,
-              line_no: int, ctx: Context) -> None:
-        name, groups, message = index[match.lastgroup]
-        fields = {short: (_decode(match.group(full)) if match.group(full) is not None else None)
-                  for full, short in groups.items()}
-        if message:
-            begin = match.end() if message == "after" else match.start()
-            fields["message"] = _decode(chunk[begin:stop]).rstrip("\r")
-        text = _decode(chunk[start:stop]).rstrip("\r")
-        self.sink.event(Event(name, fields, self.source.name, line_no, ctx, text))
-        if name in ("tests_header", "nccom_header"):
-            self._columns = _columns(text[text.find("size"):] if "size" in text else text)
+    def _run_parallel(self, path: str, size: int) -> None:
+        import multiprocessing
 
-    # -- nccl-tests tables -----------------------------------------------------
-    def _scan_table(self, chunk: bytes, pos: int, line_no: int) -> tuple[int, int]:
-        """Read lines from `pos` while inside a results table; return where to resume."""
-        regex, index = _compiled()
-        end = len(chunk)
-        while pos < end and self._columns is not None:
-            stop = chunk.find(b"\n", pos)
-            stop = end if stop < 0 else stop
-            line = chunk[pos:stop]
+        workers = max(1, min(os.cpu_count() or 1, 4))
+        ranges = _split_points(path, size, workers)
+        with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
+            pending = pool.map_async(_range_worker, ranges)
+            tier2 = list(_tier2_grep_lines(path))  # runs while the workers count
+            results = pending.get()
+        offset = 0
+        for result in results:
+            self._deliver(result, offset)
+            offset += result.lines
+        for line_no, line in tier2:
+            self._line(line_no, line)
+        self.lines, self.bytes = offset, size
+
+    def _deliver(self, counter: Tier1Counter, line_offset: int) -> None:
+        """Hand counted events to the sink, located examples first as evidence."""
+        name = self.source.name
+        for sig, count in counter.signatures.items():
+            examples = counter.examples.get(sig, [])
+            for kind, items in sig:
+                fields = dict(items)
+                remaining = count
+                for line_no, line in examples:
+                    if remaining <= 0 or not self.sink.wants_evidence(kind, fields):
+                        break
+                    self.sink.event(Event(kind, fields, name, line_offset + line_no,
+                                          context(line), _decode(line).rstrip("\r")))
+                    remaining -= 1
+                if remaining > 0:
+                    self.sink.event(Event(kind, fields, name, None, None, kind, remaining))
+
+    # -- tier 2 lines and nccl-tests tables --------------------------------------
+    def _line(self, line_no: int, line: bytes) -> None:
+        if any(marker in line for marker in TIER1_MARKERS):
+            return  # an NCCL record: tier 1 counted it
+        name = self.source.name
+        if self._columns is not None:
             row = ROW_START_RE.search(line)
             if row:
                 tokens = _decode(line[row.start():]).split()
-                self.sink.row(Row(self.source.name, line_no,
-                                  dict(zip(self._columns, tokens, strict=False))))
-            else:
-                ctx = None
-                at = pos
-                while (match := regex.search(chunk, at, stop)) is not None:
-                    ctx = ctx or _context(chunk[pos:match.start()])
-                    self._emit(match, index, chunk, pos, stop, line_no, ctx)
-                    if index[match.lastgroup][0] in TABLE_END_NAMES:
-                        self._columns = None
-                    at = match.start() + 1
-            pos = stop + 1
-            line_no += 1
-        return pos, line_no
+                self.sink.row(Row(name, line_no, dict(zip(self._columns, tokens, strict=False))))
+                return
+        text = _decode(line).rstrip("\r")
+        ctx = None
+        for kind, fields in parse_text(line):
+            ctx = ctx or context(line)
+            self.sink.event(Event(kind, fields, name, line_no, ctx, text))
+            if kind in ("tests_header", "nccom_header"):
+                header = text[text.find("size"):]
+                self._columns = _columns(header)
+            elif kind == "avg_busbw":
+                self._columns = None
 
 
 def _columns(header: str) -> list[str]:
@@ -202,4 +453,3 @@ def _columns(header: str) -> list[str]:
         side = "oop_" if seen_time == 1 else "ip_" if seen_time >= 2 else ""
         out.append(side + name if name in ("time", "algbw", "busbw", "wrong", "error") else name)
     return out
-

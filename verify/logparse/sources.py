@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,15 +66,26 @@ def _open(source: Source) -> BinaryIO:
     return handle
 
 
-def chunks(source: Source, size: int = CHUNK) -> Iterator[bytes]:
-    """Byte chunks that end with a newline (the last one may not)."""
+def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
+           ) -> Iterator[bytes]:
+    """Byte chunks that end with a newline (the last one may not).
+
+    A truncated or corrupt .gz stops the input where it breaks: what was read
+    is kept and the problem is appended to `problems` (a truncated input is
+    evidence too, and must not cost the rest of the report).
+    """
     stream = _open(source)
     carry = b""
     try:
         while True:
             try:
                 block = stream.read(size)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                if problems is None:
+                    raise SourceError(f"{source.name}: cannot read ({exc})") from None
+                problems.append(f"{source.name}: input ends early ({exc})")
+                block = b""
+            except OSError as exc:
                 raise SourceError(f"{source.name}: cannot read ({exc})") from None
             if not block:
                 break

@@ -1,0 +1,145 @@
+"""Parser throughput against grep, on a ~1 GiB multi-rank NCCL log built from real lines.
+
+The log is made of line shapes from the shared corpus (aws-ofi-nccl 1.16 init
+lines of corpus 018, channel lines over Libfabric with and without GDRDMA, P2P
+lines, nccl-tests rows of corpus 004) for 1024 ranks on 128 nodes, repeated as
+successive jobs until it reaches the target size.  Baseline and parser run on
+the same file in the same run; the ratio is what counts (machines are noisy).
+
+    python bench/parse.py [--size-mb 1024] [--keep]
+
+Floor: the parser at >= 1/4 of grep's throughput; stretch: 1/2.  Peak memory
+of the parser process is printed too (target < 200 MB whatever the size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RANKS = 1024
+PER_NODE = 8
+GREP_PATTERN = "Selected [Pp]rovider|Using network|via NET/|Avg bus bandwidth"
+
+INIT = """\
+{h}:{pid}:{pid} [{d}] NCCL INFO Bootstrap: Using eth0:10.0.{n}.{d}<0>
+{h}:{pid}:{pid} [{d}] NCCL INFO cudaDriverVersion 13000
+{h}:{pid}:{pid} [{d}] NCCL INFO NCCL version 2.27.3+cuda12.9
+{h}:{pid}:{t} [{d}] NCCL INFO NET/Plugin: Loaded net plugin Libfabric (v10)
+{h}:{pid}:{t} [{d}] NCCL INFO Successfully loaded external plugin libnccl-net.so
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.2
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Using Libfabric version 2.1
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Using CUDA driver version 13000 with runtime 12090
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Configuring AWS-specific options
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Setting provider_filter to efa
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Running on p5.48xlarge platform, topology file /opt/amazon/ofi-nccl/share/aws-ofi-nccl/xml/p5.48xl-topo.xml
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Internode latency set at 75.0 us
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Selected provider is efa, fabric is efa (found 32 nics)
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Creating one domain per process
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Support for global registrations: true
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Support for DMA-BUF registrations: false
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Adding FI_EFA_FORK_SAFE=1 to environment
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Adding NCCL_BUFFSIZE=8388608 to environment
+{h}:{pid}:{t} [{d}] NCCL INFO NET/OFI Adding NCCL_P2P_NET_CHUNKSIZE=524288 to environment
+{h}:{pid}:{t} [{d}] NCCL INFO Initialized NET plugin Libfabric
+{h}:{pid}:{t} [{d}] NCCL INFO Assigned NET plugin Libfabric to comm
+{h}:{pid}:{t} [{d}] NCCL INFO Using network Libfabric
+{h}:{pid}:{t} [{d}] NCCL INFO DMA-BUF is available on GPU device {d}
+{h}:{pid}:{t} [{d}] NCCL INFO ncclCommInitRankConfig comm 0x556d504b7460 rank {r} nranks 1024 cudaDev {d} nvmlDev {d} busId 101d0 commId 0xb079519ed44b724 - Init START
+{h}:{pid}:{t} [{d}] NCCL INFO Bootstrap timings total 8.128340 (create 0.000044, send 0.000162, recv 1.970281, ring 0.000162, delay 0.000000)
+{h}:{pid}:{t} [{d}] NCCL INFO comm 0x556d504b7460 rank {r} nRanks 1024 nNodes 128 localRanks 8 localRank {d} MNNVL 0
+{h}:{pid}:{t} [{d}] NCCL INFO Setting affinity for GPU {d} to ffffffff,ffff0000,00000000
+{h}:{pid}:{t} [{d}] NCCL INFO P2P Chunksize set to 524288
+{h}:{pid}:{t} [{d}] NCCL INFO PROFILER/Plugin: Could not find: libnccl-profiler.so.
+{h}:{pid}:{t} [{d}] NCCL INFO Check P2P Type isAllDirectP2p 0 directMode 0
+{h}:{pid}:{t} [{d}] NCCL INFO threadThresholds 8/8/64 | 8192/8/64 | 512 | 512
+{h}:{pid}:{t} [{d}] NCCL INFO 32 coll channels, 32 collnet channels, 16 nvls channels, 32 p2p channels, 32 p2p channels per peer
+{h}:{pid}:{t} [{d}] NCCL INFO TUNER/Plugin: Using tuner plugin nccl_ofi_tuner
+{h}:{pid}:{t} [{d}] NCCL INFO ncclCommInitRankConfig comm 0x556d504b7460 rank {r} nranks 1024 cudaDev {d} nvmlDev {d} busId 101d0 commId 0xb079519ed44b724 - Init COMPLETE
+"""
+NET = "{h}:{pid}:{t} [{d}] NCCL INFO Channel {c:02d}/0 : {p}[{d}] -> {r}[{d}] [receive] via NET/Libfabric/{d}/GDRDMA\n" \
+      "{h}:{pid}:{t} [{d}] NCCL INFO Channel {c:02d}/0 : {r}[{d}] -> {q}[{d}] [send] via NET/Libfabric/{d}/GDRDMA\n"
+P2P = "{h}:{pid}:{t} [{d}] NCCL INFO Channel {c:02d}/1 : {r}[{d}] -> {q}[{e}] via P2P/CUMEM/read\n"
+TABLE = """\
+#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong
+#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
+{rows}# Out of bounds values : 0 OK
+# Avg bus bandwidth    : 79.9352
+"""
+ROW = "  {size:>10}  {count:>12}     float     sum      -1   4553.6  235.80  442.13      0   4553.0  235.83  442.19      0\n"
+
+
+def one_job() -> bytes:
+    parts = []
+    for rank in range(RANKS):
+        node, dev = divmod(rank, PER_NODE)
+        ids = {"h": f"p5-node-{node:03d}", "pid": 4000 + dev, "t": 4100 + dev, "d": dev,
+               "n": node, "r": rank, "p": (rank - PER_NODE) % RANKS,
+               "q": (rank + PER_NODE) % RANKS, "e": (dev + 1) % PER_NODE}
+        parts.append(INIT.format(**ids))
+        for channel in range(16):
+            parts.append(NET.format(c=channel, **ids))
+            parts.append(P2P.format(c=channel, **ids))
+    rows = "".join(ROW.format(size=8 << i, count=2 << i) for i in range(28))
+    parts.append(TABLE.format(rows=rows))
+    return "".join(parts).encode()
+
+
+def build(path: Path, size_mb: int) -> int:
+    job = one_job()
+    target = size_mb << 20
+    written = 0
+    with path.open("wb") as handle:
+        while written < target:
+            handle.write(job)
+            written += len(job)
+    return written
+
+
+def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    return time.perf_counter() - start, proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--keep", action="store_true", help="keep the generated log")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="efakit-bench-"))
+    log = workdir / "ranks.log"
+    size = build(log, args.size_mb)
+    subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
+    grep_s, grep = timed(["grep", "-cE", GREP_PATTERN, str(log)])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    parse_s, parsed = timed([sys.executable, "-m", "verify.cli", "parse", str(log), "--json",
+                             "--instance-type", "p5"])
+    peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+    if parsed.returncode not in (0, 1, 3) or '"efa_used": true' not in parsed.stdout:
+        print(f"parser failed (exit {parsed.returncode}): {parsed.stderr[-500:]}")
+        return 1
+    mb = size / 1e6
+    ratio = grep_s / parse_s
+    print(f"log: {mb:.0f} MB, {RANKS} ranks per job, grep matched {grep.stdout.strip()} lines")
+    print(f"{'tool':<12}{'seconds':>10}{'MB/s':>10}")
+    print(f"{'grep -cE':<12}{grep_s:>10.2f}{mb / grep_s:>10.0f}")
+    print(f"{'efa-verify':<12}{parse_s:>10.2f}{mb / parse_s:>10.0f}")
+    print(f"throughput ratio parser/grep: {ratio:.2f} (floor 0.25, stretch 0.50)")
+    print(f"parser peak RSS: {peak_kb / 1024:.0f} MB (target < 200 MB)")
+    if not args.keep:
+        log.unlink()
+        workdir.rmdir()
+    else:
+        print(f"kept {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The parser never raises on hostile input, stays linear, and both scan paths agree."""
+
+import os
+import subprocess
+import sys
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CORPUS, ROOT
+from tests.parsehelp import parse_text
+
+REAL_LINES = []
+if CORPUS.is_dir():
+    for path in sorted(CORPUS.glob("*.log")):
+        REAL_LINES.extend(path.read_bytes().splitlines()[:40])
+REAL_LINES = REAL_LINES or [b"h:1:2 [0] NCCL INFO Using network Libfabric"]
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(st.binary(max_size=4096))
+def test_random_bytes_never_raise(tmp_path, data):
+    result = parse_text(tmp_path, data)
+    assert result["verdict"] in ("pass", "fail", "inconclusive")
+
+
+@st.composite
+def mutated_logs(draw):
+    lines = draw(st.lists(st.sampled_from(REAL_LINES), min_size=1, max_size=40))
+    out = []
+    for line in lines:
+        op = draw(st.sampled_from(["keep", "cut", "glue", "flip", "crlf", "prefix"]))
+        if op == "cut":
+            line = line[: draw(st.integers(0, len(line)))]
+        elif op == "glue" and out:
+            out[-1] = out[-1] + b" | " + line
+            continue
+        elif op == "flip" and line:
+            i = draw(st.integers(0, len(line) - 1))
+            line = line[:i] + bytes([draw(st.integers(0, 255))]) + line[i + 1:]
+        elif op == "crlf":
+            line += b"\r"
+        elif op == "prefix":
+            line = draw(st.sampled_from([b"[1,3]<stdout>:", b"7: ", b"  | ts | ", b"\x00"])) + line
+        out.append(line)
+    return b"\n".join(out)
+
+
+@SETTINGS
+@given(mutated_logs())
+def test_mutated_real_logs_never_raise(tmp_path, data):
+    result = parse_text(tmp_path, data)
+    assert result["verdict"] in ("pass", "fail", "inconclusive")
+    for finding in result["findings"].values():
+        assert finding["value"] in (True, False, None) or isinstance(finding["value"], str)
+
+
+def _parse_seconds(path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
+                          capture_output=True, cwd=ROOT)
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    return time.perf_counter() - start
+
+
+def test_huge_single_line_and_garbage_are_linear(tmp_path):
+    """10 MB on one line, and binary garbage, cost about what their size says."""
+    small, big = tmp_path / "small.log", tmp_path / "big.log"
+    unit = b"NCCL INFO via NET/Libfabric/0 \x00\xff garbage " * 1000
+    small.write_bytes(unit * 25)  # 1 MB, one line
+    big.write_bytes(unit * 250)  # 10 MB, one line
+    base = _parse_seconds(small)
+    assert _parse_seconds(big) < max(10 * base, 1.0) * 3  # linear, with a generous margin
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(os.urandom(4 << 20))
+    assert _parse_seconds(garbage) < 30
+
+
+def test_parallel_and_sequential_paths_agree(tmp_path, monkeypatch):
+    """Large files are counted by several processes plus grep; small ones in one pass."""
+    from tests.parsehelp import parse_paths
+    from verify.logparse import scan
+
+    paths = sorted(CORPUS.glob("0*.log")) if CORPUS.is_dir() else []
+    log = tmp_path / "all.log"
+    log.write_bytes(b"".join(p.read_bytes() for p in paths) or REAL_LINES[0] + b"\n")
+    sequential = parse_paths([log])
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 1)
+    parallel = parse_paths([log])
+    for key in ("transport", "provider", "efa_used", "gdr_used", "nccl_version", "nodes",
+                "ranks", "busbw_avg_GBps", "verdict"):
+        assert parallel[key] == sequential[key], key
+    assert [c["status"] for c in parallel["checks"]] == [c["status"] for c in sequential["checks"]]
+    assert {(e["kind"], e["message"]) for e in parallel["errors"]} == \
+        {(e["kind"], e["message"]) for e in sequential["errors"]}
+    assert {(e["kind"], e["line"]) for e in parallel["errors"]} == \
+        {(e["kind"], e["line"]) for e in sequential["errors"]}
