@@ -11,9 +11,9 @@ every byte but fast at finding one literal:
   their line number and `host:pid:tid [dev]` context.  Large regular files are
   split across processes.
 * Tier 2, everything else (nccl-tests tables and summaries, libfabric's own
-  lines, Neuron CCOM lines, torch errors): rare lines found by their anchors
-  (with grep when it is installed, else a Python regex), then parsed one by
-  one; nccl-tests rows are read in order after their table header.
+  lines, Neuron CCOM lines, torch errors): the text between NCCL records,
+  searched for its anchors, then parsed line by line; nccl-tests rows are
+  read in order after their table header.
 
 Any prefix seen in the wild (Open MPI `[1,3]<stdout>:`, srun `0: `, pdsh
 `host: `, CloudWatch `| ts |`, Ray `(pid=..)`) and glued lines are handled:
@@ -22,17 +22,16 @@ patterns are searched anywhere in the text and may overlap.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
-from verify.logparse.sources import Source, chunks
+from verify.logparse.sources import CHUNK, Source, chunks
 from verify.tables import load_table
 
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
@@ -46,6 +45,7 @@ ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode()
 # Files this large are counted by several processes (EFAKIT_PARALLEL_MIN_BYTES overrides).
 PARALLEL_MIN_BYTES = int(os.environ.get("EFAKIT_PARALLEL_MIN_BYTES", 64 << 20))
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
+MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by scanning whole chunks
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,20 @@ def _needles() -> tuple[re.Pattern[bytes], dict[bytes, tuple[int, ...]]]:
             {n: tuple(idx) for n, idx in owners.items()})
 
 
+@cache
+def _channel_pattern() -> Pattern:
+    return next(p for p in patterns() if p.name == "channel")
+
+
 def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
     """Every pattern match in `text` (a message or a line), in text order."""
+    if text.startswith(b"NCCL INFO Channel ") and b" | " not in text:
+        # Most distinct records of a big job are channel lines: one pattern decides.
+        match = _channel_pattern().regex.search(text)
+        if match is None:
+            return []
+        return [("channel", {k: (_decode(v) if v is not None else None)
+                             for k, v in match.groupdict().items()})]
     needle_re, owners = _needles()
     candidates: set[int] = set()
     for needle in set(needle_re.findall(text)):
@@ -175,7 +187,29 @@ def evidence_key(kind: str, fields: dict[str, str | None]) -> tuple:
         return (kind, rank, fields.get("net"), fields.get("gdr"))
     if kind == "comm_init":
         return (kind, fields.get("nnodes"))
-    return (kind, tuple(sorted(fields.items())))
+    return (kind, tuple(fields.items()))
+
+
+def _extra_region(piece: bytes) -> tuple[int, int] | None:
+    """Offsets in `piece` of the whole lines after its record's own line, if any."""
+    first = piece.find(b"\n")
+    last = piece.rfind(b"\n")
+    if first < 0 or last <= first:
+        return None
+    return first + 1, last + 1
+
+
+def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
+    """Where `piece` stands as a whole piece in `data`: its extra region's offsets."""
+    needle = INFO_MARKER + piece
+    start, end = _extra_region(piece)  # type: ignore[misc]
+    at = data.find(needle)
+    while at >= 0:
+        after = at + len(needle)
+        if after == len(data) or data.startswith(INFO_MARKER, after):
+            base = at + len(INFO_MARKER)
+            yield base + start, base + end
+        at = data.find(needle, at + 1)
 
 
 class Tier1Counter:
@@ -195,6 +229,8 @@ class Tier1Counter:
         self._sig_of: dict[tuple, Signature] = {}
         self._cited: Counter = Counter()
         self._ev_keys: dict[Signature, tuple] = {}
+        self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self.tier2: list[tuple[int, bytes]] = []  # (line in range, line) for tier 2
 
     def _signature(self, key: tuple) -> Signature:
         sig = self._sig_of.get(key)
@@ -202,7 +238,7 @@ class Tier1Counter:
             if len(self._sig_of) >= KEY_CACHE_MAX:
                 self._sig_of.clear()  # bounded memory: re-parse if a message comes back
             events = parse_text(message_text(key).rstrip(b"\r"))
-            sig = self._sig_of[key] = tuple((k, tuple(sorted(f.items()))) for k, f in events)
+            sig = self._sig_of[key] = tuple((k, tuple(f.items())) for k, f in events)
         return sig
 
     def _evidence_keys(self, sig: Signature) -> tuple:
@@ -220,20 +256,45 @@ class Tier1Counter:
 
         Splitting on the ` NCCL INFO ` marker is a C-speed scan; each piece is a
         record's message plus whatever follows up to the next record, and equal
-        pieces are counted in C.
+        pieces are counted in C.  Lines that are not NCCL records sit inside
+        pieces after their first line (or before the first record): those
+        regions go to tier 2.
         """
         parts = data.split(INFO_MARKER)
-        del parts[0]  # what precedes the first record belongs to tier 2
+        head = parts[0]
+        del parts[0]
         warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if b" NCCL WARN " in data else []
-        new = (set(parts) | set(warns)) - self._sig_of.keys()
-        todo = {key for key in new if self._wants(self._signature(key))}
+        known = len(self._raw)
+        self._raw.update(parts)  # counted in C; new keys are appended in insertion order
+        self._raw.update(warns)
+        new = [key for key in itertools.islice(self._raw, known, None)
+               if key not in self._sig_of]
+        todo = set()
+        for key in new:
+            if not isinstance(key, tuple) and _extra_region(key) is not None:
+                self._extra.add(key)
+            if self._wants(self._signature(key)):
+                todo.add(key)
         if todo:
             self._locate(data, line_base, todo)
-        self._raw.update(parts)  # counted in C
-        self._raw.update(warns)
+        if len(self._extra) > MAX_EXTRA_PIECES:
+            self.tier2.extend(_tier2_python_lines(data, line_base))  # dense: scan it all
+        else:
+            regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
+            for key in self._extra:
+                regions.extend(_occurrences(data, key))
+            if regions:
+                self._tier2(data, line_base, sorted(regions))
         if len(self._raw) >= KEY_CACHE_MAX:
             self._fold()
         self.lines += data.count(b"\n")
+
+    def _tier2(self, data: bytes, line_base: int, regions: list[tuple[int, int]]) -> None:
+        line_no, counted = line_base, 0
+        for start, end in regions:
+            line_no += data.count(b"\n", counted, start)
+            counted = start
+            self.tier2.extend(_tier2_python_lines(data[start:end], line_no))
 
     def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
         sig = self._sig_of[key]
@@ -278,6 +339,7 @@ class Tier1Counter:
     def finish(self) -> Tier1Counter:
         self._fold()
         self._sig_of.clear()
+        self._extra.clear()
         self._ev_keys.clear()
         self.signatures.pop((), None)
         return self
@@ -290,7 +352,7 @@ def _range_worker(args: tuple[str, int, int]) -> Tier1Counter:
         handle.seek(start)
         carry = b""
         while handle.tell() < end or carry:
-            block = carry + handle.read(min(16 << 20, max(end - handle.tell(), 0)))
+            block = carry + handle.read(min(CHUNK, max(end - handle.tell(), 0)))
             last = handle.tell() >= end
             cut = len(block) if last else block.rfind(b"\n") + 1
             if cut == 0:
@@ -315,28 +377,6 @@ def _split_points(path: str, size: int, parts: int) -> list[tuple[str, int, int]
 
 
 # -- tier 2 -------------------------------------------------------------------------
-def _grep() -> str | None:
-    if os.environ.get("EFAKIT_NO_GREP") == "1":
-        return None
-    return shutil.which("grep")
-
-
-def _tier2_grep_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    anchors = load_table("log_patterns")["tier2_anchors"]
-    row = rf"(^|[^0-9A-Za-z_.])[0-9]+[[:space:]]+[0-9]+[[:space:]]+({ROW_TYPES})[[:space:]]"
-    cmd = [_grep(), "-a", "-n", "-E", "-e", row]
-    for anchor in anchors:
-        cmd += ["-e", re.sub(r"([.[\]()*+?{}|^$\\])", r"\\\1", anchor)]
-    cmd.append(path)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"}) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            number, _, line = raw.partition(b":")
-            yield int(number), line.rstrip(b"\n")
-    if proc.returncode not in (0, 1):
-        raise OSError(f"grep failed with exit status {proc.returncode}")
-
-
 def _tier2_python_lines(data: bytes, line_base: int) -> Iterator[tuple[int, bytes]]:
     regex = tier2_regex()
     pos, line_no, counted = 0, line_base, 0
@@ -369,7 +409,7 @@ class Scanner:
         if path is not None:
             with path.open("rb") as handle:
                 gzipped = handle.read(2) == b"\x1f\x8b"
-        if path is not None and not gzipped and size >= PARALLEL_MIN_BYTES and _grep():
+        if path is not None and not gzipped and size >= PARALLEL_MIN_BYTES:
             self._run_parallel(str(path), size)
         else:
             self._run_sequential()
@@ -379,8 +419,6 @@ class Scanner:
         counter = Tier1Counter()
         for chunk in chunks(self.source, problems=self.problems):
             counter.scan(chunk, self.lines + 1)
-            for line_no, line in _tier2_python_lines(chunk, self.lines + 1):
-                self._line(line_no, line)
             self.lines = counter.lines
             self.bytes += len(chunk)
         self._deliver(counter.finish(), 0)
@@ -391,20 +429,19 @@ class Scanner:
         workers = max(1, min(os.cpu_count() or 1, 4))
         ranges = _split_points(path, size, workers)
         with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
-            pending = pool.map_async(_range_worker, ranges)
-            tier2 = list(_tier2_grep_lines(path))  # runs while the workers count
-            results = pending.get()
+            results = pool.map(_range_worker, ranges)
         offset = 0
         for result in results:
             self._deliver(result, offset)
             offset += result.lines
-        for line_no, line in tier2:
-            self._line(line_no, line)
         self.lines, self.bytes = offset, size
 
     def _deliver(self, counter: Tier1Counter, line_offset: int) -> None:
-        """Hand counted events to the sink, located examples first as evidence."""
+        """Hand counted events to the sink (located examples first as evidence),
+        then the range's other lines in order."""
         name = self.source.name
+        for line_no, line in counter.tier2:
+            self._line(line_offset + line_no, line)
         for sig, count in counter.signatures.items():
             examples = counter.examples.get(sig, [])
             for kind, items in sig:

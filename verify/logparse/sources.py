@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 16 << 20
+CHUNK = 8 << 20
 MAX_CARRY = 64 << 20  # a line longer than this is cut, never held whole
 
 
