@@ -140,5 +140,39 @@ def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
         sys.exit(int(Exit.FAIL))
     click.echo(f"efakit lint: {framework} clean ({', '.join(spec.variants)})")
 
+@main.command()
+@click.argument("result_file", type=click.Path(path_type=Path))
+@click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None,
+              help="Draw bus bandwidth against message size into this PNG.")
+@click.option("--markdown", "markdown_file", type=click.Path(path_type=Path), default=None,
+              help="Write the Markdown summary.")
+@errors
+def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None) -> None:
+    """Show an efa-verify JSON result; optionally plot it (on the host, not in the image)."""
+    import json
+
+    from buildkit.plot import PlotError, plot_busbw
+    from verify import report as reports
+
+    try:
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{result_file}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{result_file}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(result, dict) or result.get("schema_version") != 1:
+        raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
+    click.echo(reports.to_table(result), nl=False)
+    if markdown_file:
+        reports.write_atomic(markdown_file, reports.to_markdown(result))
+    if plot_file:
+        try:
+            plot_busbw(result, plot_file)
+        except PlotError as exc:
+            raise CliError(str(exc)) from None
+        click.echo(f"plot: {plot_file}")
+    sys.exit(int(reports.VERDICT_EXIT[result["verdict"]]))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,100 @@
+"""Policies (required checks, expiring waivers) and the host-side report/plot."""
+
+import datetime as dt
+import json
+import subprocess
+
+import pytest
+
+from tests.parsehelp import check, parse_text
+from tests.test_parse_formats import good, table
+from verify.policy import PolicyError, load_policy
+
+
+def _policy(tmp_path, text):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return load_policy(path)
+
+
+def test_default_policy_requires_everything():
+    policy = load_policy(None)
+    assert policy.is_required("anything") and policy.waivers == []
+
+
+def test_waiver_shows_waived_never_pass_and_changes_the_verdict(tmp_path):
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    policy = _policy(tmp_path, f"""
+waivers:
+  - check: bandwidth
+    reason: "p4d has no published busbw yet (ticket NET-12)"
+    expires: {future}
+""")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+                        policy=policy)
+    bw = check(result, "bandwidth")
+    assert bw["status"] == "waived" and bw["waiver"]["status_without_waiver"] == "unknown"
+    assert result["verdict"] == "pass"
+
+
+def test_expired_waiver_is_ignored_and_says_so(tmp_path):
+    policy = _policy(tmp_path, """
+waivers:
+  - check: bandwidth
+    reason: "temporary"
+    expires: 2020-01-01
+""")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+                        policy=policy)
+    bw = check(result, "bandwidth")
+    assert bw["status"] == "unknown" and "waiver expired 2020-01-01" in bw["message"]
+    assert result["verdict"] == "inconclusive"
+
+
+def test_not_required_check_does_not_decide(tmp_path):
+    policy = _policy(tmp_path, "required: {bandwidth: false}\n")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+                        policy=policy)
+    assert check(result, "bandwidth")["required"] is False and result["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("waivers:\n  - check: x\n    reason: r\n", "needs check, reason and expires"),
+    ("waivers:\n  - {check: x, reason: '', expires: 2030-01-01}\n", "reason must not be empty"),
+    ("waivers:\n  - {check: x, reason: r, expires: soon}\n", "not YYYY-MM-DD"),
+    ("required: {bandwidth: maybe}\n", "maps check names to true/false"),
+    ("colour: red\n", "unknown key"),
+    ("- a list\n", "expected a mapping"),
+])
+def test_bad_policies(tmp_path, text, message):
+    with pytest.raises(PolicyError, match=message):
+        _policy(tmp_path, text)
+
+
+def test_bad_policy_on_the_command_line_is_exit_2(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text(good())
+    bad = tmp_path / "p.yaml"
+    bad.write_text("colour: red\n")
+    proc = subprocess.run(["efa-verify", "parse", str(log), "--policy", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown key" in proc.stderr
+
+
+def test_report_and_plot_from_a_result(tmp_path):
+    log, result_file, png = tmp_path / "x.log", tmp_path / "r.json", tmp_path / "bw.png"
+    log.write_text(good() + good("node-b", 1, 0) + table())
+    subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5", "-o",
+                    str(result_file)], capture_output=True, check=False)
+    proc = subprocess.run(["efakit", "report", str(result_file), "--plot", str(png)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "VERDICT: PASS" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_report_rejects_what_is_not_a_result(tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hello": 1}))
+    proc = subprocess.run(["efakit", "report", str(other)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not an efa-verify result" in proc.stderr
