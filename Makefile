@@ -13,6 +13,8 @@ endif
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.efakit-installed
+# Tests and lint call efa-verify, efakit and hadolint by name: the venv's come first.
+export PATH := $(BIN):$(PATH)
 PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
 
 .PHONY: help venv render golden lint test bench-parse clean
