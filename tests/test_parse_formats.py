@@ -252,3 +252,40 @@ def test_junit_failure_and_skips(tmp_path):
     cases = {c.get("name"): c for c in ET.parse(junit).getroot()}
     assert cases["transport"].find("failure") is not None
     assert cases["bandwidth"].find("skipped") is not None
+
+
+def test_pxn_channel_lines_keep_their_gdr_flag(tmp_path):
+    # NCCL 2.12+ with PXN prints the proxy rank after the device: NET/IB/0(1)/GDRDMA.
+    text = ("h:1:2 [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0(1)/GDRDMA\n"
+            "h:1:2 [0] NCCL INFO Channel 01/0 : 8[0] -> 0[0] [receive] via NET/IB/1(9)/GDRDMA\n")
+    result = parse_text(tmp_path, text)
+    assert result["transport"] == "ib" and result["gdr_used"] is True
+
+
+def test_efa_direct_fabric_is_efa(tmp_path):
+    text = good().replace("efa, fabric is efa (found 1 nics)",
+                          "efa-direct, fabric is efa-direct (found 32 nics)")
+    result = parse_text(tmp_path, text)
+    assert result["efa_used"] is True and check(result, "provider")["status"] == "pass"
+
+
+def test_sharp_ibext_plugin_is_ib(tmp_path):
+    text = ("h:1:2 [0] NCCL INFO Using network IBext_v8\n"
+            "h:1:2 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/IBext_v8/0/GDRDMA\n")
+    result = parse_text(tmp_path, text)
+    assert result["transport"] == "ib" and result["efa_used"] is False
+
+
+def test_unknown_network_is_named_not_guessed(tmp_path):
+    text = "h:1:2 [0] NCCL INFO Using network GPUDirectTCPX\n"
+    result = parse_text(tmp_path, text)
+    assert result["transport"] is None and result["efa_used"] is False
+    assert "GPUDirectTCPX" in result["findings"]["transport"]["reason"]
+
+
+def test_json_wrapped_container_logs(tmp_path):
+    # Docker's json-file / CloudWatch JSON: each record inside a JSON string.
+    line = '{{"log":"{}\\n","stream":"stdout","time":"2024-01-01T00:00:00Z"}}\n'
+    text = "".join(line.format(rec) for rec in good().splitlines())
+    result = parse_text(tmp_path, text)
+    assert result["efa_used"] is True and result["gdr_used"] is True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from verify.logparse.model import Evidence, JobModel, TestRun
+from verify.logparse.model import Evidence, JobModel, TestRun, is_efa_provider
 from verify.profiles import Profile, UnknownInstance, resolve
 
 GIB = 1 << 30
@@ -20,6 +20,9 @@ TRANSPORT_ORDER = ("socket", "ib", "libfabric")
 NON_RDMA_PROVIDERS = ("tcp", "sockets", "udp", "shm")
 
 
+EVIDENCE_SHOWN = 8
+
+
 @dataclass
 class Finding:
     """A derived value, why, and the lines that show it."""
@@ -27,6 +30,7 @@ class Finding:
     value: object
     reason: str
     evidence: list[Evidence] = field(default_factory=list)
+    other: str | None = None  # a network outside the transport enum, by name
 
     def as_dict(self) -> dict:
         return {"value": self.value, "reason": self.reason,
@@ -59,12 +63,26 @@ def _worst(values: set[str]) -> str:
     return others[0] if others else "libfabric"
 
 
+def _named(finding: Finding) -> Finding:
+    """An `other:<name>` network is reported as null transport, with its name said."""
+    value = finding.value
+    if isinstance(value, str) and value.startswith("other:"):
+        return Finding(None, f"NCCL used network {value[6:]!r}, neither Libfabric, IB nor "
+                       "Socket", finding.evidence, other=value[6:])
+    return finding
+
+
 def transport(m: JobModel) -> Finding:
+    return _named(_transport(m))
+
+
+def _transport(m: JobModel) -> Finding:
     channel = {k[0] for r in m.ranks.values() for k in r.nets}
     if channel:
         value = _worst(channel)
-        return Finding(value, f"connections carried over NET/{value}",
-                       m.fact("net_channel").all_evidence())
+        evidence = [e for key, lines in m.fact("net_channel").evidence.items()
+                    if key.split("/")[0] == value for e in lines][:EVIDENCE_SHOWN]
+        return Finding(value, f"connections carried over NET/{value}", evidence)
     for name, why in (("net_assigned", "NCCL assigned the {} net plugin to the communicator"),
                       ("using_network", "NCCL logged 'Using network' {}")):
         fact = m.facts.get(name)
@@ -94,7 +112,7 @@ def provider(m: JobModel) -> Finding:
     if not fact:
         return Finding(None, "no 'Selected provider' line")
     values = set(fact.values)
-    non_efa = sorted(v for v in values if v.split(";")[0] != "efa")
+    non_efa = sorted(v for v in values if not is_efa_provider(v))
     value = non_efa[0] if non_efa else sorted(values)[0]
     return Finding(value, f"the plugin selected provider {value}", fact.first(value))
 
@@ -106,7 +124,7 @@ def efa_evidence(m: JobModel, instance: Profile | None) -> list[Evidence]:
         fact = m.facts.get(name)
         if fact:
             for value in fact.values:
-                if value.split(";")[0] == "efa":
+                if is_efa_provider(value):
                     ev += fact.first(value)[:2]
     for name in ("libfabric_efa", "efa_address"):
         ev += m.fact(name).all_evidence()[:2]
@@ -117,9 +135,10 @@ def efa_evidence(m: JobModel, instance: Profile | None) -> list[Evidence]:
 
 
 def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None) -> Finding:
-    if net.value in ("socket", "ib"):
-        return Finding(False, f"NCCL used {net.value}, not the Libfabric network", net.evidence)
-    if prov.value is not None and prov.value.split(";")[0] != "efa":
+    if net.value in ("socket", "ib") or net.other:
+        name = net.other or net.value
+        return Finding(False, f"NCCL used {name}, not the Libfabric network", net.evidence)
+    if prov.value is not None and not is_efa_provider(prov.value):
         return Finding(False, f"libfabric provider is {prov.value}, not efa", prov.evidence)
     net_lines = [k for r in m.ranks.values() for k in r.nets]
     local = m.facts.get("local_channel")
@@ -148,6 +167,9 @@ def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None)
 def gdr_used(m: JobModel, net: Finding, prov: Finding) -> Finding:
     if net.value == "socket":
         return Finding(False, "NCCL's Socket transport has no GPUDirect RDMA", net.evidence)
+    if net.other:
+        return Finding(None, f"GPUDirect over network {net.other!r} is not judged here",
+                       net.evidence)
     off = m.facts.get("gdr_off")
     if off:
         return Finding(False, "a line says GPUDirect RDMA is off", off.all_evidence())

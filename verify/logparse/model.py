@@ -21,13 +21,26 @@ NET_NAMES = {"aws libfabric": "libfabric", "libfabric": "libfabric", "ofi": "lib
 
 
 def net_kind(name: str | None) -> str | None:
-    """NCCL's network name as the result's `transport` value."""
+    """NCCL's network name as the result's `transport` value.
+
+    `IBext_v8` (NVIDIA's SHARP plugin) is IB; any other name (e.g. GCP's
+    GPUDirectTCPX) is kept as `other:<name>`: not Libfabric, so not EFA.
+    """
     if not name:
         return None
     key = name.strip().lower()
     if key in NET_NAMES:
         return NET_NAMES[key]
-    return "libfabric" if "libfabric" in key or "ofi" in key else key
+    if "libfabric" in key or "ofi" in key:
+        return "libfabric"
+    if key.startswith("ib"):
+        return "ib"
+    return f"other:{name.strip()}"
+
+
+def is_efa_provider(provider: str | None) -> bool:
+    """`efa`, `efa;ofi_rxr`, `efa-direct`: libfabric's EFA provider family."""
+    return bool(provider) and provider.split(";")[0].split("-")[0] == "efa"  # type: ignore[union-attr]
 
 
 def normalise_provider(raw: str) -> str:

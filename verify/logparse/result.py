@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from verify import __version__
 from verify.logparse import decide
 from verify.logparse.decide import Check, Finding
-from verify.logparse.model import Evidence, JobModel
+from verify.logparse.model import Evidence, JobModel, is_efa_provider
 from verify.logparse.scan import Scanner
 from verify.logparse.sources import Source
 from verify.policy import Policy, apply, verdict
@@ -103,7 +103,7 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
         ev = [e for lines in state.evidence.values() for e in lines][:4]
         out.append({
             "rank": rank, "host": state.host, "pid": state.pid, "node": None,
-            "transport": decide._worst(set(transports)) if transports else None,
+            "transport": _enum(decide._worst(set(transports))) if transports else None,
             "provider": prov.value,
             "net_connections": net, "gdr_connections": gdr,
             "local_connections": state.local_connections,
@@ -111,6 +111,10 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             "evidence": [e.as_dict() for e in ev],
         })
     return out
+
+
+def _enum(value: str) -> str | None:
+    return None if value.startswith("other:") else value
 
 
 def _tests(m: JobModel) -> list[dict]:
@@ -144,6 +148,8 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     ]
     expected = opts.expect_provider
     observed = prov.value.split(";")[0] if prov.value else None
+    if observed and expected == "efa" and is_efa_provider(observed):
+        observed = "efa"  # efa-direct is the same device
     prov_ev = prov.evidence
     if observed is None and efa.value and expected == "efa":
         observed, prov_ev = "efa", efa.evidence
