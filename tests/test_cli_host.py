@@ -1,0 +1,84 @@
+"""efakit render / explain-env / lint as a user runs them."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def efakit(*args, home=None):
+    env = {**os.environ, **({"EFAKIT_HOME": str(home)} if home else {})}
+    return subprocess.run(["efakit", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture
+def home_with(tmp_path, pytorch_spec_raw):
+    """A copy of the repository's specs and templates with a changed pytorch spec."""
+
+    def make(mutate):
+        home = tmp_path / "home"
+        shutil.copytree(ROOT / "templates", home / "templates")
+        shutil.copy(ROOT / ".hadolint.yaml", home / ".hadolint.yaml")
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, home / name)
+        for name in ("verify", "buildkit"):
+            shutil.copytree(ROOT / name, home / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        (home / "images").mkdir()
+        raw = dict(pytorch_spec_raw)
+        mutate(raw)
+        (home / "images" / "pytorch.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        return home
+
+    return make
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
+def test_lint_is_clean_on_the_real_spec():
+    proc = efakit("lint", "pytorch")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "clean" in proc.stdout
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"NCCL_ALGO": "Ring"}, "NCCL_ALGO=Ring is against the env rules"),
+    ({"NCCL_PROTO": "simple"}, "costs bandwidth"),
+    ({"FI_EFA_USE_DEVICE_RDMA": "1"}, "FI_EFA_USE_DEVICE_RDMA=1 is against the env rules"),
+])
+def test_lint_flags_env_against_the_rules(home_with, extra, expected):
+    home = home_with(lambda raw: raw.update(env_extra=extra))
+    proc = efakit("lint", "pytorch", "--no-hadolint", home=home)
+    assert proc.returncode == 1 and expected in proc.stdout
+
+
+def test_explain_env_names_every_variable_and_why():
+    proc = efakit("explain-env", "pytorch", "--instance-type", "ml.p5.48xlarge")
+    assert proc.returncode == 0
+    for var in ("FI_PROVIDER", "NCCL_PROTO", "FI_EFA_USE_DEVICE_RDMA", "NCCL_ALGO",
+                "FI_EFA_FORK_SAFE", "NCCL_BUFFSIZE"):
+        assert f"\n{var}" in proc.stdout
+    assert proc.stdout.count("why: ") >= 10 and "instance: p5.48xlarge" in proc.stdout
+
+
+def test_render_one_variant_and_missing_tool(tmp_path):
+    proc = efakit("render", "pytorch", "--variant", "sagemaker", "-o", str(tmp_path / "sm"))
+    assert proc.returncode == 0 and (tmp_path / "sm" / "Dockerfile").exists()
+    assert 'CMD ["train"]' in (tmp_path / "sm" / "Dockerfile").read_text()
+    bad = efakit("render", "pytorch", "--variant", "lambda", "-o", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "variant 'lambda' not in spec" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_lint_without_hadolint_says_what_is_missing(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "efakit").symlink_to(shutil.which("efakit"))
+    env = {**os.environ, "PATH": str(bindir)}
+    proc = subprocess.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 4 and "hadolint not found" in proc.stderr
