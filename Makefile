@@ -17,9 +17,18 @@ STAMP := $(VENV)/.efakit-installed
 export PATH := $(BIN):$(PATH)
 PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
 
-.PHONY: help venv render golden lint test bench-parse clean
+VARIANT ?=
+TAG ?=
+MIRROR ?= out/mirror
+VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
+TAG_FLAG := $(if $(TAG),--tag $(TAG),)
+
+.PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
+	mirror base-image
 
 help:
+	@echo "make ci-image                                   build efakit/pytorch:ci and :ci-sagemaker offline"
+	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make lint                                       ruff, hadolint and the env rules"
 	@echo "make test                                       the test suite (creates .venv if needed)"
@@ -48,6 +57,26 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+image: $(STAMP)
+	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG)
+
+# The offline profile, built for real without registry or GitHub/AWS access:
+# a mirror of pinned wheels, a debootstrapped base, then both variants.
+$(MIRROR)/wheels/requirements-base.txt: | $(STAMP)
+	$(BIN)/efakit fetch-artifacts pytorch $(MIRROR) --profile offline
+
+mirror: $(MIRROR)/wheels/requirements-base.txt
+
+base-image: mirror
+	$(BIN)/efakit base-image --mirror $(MIRROR)
+
+ci-image: base-image
+	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci
+	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker
+
+bench-build: $(STAMP)
+	$(PY) bench/build.py
 
 bench-parse: $(STAMP)
 	$(PY) bench/parse.py

@@ -174,5 +174,90 @@ def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None
     sys.exit(int(reports.VERDICT_EXIT[result["verdict"]]))
 
 
+def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
+    if artifacts is not None:
+        return artifacts
+    return (REPO_ROOT / spec.mirror) if spec.mirror else None
+
+
+@main.command()
+@click.argument("framework")
+@click.option("--variant", default=None, help="ec2 or sagemaker (default: every variant).")
+@profile_option
+@base_option
+@click.option("--artifacts", type=click.Path(path_type=Path), default=None,
+              help="Build from this artifact mirror (default: the spec's artifacts.mirror).")
+@click.option("--tag", "aliases", multiple=True,
+              help="Extra moving alias tag(s); the content tag is always applied.")
+@click.option("--allow-unpinned", is_flag=True,
+              help="Let artifacts without a pinned sha256 through (with a warning).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/build"),
+              show_default=True, help="Where contexts, logs and last-build.json go.")
+@click.option("--force", is_flag=True, help="Rebuild even if the content tag exists.")
+@errors
+def build(framework: str, variant: str | None, profile: str | None, base: str | None,
+          artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
+          out_dir: Path, force: bool) -> None:
+    """Render and build FRAMEWORK with BuildKit; tag it by content."""
+    from buildkit.build import build_image, preflight
+    from buildkit.engine import find_engine
+
+    spec = _load(framework, profile, base)
+    preflight(spec, _mirror_path(spec, artifacts), allow_unpinned)
+    engine = find_engine()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    variants = [variant] if variant else list(spec.variants)
+    for name in variants:
+        variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
+        result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
+                             variant_aliases, allow_unpinned, force=force)
+        click.echo(f"built {framework} {name}: {result.image_id}")
+        for tag in result.tags:
+            click.echo(f"  tag {tag}")
+        click.echo(f"  log {result.log}")
+
+
+@main.command("fetch-artifacts")
+@click.argument("framework")
+@click.argument("mirror", type=click.Path(path_type=Path))
+@profile_option
+@click.option("--update-pins", is_flag=True,
+              help="Write the computed digests of the spec's downloads back into the spec.")
+@errors
+def fetch_artifacts(framework: str, mirror: Path, profile: str | None,
+                    update_pins: bool) -> None:
+    """Fill an artifact mirror: the spec's pinned downloads, and the offline wheels."""
+    from buildkit.mirror import MirrorError, fetch_downloads, fill_wheels
+
+    spec = _load(framework, profile)
+    mirror.mkdir(parents=True, exist_ok=True)
+    try:
+        computed = fetch_downloads(spec, mirror, update_pins)
+        written = fill_wheels(spec, mirror) if spec.profile == "offline" else []
+    except MirrorError as exc:
+        raise CliError(str(exc), Exit.FAIL) from None
+    if update_pins and computed:
+        raise CliError("--update-pins computed " + ", ".join(
+            f"{k}={v}" for k, v in computed.items()) + ": write them with their provenance "
+            "into the spec by hand (efakit does not rewrite your YAML comments)", Exit.FAIL)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"mirror ready: {mirror}")
+
+
+@main.command("base-image")
+@click.option("--mirror", type=click.Path(path_type=Path), default=Path("out/mirror"),
+              show_default=True)
+@click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
+@errors
+def base_image(mirror: Path, force: bool) -> None:
+    """Make the offline profile's base (debootstrap bookworm + CPU torch + NCCL wheel)."""
+    from buildkit.baseimage import build_base
+    from buildkit.engine import find_engine
+
+    spec = _load("pytorch", "offline")
+    click.echo(build_base(find_engine(), spec.base["image"], mirror, force))
+
+
 if __name__ == "__main__":
     main()

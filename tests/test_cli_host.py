@@ -82,3 +82,19 @@ def test_lint_without_hadolint_says_what_is_missing(tmp_path):
     proc = subprocess.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
                           env=env)
     assert proc.returncode == 4 and "hadolint not found" in proc.stderr
+
+
+def test_build_refuses_unpinned_artifacts_before_asking_docker():
+    proc = efakit("build", "pytorch", "--variant", "ec2")
+    assert proc.returncode == 2
+    assert "unpinned artifacts" in proc.stderr and "gdrcopy" in proc.stderr
+    assert "nccl_tests" in proc.stderr and "signing key" in proc.stderr
+
+
+def test_build_without_an_engine_says_so(tmp_path):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline",
+                           "--artifacts", str(tmp_path), "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr

@@ -22,7 +22,7 @@ def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## Set up\n(.*?)\n## ", text, re.S).group(1)
     commands = re.findall(r"^    (\S.*)$", block, re.M)
-    assert commands == ["make render FRAMEWORK=pytorch PROFILE=offline", "make test"]
+    assert commands == ["make ci-image", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 

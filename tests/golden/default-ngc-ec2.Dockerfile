@@ -7,7 +7,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 ARG EFAKIT_ALLOW_UNPINNED=0
 COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
 
-# System packages the EFA stack, the builds and MPI-over-ssh need.
+# System packages the EFA stack, the builds and MPI-over-ssh need.  openssh-server's
+# postinst makes host keys: removed in this same layer, so no layer ever holds them.
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
@@ -27,11 +28,12 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         pciutils \
         pkg-config \
         python3-dev \
+ && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
 # Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
 RUN rm -rf /opt/hpcx /usr/local/mpi \
- && (dpkg-query -W -f='${Package}\n' ibverbs-providers libibverbs1 2>/dev/null | xargs -r apt-get remove -y --purge) \
+ && { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ibverbs-providers libibverbs1 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
  && ldconfig
 
 # EFA installer 1.41.0: libfabric (efa provider), rdma-core, Open MPI, aws-ofi-nccl.
@@ -86,7 +88,6 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
 # image build, as every anchor does: it only lets containers of this image reach
 # each other's sshd, which listens inside the cluster network alone.
 RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
- && rm -f /etc/ssh/ssh_host_*_key* \
  && ssh-keygen -q -t ed25519 -N "" -C efakit-cluster-key -f /root/.ssh/id_ed25519 \
  && cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys \
  && printf 'Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n' > /root/.ssh/config \

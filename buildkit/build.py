@@ -1,0 +1,206 @@
+"""`efakit build`: render, then build with BuildKit; tag by content; record the result.
+
+The content tag names the stack and a hash of the rendered context and the
+base image: same inputs, same tag; any change, a new tag.  The source revision
+and build time go in as labels (never into the rendered files), a failed step
+is named with its last lines, and no tag is applied unless the build passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildkit.engine import Engine, image_exists, image_id, repo_root_revision
+from buildkit.mirror import check_mirror
+from buildkit.paths import REPO_ROOT
+from buildkit.render import render_context
+from buildkit.spec import Spec
+from verify.cliutil import CliError
+from verify.exitcodes import Exit
+from verify.versions import major_minor
+
+STEP_RE = re.compile(r"^#(\d+) \[(?:[\w-]+\s+)?(\d+)/(\d+)\] (.*)$")
+ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
+LOG_TAIL = 15
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tags: list[str]
+    log: Path
+    context: Path
+
+    def as_dict(self) -> dict:
+        return {"image_id": self.image_id, "tags": self.tags, "log": str(self.log),
+                "context": str(self.context)}
+
+
+def unpinned(spec: Spec) -> list[str]:
+    """Downloads whose digest (or signing key) is not pinned yet, with the spec's reason."""
+    out = []
+    for name, comp in spec.components.items():
+        if comp and comp.get("url") and comp.get("sha256") is None:
+            out.append(f"{name} ({comp.get('reason', 'no reason given')})")
+        signature = (comp or {}).get("signature")
+        if signature and signature.get("key_fingerprint") is None:
+            out.append(f"{name} signing key ({signature.get('reason', 'no reason given')})")
+    return out
+
+
+def _mm(version: str | None, none: str = "none") -> str:
+    return major_minor(version) if version else none
+
+
+def content_tag(spec: Spec, variant: str, context: Path, base_id: str) -> str:
+    """`pytorch2.13-cudanone-efadeb-ofinone-nccl2.21-ec2-<hash>`: readable stack + hash."""
+    digest = hashlib.sha256(base_id.encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context)
+        if rel.parts[0] == "artifacts" and path.suffix == ".whl":
+            continue  # wheels are pinned by the hashes in the requirements files
+        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    versions = spec.versions()
+    efa = _mm(versions["efa_installer"], "deb" if "efa_debian" in spec.components else "none")
+    return (f"{spec.framework}{_mm(spec.base.get('torch'))}-cuda{_mm(spec.base.get('cuda'))}"
+            f"-efa{efa}-ofi{_mm(versions['aws_ofi_nccl'])}-nccl{_mm(versions['nccl'])}"
+            f"-{variant}-{digest.hexdigest()[:12]}")
+
+
+def _copy_mirror(mirror: Path, dest: Path) -> None:
+    for item in sorted(mirror.rglob("*")):
+        target = dest / item.relative_to(mirror)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(item, target)
+        except OSError:
+            shutil.copy2(item, target)
+
+
+def _ensure_base(engine: Engine, spec: Spec) -> str:
+    ref = spec.base["image"]
+    if image_exists(engine, ref):
+        return image_id(engine, ref)
+    if spec.profile == "offline":
+        raise CliError(f"base image {ref} is not built here: run make base-image", Exit.FAIL)
+    pull = engine.run("pull", ref, check=False, timeout=1800)
+    if pull.returncode != 0:
+        last = (pull.stderr.strip().splitlines() or ["?"])[-1]
+        raise CliError(f"cannot pull base image {ref} ({last}); without registry access, "
+                       "build the offline profile: make ci-image", Exit.FAIL)
+    return image_id(engine, ref)
+
+
+class Progress:
+    """Steps done/total and the current step on a terminal; quiet otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.steps: dict[str, str] = {}
+
+    def line(self, text: str) -> None:
+        match = STEP_RE.match(text)
+        if not match:
+            return
+        self.steps[match.group(1)] = f"[{match.group(2)}/{match.group(3)}] {match.group(4)}"
+        if self.tty:
+            elapsed = time.monotonic() - self.start
+            self.stream.write(f"\r\033[K{elapsed:6.0f}s {self.steps[match.group(1)][:100]}")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+
+
+def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
+    """Input problems that stop a build before any engine is asked (exit 2)."""
+    missing = unpinned(spec)
+    if missing and not allow_unpinned:
+        raise CliError("unpinned artifacts (pin them with efakit fetch-artifacts --update-pins, "
+                       "or build with --allow-unpinned): " + "; ".join(missing))
+    if mirror is not None:
+        problems = check_mirror(spec, mirror)
+        if problems:
+            raise CliError("; ".join(problems))
+
+
+def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
+                mirror: Path | None, aliases: list[str], allow_unpinned: bool,
+                repo: str | None = None, force: bool = False) -> BuildResult:
+    preflight(spec, mirror, allow_unpinned)
+    base_id = _ensure_base(engine, spec)
+    work = out_dir / f"{spec.framework}-{variant}{'-' + spec.profile if spec.profile else ''}"
+    context = render_context(spec, variant, work / "context")
+    if mirror is not None:
+        _copy_mirror(mirror, context / "artifacts")
+    repo = repo or f"efakit/{spec.framework}"
+    tag = f"{repo}:{content_tag(spec, variant, context, base_id)}"
+    log = work / "build.log"
+    if image_exists(engine, tag) and not force:
+        # Content-addressed: the same inputs are already built; rebuilding would only
+        # change the created label, i.e. move an immutable tag to a new digest.
+        log.write_text(f"{tag} exists: same inputs, nothing built\n", encoding="utf-8")
+        return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cmd = engine.build_cmd() + [
+        "--progress=plain", "-t", tag,
+        "--label", f"org.opencontainers.image.revision={repo_root_revision(REPO_ROOT)}",
+        "--label", f"org.opencontainers.image.created={created}",
+        "--build-arg", f"EFAKIT_ALLOW_UNPINNED={1 if allow_unpinned else 0}", str(context)]
+    progress = Progress()
+    lines: list[str] = []
+    with log.open("w", encoding="utf-8") as sink, subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=engine.env(), errors="replace") as proc:
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            sink.write(text)
+            lines.append(text.rstrip("\n"))
+            del lines[:-400]
+            progress.line(text.rstrip("\n"))
+    progress.done()
+    if proc.returncode != 0:
+        raise CliError(_failure(lines, log), Exit.FAIL)
+    return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
+
+
+def _finish(engine: Engine, spec: Spec, variant: str, out_dir: Path, tag: str, repo: str,
+            aliases: list[str], log: Path, context: Path) -> BuildResult:
+    """Apply alias tags and record the build where make gate finds it."""
+    for alias in aliases:
+        engine.run("tag", tag, alias if ":" in alias else f"{repo}:{alias}")
+    tags = [tag] + [a if ":" in a else f"{repo}:{a}" for a in aliases]
+    result = BuildResult(image_id(engine, tag), tags, log, context)
+    record = out_dir / "last-build.json"
+    record.write_text(json.dumps({**result.as_dict(), "framework": spec.framework,
+                                  "variant": variant, "profile": spec.profile}, indent=2) + "\n")
+    return result
+
+
+def _failure(lines: list[str], log: Path) -> str:
+    """Name the failed step and show its last lines."""
+    steps = {m.group(1): m.group(0) for m in map(STEP_RE.match, lines) if m}
+    failed = next((m for m in map(ERROR_RE.match, reversed(lines)) if m), None)
+    step = steps.get(failed.group(1), "?") if failed else "?"
+    step_id = failed.group(1) if failed else None
+    tail = [ln for ln in lines if step_id and ln.startswith(f"#{step_id} ")][-LOG_TAIL:] \
+        or lines[-LOG_TAIL:]
+    head = re.sub(r"^#\d+ ", "", step)
+    return (f"build failed at {head}\n" + "\n".join(tail) + f"\n(full log: {log}; no tag "
+            "was applied)")

@@ -1,0 +1,171 @@
+"""Real image builds of the offline profile (Docker required; CI starts an engine).
+
+The CI images are built once per session through the same make target a user
+runs (`make ci-image`): a mirror of hash-pinned wheels, a debootstrapped base,
+then both variants with BuildKit.  Containers run with EFAKIT_IMDS=off so no
+test ever asks an instance-metadata address.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.docker
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+EC2, SAGEMAKER = "efakit/pytorch:ci", "efakit/pytorch:ci-sagemaker"
+
+
+def docker(*args, check=True, timeout=600):
+    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_in(image, script, env=()):
+    args = ["run", "--rm", "-e", "EFAKIT_IMDS=off"]
+    for item in env:
+        args += ["-e", item]
+    return docker(*args, image, "bash", "-c", script)
+
+
+@pytest.fixture(scope="session")
+def ci_images():
+    proc = subprocess.run(["make", "ci-image"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_both_ci_images_have_a_content_tag_and_the_alias(ci_images):
+    for alias, variant in ((EC2, "ec2"), (SAGEMAKER, "sagemaker")):
+        tags = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",
+                                 alias).stdout)
+        content = [t for t in tags if t != alias]
+        assert content and content[0].startswith(
+            f"efakit/pytorch:pytorch2.13-cudanone-efadeb-ofinone-nccl2.21-{variant}-")
+    record = json.loads((ROOT / "out" / "build" / "last-build.json").read_text())
+    assert record["variant"] == "sagemaker" and SAGEMAKER in record["tags"]
+
+
+def test_labels_carry_every_version_and_the_source_revision(ci_images):
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}",
+                               EC2).stdout)
+    assert labels["dev.efakit.version.torch"] == "2.13.0"
+    assert labels["dev.efakit.version.libfabric"] == "1.17.0"
+    assert labels["dev.efakit.version.aws-ofi-nccl"] == "absent"
+    assert labels["dev.efakit.profile"] == "offline"
+    assert labels["org.opencontainers.image.revision"]
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+
+
+def test_ec2_image_contents(ci_images):
+    script = r"""
+set -e
+python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null
+efa-verify --version
+fi_info --version | head -1
+ldconfig -p | grep -c 'libfabric.so.1 ' | sed 's/^/libfabric-resolvable /'
+ls /usr/lib/x86_64-linux-gnu/libibverbs/ | grep -c libefa | sed 's/^/libefa /'
+find / -xdev -name 'libnccl.so.2*' -type f 2>/dev/null | wc -l | sed 's/^/nccl-copies /'
+command -v sshd mpirun mpirun-root
+ls /etc/ssh/ssh_host_*_key | wc -l | sed 's/^/host-keys /'
+echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"
+"""
+    out = run_in(EC2, script).stdout
+    assert "torch 2.13.0+cpu" in out and "efa-verify, version" in out
+    assert "fi_info: 1.17.0" in out and "libfabric-resolvable 1" in out and "libefa 1" in out
+    assert "nccl-copies 1" in out
+    assert "/usr/sbin/sshd" in out and "/usr/local/bin/mpirun-root" in out
+    assert "host-keys 0" not in out  # generated when the container starts
+    assert "rdma=1" in out  # env rules: libfabric 1.17 < 1.18
+
+
+def test_start_time_step_applies_instance_rules(ci_images):
+    out = run_in(EC2, 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"',
+                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal",))
+    assert out.stdout.strip() == "rdma=unset"
+    assert "efakit: instance g4dn.metal" in out.stderr and "no RDMA read" in out.stderr
+
+
+def test_no_host_keys_or_foreign_private_keys_in_any_layer(ci_images, tmp_path):
+    archive = tmp_path / "image.tar"
+    docker("save", "-o", str(archive), EC2, timeout=900)
+    found = []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.name.endswith("layer.tar"):
+                continue
+            with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                for entry in layer.getmembers():
+                    if entry.isfile() and entry.size < 64 << 10:
+                        data = layer.extractfile(entry).read().lstrip()
+                        if data.startswith(b"-----BEGIN") and b"PRIVATE KEY" in data[:64]:
+                            found.append(entry.name.lstrip("./"))
+    # Only the documented cluster key (generated per build, for MPI between containers).
+    assert found == ["root/.ssh/id_ed25519"], found
+    history = docker("history", "--no-trunc", EC2).stdout
+    assert "PRIVATE KEY" not in history and "BEGIN CERTIFICATE" not in history
+
+
+def test_sagemaker_image_is_a_training_image(ci_images):
+    out = run_in(SAGEMAKER, "command -v train; ls -d /opt/ml/code /opt/ml/input/config")
+    assert "/train" in out.stdout and "/opt/ml/code" in out.stdout
+    cmd = json.loads(docker("image", "inspect", "--format", "{{json .Config.Cmd}}",
+                            SAGEMAKER).stdout)
+    assert cmd == ["train"]
+
+
+def _tampered_mirror(tmp_path):
+    docker("image", "rm", "efakit/pytorch:tampered", check=False)  # from an earlier run
+    mirror = tmp_path / "mirror"
+    shutil.copytree(ROOT / "out" / "mirror", mirror, copy_function=os.link)
+    victim = next((mirror / "wheels").glob("click-*.whl"))
+    data = victim.read_bytes()
+    victim.unlink()  # break the hard link: the real mirror stays intact
+    victim.write_bytes(data + b"tampered")
+    return mirror, victim
+
+
+def test_tampered_mirror_wheel_fails_the_build_and_tags_nothing(ci_images, tmp_path):
+    mirror, victim = _tampered_mirror(tmp_path)
+    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
+                           "ec2", "--artifacts", str(mirror), "--tag", "tampered",
+                           "--out", str(tmp_path / "build")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2
+    assert f"artifact {victim.name}: sha256 mismatch: expected " in proc.stderr
+    assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
+
+
+def test_pip_inside_the_build_checks_the_same_hashes(ci_images, tmp_path):
+    """Defense in depth: even past the host check, pip --require-hashes refuses it."""
+    mirror, _ = _tampered_mirror(tmp_path)
+    ctx = tmp_path / "ctx"
+    subprocess.run(["efakit", "render", "pytorch", "--profile", "offline", "--variant", "ec2",
+                    "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
+    shutil.rmtree(ctx / "artifacts")
+    shutil.copytree(mirror, ctx / "artifacts")
+    proc = subprocess.run([DOCKER, "build", "-t", "efakit/pytorch:tampered", str(ctx)],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    assert proc.returncode != 0 and "DO NOT MATCH THE HASHES" in proc.stderr + proc.stdout
+    assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
+
+
+def test_same_inputs_same_tag(ci_images, tmp_path):
+    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
+                           "ec2", "--out", str(tmp_path / "again")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",
+                              EC2).stdout)
+    again = [line.split()[1] for line in proc.stdout.splitlines() if line.strip()
+             .startswith("tag ")]
+    assert again[0] in first
