@@ -142,7 +142,8 @@ def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
 
 def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
                 mirror: Path | None, aliases: list[str], allow_unpinned: bool,
-                repo: str | None = None, force: bool = False) -> BuildResult:
+                repo: str | None = None, force: bool = False, ca_bundle: Path | None = None,
+                no_cache: bool = False) -> BuildResult:
     preflight(spec, mirror, allow_unpinned)
     base_id = _ensure_base(engine, spec)
     work = out_dir / f"{spec.framework}-{variant}{'-' + spec.profile if spec.profile else ''}"
@@ -162,7 +163,12 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
         "--progress=plain", "-t", tag,
         "--label", f"org.opencontainers.image.revision={repo_root_revision(REPO_ROOT)}",
         "--label", f"org.opencontainers.image.created={created}",
-        "--build-arg", f"EFAKIT_ALLOW_UNPINNED={1 if allow_unpinned else 0}", str(context)]
+        "--build-arg", f"EFAKIT_ALLOW_UNPINNED={1 if allow_unpinned else 0}"]
+    if ca_bundle is not None:
+        cmd += ["--secret", f"id=ca-bundle,src={ca_bundle.resolve()}"]
+    if no_cache:
+        cmd.append("--no-cache")
+    cmd.append(str(context))
     progress = Progress()
     lines: list[str] = []
     with log.open("w", encoding="utf-8") as sink, subprocess.Popen(

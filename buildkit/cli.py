@@ -194,10 +194,14 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/build"),
               show_default=True, help="Where contexts, logs and last-build.json go.")
 @click.option("--force", is_flag=True, help="Rebuild even if the content tag exists.")
+@click.option("--no-cache", is_flag=True, help="Do not reuse BuildKit's layer cache.")
+@click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, envvar="EFAKIT_CA_BUNDLE",
+              help="A TLS proxy's CA bundle, passed as a BuildKit secret (never in a layer).")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
-          out_dir: Path, force: bool) -> None:
+          out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, preflight
     from buildkit.engine import find_engine
@@ -210,7 +214,8 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
     for name in variants:
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
-                             variant_aliases, allow_unpinned, force=force)
+                             variant_aliases, allow_unpinned, force=force,
+                             ca_bundle=ca_bundle, no_cache=no_cache)
         click.echo(f"built {framework} {name}: {result.image_id}")
         for tag in result.tags:
             click.echo(f"  tag {tag}")
@@ -227,7 +232,9 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
 def fetch_artifacts(framework: str, mirror: Path, profile: str | None,
                     update_pins: bool) -> None:
     """Fill an artifact mirror: the spec's pinned downloads, and the offline wheels."""
-    from buildkit.mirror import MirrorError, fetch_downloads, fill_wheels
+    import datetime as dt
+
+    from buildkit.mirror import MirrorError, fetch_downloads, fill_wheels, write_pins
 
     spec = _load(framework, profile)
     mirror.mkdir(parents=True, exist_ok=True)
@@ -237,9 +244,10 @@ def fetch_artifacts(framework: str, mirror: Path, profile: str | None,
     except MirrorError as exc:
         raise CliError(str(exc), Exit.FAIL) from None
     if update_pins and computed:
-        raise CliError("--update-pins computed " + ", ".join(
-            f"{k}={v}" for k, v in computed.items()) + ": write them with their provenance "
-            "into the spec by hand (efakit does not rewrite your YAML comments)", Exit.FAIL)
+        urls = {name: (digest, spec.components[name]["url"]) for name, digest in computed.items()}
+        for name in write_pins(spec.path, urls, dt.date.today().isoformat()):
+            click.echo(f"pinned {name} in {spec.path}")
+        _load(framework, profile)  # the edited spec must still validate
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"mirror ready: {mirror}")

@@ -144,3 +144,37 @@ def check_mirror(spec: Spec, mirror: Path) -> list[str]:
             problems.append(f"artifact {target.name}: sha256 mismatch: expected {digest}, "
                             f"actual {sha256_of(target)}")
     return problems
+
+
+def write_pins(spec_path: Path, computed: dict[str, tuple[str, str]], today: str) -> list[str]:
+    """Write computed digests (name -> (sha256, url)) into the spec's top-level components.
+
+    A text edit, not a YAML round trip, so the spec's comments and order survive:
+    `sha256: null` becomes the digest, the `reason` gives way to a provenance line.
+    """
+    lines = spec_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    changed = []
+    section = None
+    current = None
+    out: list[str] = []
+    for line in lines:
+        stripped = line.rstrip("\n")
+        if stripped and not stripped.startswith(" "):
+            section = stripped.rstrip(":")
+            current = None
+        elif section == "components" and stripped.startswith("  ") \
+                and not stripped.startswith("   ") and stripped.endswith(":"):
+            current = stripped.strip().rstrip(":")
+        if section == "components" and current in computed:
+            digest, url = computed[current]
+            if stripped.startswith("    sha256:"):
+                out.append(f"    sha256: {digest}\n")
+                out.append(f'    provenance: "computed by efakit fetch-artifacts --update-pins '
+                           f'from {url} on {today}"\n')
+                changed.append(current)
+                continue
+            if stripped.startswith(("    reason:", "    provenance:")):
+                continue
+        out.append(line)
+    spec_path.write_text("".join(out), encoding="utf-8")
+    return changed

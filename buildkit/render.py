@@ -135,7 +135,8 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "torch_from_pip": bool(spec.base.get("torch_from_pip")),
         "torch_index": "https://download.pytorch.org/whl/cu"
         + "".join(str(spec.base.get("cuda") or "").split(".")[:2]),
-        "pip_install": f"{spec.base['python']} -m pip install --no-compile {mirror_pip}".rstrip(),
+        "pip_install": f"efakit-with-ca {spec.base['python']} -m pip install --no-compile "
+                       f"{mirror_pip}".rstrip(),
         "system_packages": system_packages,
         "cleanup": cleanup,
         "efa": efa,
@@ -203,7 +204,7 @@ def render_context(spec: Spec, variant: str, out_dir: Path) -> Path:
         (tmp / "Dockerfile").write_text(dockerfile, encoding="utf-8")
         files = tmp / "efakit"
         (files / "src").mkdir(parents=True)
-        for script in ("fetch-artifact.sh", "verify-signature.sh", "entrypoint.sh"):
+        for script in ("fetch-artifact.sh", "verify-signature.sh", "entrypoint.sh", "with-ca.sh"):
             shutil.copy2(TEMPLATES_DIR / "files" / script, files / script)
             os.chmod(files / script, 0o755)
         (files / "image-env.json").write_text(

@@ -169,3 +169,59 @@ def test_same_inputs_same_tag(ci_images, tmp_path):
     again = [line.split()[1] for line in proc.stdout.splitlines() if line.strip()
              .startswith("tag ")]
     assert again[0] in first
+
+
+def _layer_files_containing(image, needle, tmp_path):
+    archive = tmp_path / "scan.tar"
+    docker("save", "-o", str(archive), image, timeout=900)
+    hits = []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if member.isfile() and member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                    for entry in layer.getmembers():
+                        if entry.isfile() and needle in layer.extractfile(entry).read():
+                            hits.append(entry.name)
+            elif member.isfile() and needle in outer.extractfile(member).read():
+                hits.append(member.name)  # image config (history, env, labels)
+    return hits
+
+
+def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
+    canary = b"-----BEGIN CERTIFICATE-----\nEFAKIT-CANARY-7f3a9c\n-----END CERTIFICATE-----\n"
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_bytes(canary)
+    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
+                           "ec2", "--tag", "secret-test", "--force", "--no-cache",
+                           "--ca-bundle", str(bundle), "--out", str(tmp_path / "b")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr
+    log = next((tmp_path / "b").rglob("build.log")).read_text()
+    assert "efakit-with-ca" in log  # the pip steps ran with the secret available
+    assert _layer_files_containing("efakit/pytorch:secret-test", b"EFAKIT-CANARY-7f3a9c",
+                                   tmp_path) == []
+    docker("image", "rm", "efakit/pytorch:secret-test", check=False)
+
+
+def test_a_failing_step_is_named_with_its_last_lines(ci_images, tmp_path, pytorch_spec_raw):
+    import yaml
+
+    home = tmp_path / "home"
+    for name in ("templates", "verify", "buildkit"):
+        shutil.copytree(ROOT / name, home / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, home / name)
+    raw = pytorch_spec_raw
+    raw["profiles"]["offline"]["components"]["efa_debian"]["packages"].append("no-such-pkg-x")
+    (home / "images").mkdir()
+    (home / "images" / "pytorch.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    docker("image", "rm", "efakit/pytorch:broken", check=False)
+    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
+                           "ec2", "--artifacts", str(ROOT / "out" / "mirror"), "--tag", "broken",
+                           "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "EFAKIT_HOME": str(home)})
+    assert proc.returncode == 1
+    assert "build failed at [" in proc.stderr and "apt-get install" in proc.stderr
+    assert "Unable to locate package no-such-pkg-x" in proc.stderr
+    assert "no tag was applied" in proc.stderr
+    assert docker("image", "inspect", "efakit/pytorch:broken", check=False).returncode != 0

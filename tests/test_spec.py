@@ -118,3 +118,21 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert "no image spec for framework 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_update_pins_writes_digest_and_provenance_keeping_comments(tmp_path):
+    from buildkit.mirror import write_pins
+
+    spec = tmp_path / "pytorch.yaml"
+    spec.write_text((ROOT / "images" / "pytorch.yaml").read_text())
+    digest = "ab" * 32
+    url = "https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.4.4.tar.gz"
+    assert write_pins(spec, {"gdrcopy": (digest, url)}, "2026-11-25") == ["gdrcopy"]
+    text = spec.read_text()
+    assert text.startswith("# PyTorch training image")  # comments survive
+    loaded = load_spec(spec)
+    gdr = loaded.components["gdrcopy"]
+    assert gdr["sha256"] == digest and "reason" not in gdr
+    assert gdr["provenance"] == f"computed by efakit fetch-artifacts --update-pins from {url} on 2026-11-25"
+    assert loaded.components["nccl_tests"]["sha256"] is None  # untouched
+    assert load_spec(spec, profile="offline").components.get("gdrcopy") is None

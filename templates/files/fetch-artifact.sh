@@ -6,6 +6,9 @@
 # SIGNATURE/SIGNING-KEY (checked by efakit-verify-signature instead).
 set -eu
 name=$1 url=$2 want=$3 dest=$4
+if [ -s /run/secrets/ca-bundle ]; then
+    export CURL_CA_BUNDLE=/run/secrets/ca-bundle  # a TLS proxy's CA, as a BuildKit secret
+fi
 if [ -f "/artifacts/$name" ]; then
     cp "/artifacts/$name" "$dest"
 else

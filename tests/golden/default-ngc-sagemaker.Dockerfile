@@ -6,6 +6,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
 ARG EFAKIT_ALLOW_UNPINNED=0
 COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
 
 # System packages the EFA stack, the builds and MPI-over-ssh need.  openssh-server's
 # postinst makes host keys: removed in this same layer, so no layer ever holds them.
@@ -99,7 +100,8 @@ RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
 # headers come from the system packages), /opt/ml, and `train` on PATH.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
-    /usr/bin/python3 -m pip install --no-compile sagemaker-training mpi4py \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile sagemaker-training mpi4py \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
  && command -v train
 
@@ -107,7 +109,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY efakit/src /tmp/efakit-src
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
-    /usr/bin/python3 -m pip install --no-compile /tmp/efakit-src \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile /tmp/efakit-src \
  && rm -rf /tmp/efakit-src \
  && efa-verify --version
 COPY efakit/image-env.json /etc/efakit/image-env.json

@@ -6,6 +6,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
 ARG EFAKIT_ALLOW_UNPINNED=0
 COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
 
 # System packages the EFA stack, the builds and MPI-over-ssh need.  openssh-server's
 # postinst makes host keys: removed in this same layer, so no layer ever holds them.
@@ -33,7 +34,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 # PyTorch 2.0.1 from pip for CUDA 11.8; it brings the nvidia-nccl wheel.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
-    /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
 
 # Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
 RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
@@ -93,7 +95,8 @@ RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
 COPY efakit/src /tmp/efakit-src
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
-    /usr/bin/python3 -m pip install --no-compile /tmp/efakit-src \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile /tmp/efakit-src \
  && rm -rf /tmp/efakit-src \
  && efa-verify --version
 COPY efakit/image-env.json /etc/efakit/image-env.json
