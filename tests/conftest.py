@@ -65,3 +65,12 @@ def write_spec(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def ci_images():
+    """The offline CI images, built once per session by the target users run."""
+    proc = subprocess.run(["make", "ci-image"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout

@@ -35,14 +35,6 @@ def run_in(image, script, env=()):
     return docker(*args, image, "bash", "-c", script)
 
 
-@pytest.fixture(scope="session")
-def ci_images():
-    proc = subprocess.run(["make", "ci-image"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
 def test_both_ci_images_have_a_content_tag_and_the_alias(ci_images):
     for alias, variant in ((EC2, "ec2"), (SAGEMAKER, "sagemaker")):
         tags = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",

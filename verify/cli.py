@@ -79,9 +79,6 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
 
     PATHS are files, directories of per-rank logs, - for stdin, or .gz files.
     """
-    import sys
-
-    from verify import report
     from verify.logparse.result import Options, build, parse_sources
     from verify.logparse.sources import SourceError, expand
     from verify.policy import PolicyError, load_policy
@@ -96,6 +93,55 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
     options = Options(instance, "--instance-type" if instance else None, expect_nodes,
                       expect_provider.strip().lower())
     result = build(model, inputs, options, policy)
+    _emit(result, as_json, json_file, junit_file, markdown_file)
+
+
+@main.command()
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+              help="Check this directory tree as the image's root (commands run only for /).")
+@click.option("--image-env", default=None, metavar="PATH",
+              help="The image's env record (default <root>/etc/efakit/image-env.json).")
+@click.option("--instance-type", default=None, help="Check the env for this instance only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
+@click.option("--output", "-o", "json_file", default=None, metavar="FILE")
+@click.option("--junit", "junit_file", default=None, metavar="FILE")
+@click.option("--markdown", "markdown_file", default=None, metavar="FILE")
+@click.option("--policy", "policy_file", default=None, metavar="FILE")
+@handle_errors("efa-verify")
+def static(root: str, image_env: str | None, instance_type: str | None, as_json: bool,
+           json_file: str | None, junit_file: str | None, markdown_file: str | None,
+           policy_file: str | None) -> None:
+    """Check an image without GPU or EFA: libraries, plugin, versions, env, MPI, ssh."""
+    from pathlib import Path
+
+    from verify import startenv
+    from verify.logparse.result import checks_result
+    from verify.policy import PolicyError, load_policy
+    from verify.static import Image, static_checks
+
+    root_path = Path(root)
+    record_path = image_env or str(root_path / startenv.IMAGE_ENV.lstrip("/"))
+    try:
+        record = startenv.load_image_env(record_path)
+        policy = load_policy(policy_file)
+    except (ValueError, PolicyError) as exc:
+        raise CliError(str(exc)) from None
+    image = Image(root_path, record, dict(os.environ), _instance(instance_type))
+    checks = static_checks(image, execute=root_path.resolve() == Path("/"))
+    result = checks_result("static", checks, policy, image.instance,
+                           {"nccl_version": record["versions"].get("nccl"),
+                            "plugin_version": record["versions"].get("aws_ofi_nccl"),
+                            "libfabric_version": record["versions"].get("libfabric")})
+    _emit(result, as_json, json_file, junit_file, markdown_file)
+
+
+def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | None,
+          markdown_file: str | None) -> None:
+    """Write the requested reports atomically, print, and exit with the verdict's code."""
+    import sys
+
+    from verify import report
+
     text = report.to_json(result)
     for target, body in ((json_file, text), (junit_file, report.to_junit(result)),
                          (markdown_file, report.to_markdown(result))):

@@ -241,3 +241,27 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
 
 def _word(value: object) -> str:
     return {True: "yes", False: "no", None: "unknown"}[value]  # type: ignore[index]
+
+
+def checks_result(command: str, checks: list[Check], policy: Policy,
+                  instance: Profile | None, extra: dict | None = None) -> dict:
+    """The same JSON contract for commands that produce checks but parse no logs."""
+    apply(policy, checks)
+    word, deciding = verdict(checks)
+    reason = "every required check passed" if deciding is None else \
+        f"{deciding.name}: {deciding.message}"
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "efa-verify", "version": __version__, "command": command},
+        "inputs": [],
+        "instance": {"name": instance.name, "source": "--instance-type"} if instance else None,
+        "expect": {},
+        "verdict": word, "verdict_reason": reason,
+        "transport": None, "provider": None, "efa_used": None, "gdr_used": None,
+        "plugin_version": None, "nccl_version": None, "libfabric_version": None,
+        "nodes": None, "ranks": None, "busbw_avg_GBps": None, "busbw_peak_GBps": None,
+        "wrong_values": None, "tests": [], "errors": [], "errors_dropped": 0,
+        "checks": [c.as_dict() for c in checks], "findings": {}, "ranks_detail": [],
+    }
+    result.update(extra or {})
+    return result

@@ -1,0 +1,125 @@
+"""efa-verify static against hand-made trees (real ELF files built here) and real images."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+MODERN = {"aws_ofi_nccl": "1.14.2", "aws_ofi_nccl_source": "installer", "libfabric": "2.1.0",
+          "nccl": "2.21.5", "efa_installer": "1.41.0", "cuda": "12.4"}
+
+
+def _so(path, source, *libs, libdir=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src = path.with_suffix(".c")
+    src.write_text(source)
+    cmd = ["gcc", "-shared", "-fPIC", "-Wl,--no-as-needed", "-o", str(path), str(src)]
+    if libdir:
+        cmd += [f"-L{libdir}", *[f"-l{lib}" for lib in libs]]
+    subprocess.run(cmd, check=True, capture_output=True)
+    src.unlink()
+
+
+def _tree(tmp_path, absent=()):
+    root = tmp_path / "root"
+    record = {"schema_version": 1, "versions": MODERN, "env": {},
+              "ofi_nccl_libdir": "/opt/amazon/ofi-nccl/lib", "absent": list(absent)}
+    (root / "etc/efakit").mkdir(parents=True)
+    (root / "etc/efakit/image-env.json").write_text(json.dumps(record))
+    return root
+
+
+def _static(root, env=None, *extra):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FI_", "NCCL_"))}
+    environ.update(env or {})
+    proc = subprocess.run(["efa-verify", "static", "--root", str(root), "--json", *extra],
+                          capture_output=True, text=True, env=environ, timeout=120)
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    result = json.loads(proc.stdout)
+    return proc.returncode, {c["name"]: c for c in result["checks"]}
+
+
+@needs_gcc
+def test_plugin_with_an_unresolved_dependency(tmp_path):
+    root = _tree(tmp_path)
+    helper = tmp_path / "build" / "libhelper.so"
+    _so(helper, "int helper(void) { return 1; }\n")
+    plugin = root / "opt/amazon/ofi-nccl/lib/libnccl-net.so"
+    _so(plugin, 'const char v[] = "NET/OFI Initializing aws-ofi-nccl 1.14.2";\n'
+        "int helper(void); int f(void) { return helper(); }\n", "helper", libdir=helper.parent)
+    code, checks = _static(root, {"LD_LIBRARY_PATH": "/opt/amazon/ofi-nccl/lib"})
+    assert checks["plugin"]["status"] == "pass" and "1.14.2" in checks["plugin"]["message"]
+    deps = checks["plugin_deps"]
+    assert deps["status"] == "fail" and "libhelper.so (needed by libnccl-net.so)" in deps["message"]
+    assert "fall back to sockets" in deps["message"] and code == 1
+    # Put the helper (and the C library every .so needs) where the loader looks.
+    shutil.copy(helper, root / "opt/amazon/ofi-nccl/lib/libhelper.so")
+    libdir = root / "lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    for name in ("libc.so.6", "ld-linux-x86-64.so.2"):
+        for host_dir in ("/lib/x86_64-linux-gnu", "/lib64"):
+            if os.path.exists(f"{host_dir}/{name}"):
+                shutil.copy(f"{host_dir}/{name}", libdir / name)
+                break
+    _, checks = _static(root, {"LD_LIBRARY_PATH": "/opt/amazon/ofi-nccl/lib"})
+    assert checks["plugin_deps"]["status"] == "pass"
+
+
+@needs_gcc
+def test_two_nccl_copies_are_each_reported_with_their_version(tmp_path):
+    root = _tree(tmp_path)
+    for directory, version in (("usr/lib/x86_64-linux-gnu", "2.18.3+cuda12.2"),
+                               ("opt/nccl/lib", "2.21.5+cuda12.4")):
+        _so(root / directory / "libnccl.so.2", f'const char v[] = "NCCL version {version}";\n')
+    code, checks = _static(root, {"LD_LIBRARY_PATH": "/opt/nccl/lib"})
+    single = checks["nccl_single"]
+    assert single["status"] == "fail" and "2 copies" in single["message"]
+    texts = " ".join(e["text"] for e in single["evidence"])
+    assert "2.18.3+cuda12.2" in texts and "2.21.5+cuda12.4" in texts
+    assert checks["nccl_version"]["status"] == "pass"  # the first on the path is the spec's
+    assert code == 1
+
+
+def test_wrong_env_and_missing_parts_fail_with_reasons(tmp_path):
+    root = _tree(tmp_path)
+    code, checks = _static(root, {"NCCL_PROTO": "simple", "NCCL_ALGO": "Ring"})
+    env = checks["env"]
+    assert env["status"] == "fail" and "NCCL_PROTO=simple" in env["message"]
+    assert "NCCL_ALGO=Ring" in env["message"]
+    assert checks["plugin"]["status"] == "fail" and "not found" in checks["plugin"]["message"]
+    assert checks["libfabric"]["status"] == "fail" and checks["ssh"]["status"] == "fail"
+    assert "mpirun" not in checks  # nothing is executed for a tree that is not /
+    assert code == 1
+
+
+def test_absent_components_say_so(tmp_path):
+    root = _tree(tmp_path, absent=("aws_ofi_nccl", "nccl_tests", "gdrcopy", "efa_installer"))
+    _, checks = _static(root)
+    for name in ("plugin", "nccl_tests", "gdrcopy", "efa_installer"):
+        assert checks[name]["status"] == "fail" and "absent" in checks[name]["message"]
+
+
+def test_missing_image_env_record_is_exit_2(tmp_path):
+    proc = subprocess.run(["efa-verify", "static", "--root", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "image env record" in proc.stderr
+
+
+@pytest.mark.docker
+def test_static_on_the_offline_image_fails_naming_exactly_what_is_absent(ci_images):
+    from tests.test_images import DOCKER
+
+    proc = subprocess.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", "efakit/pytorch:ci",
+                           "efa-verify", "static", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    failed = sorted(c["name"] for c in result["checks"] if c["status"] == "fail")
+    assert failed == ["efa_installer", "gdrcopy", "nccl_tests", "plugin"]
+    assert result["verdict"] == "fail" and result["verdict_reason"].startswith("plugin:")
+    passed = {c["name"] for c in result["checks"] if c["status"] == "pass"}
+    assert {"libfabric", "libfabric_efa", "nccl_single", "nccl_version", "ssh", "env",
+            "mpirun", "torch"} <= passed

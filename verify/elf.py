@@ -1,0 +1,114 @@
+"""Read an ELF shared object's DT_NEEDED/RUNPATH and resolve them like the loader.
+
+An unresolved dependency of the aws-ofi-nccl plugin is exactly what silently
+drops NCCL to sockets (NCCL just skips a plugin it cannot dlopen).  Parsing
+the dynamic section here, instead of running ldd, works on any directory tree
+(an image's root seen from outside, hand-made test trees) without executing it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+DT_NEEDED, DT_STRTAB, DT_RPATH, DT_RUNPATH = 1, 5, 15, 29
+DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+                "/lib", "/usr/lib", "/usr/local/lib")
+
+
+class ElfError(ValueError):
+    """Not a readable 64-bit little-endian ELF file."""
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    needed: tuple[str, ...]
+    runpath: tuple[str, ...]
+
+
+def read_dynamic(path: Path) -> Dynamic:
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    loads, dynamic = [], None
+    for i in range(phnum):
+        p_type, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 1:
+            loads.append((vaddr, offset, filesz))
+        elif p_type == 2:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return Dynamic((), ())
+    entries = []
+    for pos in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, pos)
+        if tag == 0:
+            break
+        entries.append((tag, value))
+    strtab_addr = next((v for t, v in entries if t == DT_STRTAB), None)
+    if strtab_addr is None:
+        return Dynamic((), ())
+    strtab = next((off + strtab_addr - va for va, off, size in loads
+                   if va <= strtab_addr < va + size), strtab_addr)
+
+    def string(offset: int) -> str:
+        end = data.index(b"\0", strtab + offset)
+        return data[strtab + offset:end].decode("utf-8", "replace")
+
+    needed = tuple(string(v) for t, v in entries if t == DT_NEEDED)
+    paths = [string(v) for t, v in entries if t in (DT_RPATH, DT_RUNPATH)]
+    runpath = tuple(p for item in paths for p in item.split(":") if p)
+    return Dynamic(needed, runpath)
+
+
+def search_dirs(root: Path, ld_library_path: list[str]) -> list[str]:
+    """LD_LIBRARY_PATH, then ld.so.conf(.d) inside `root`, then the defaults."""
+    dirs = list(ld_library_path)
+    conf_files = [root / "etc/ld.so.conf", *sorted((root / "etc/ld.so.conf.d").glob("*.conf"))]
+    for conf in conf_files:
+        if conf.is_file():
+            for line in conf.read_text(errors="replace").splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "include")):
+                    dirs.append(line)
+    return dirs + list(DEFAULT_DIRS)
+
+
+def find_library(name: str, root: Path, dirs: list[str]) -> Path | None:
+    for directory in dirs:
+        candidate = root / directory.lstrip("/") / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def unresolved(lib: Path, root: Path, dirs: list[str], depth: int = 6) -> dict[str, str]:
+    """Libraries `lib` needs (transitively) that cannot be found: name -> who needs it."""
+    missing: dict[str, str] = {}
+    seen: set[str] = set()
+    todo = [(lib, depth)]
+    while todo:
+        current, left = todo.pop()
+        try:
+            dyn = read_dynamic(current)
+        except (ElfError, OSError):
+            continue
+        try:
+            origin = "/" + str(current.parent.relative_to(root))
+        except ValueError:
+            origin = str(current.parent)
+        runpath = [p.replace("$ORIGIN", origin) for p in dyn.runpath]
+        for name in dyn.needed:
+            if name in seen:
+                continue
+            seen.add(name)
+            found = find_library(name, root, [*runpath, *dirs])
+            if found is None:
+                missing[name] = current.name
+            elif left > 0:
+                todo.append((found, left - 1))
+    return missing

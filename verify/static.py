@@ -1,0 +1,234 @@
+"""`efa-verify static`: what a CI runner can establish about an image, without GPU or EFA.
+
+Each check carries its evidence (paths, versions read from the files).  The
+checks read a root directory (`/` inside the image; a hand-made tree in
+tests), so they never need the image's hardware.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verify import elf, envrules
+from verify.logparse.decide import Check
+from verify.logparse.model import Evidence
+from verify.profiles import Profile
+
+PLUGIN_NAMES = ("libnccl-net.so", "libnccl-net-ofi.so")
+NCCL_VERSION_RE = re.compile(rb"(\d+\.\d+\.\d+)\+cuda(\d+\.\d+)")
+PLUGIN_VERSION_RE = re.compile(rb"aws-ofi-nccl (v?\d+\.\d+\.\d+[\w.-]*)")
+LIBFABRIC_EFA_MARKER = b"FI_EFA_"  # the efa provider registers its FI_EFA_* parameters
+NCCL_TESTS = ("all_reduce_perf", "all_gather_perf", "reduce_scatter_perf", "alltoall_perf")
+
+
+@dataclass
+class Image:
+    """What the checks look at: a root, the image's env record and its environment."""
+
+    root: Path
+    record: dict
+    environ: dict[str, str]
+    instance: Profile | None = None
+    dirs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        ld = [d for d in self.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+        self.dirs = elf.search_dirs(self.root, ld)
+
+    def path(self, text: str) -> Path:
+        return self.root / text.lstrip("/")
+
+    def absent(self, component: str) -> bool:
+        return component in self.record.get("absent", [])
+
+    def ev(self, path: Path | str, text: str) -> Evidence:
+        shown = str(path)
+        root = str(self.root).rstrip("/")
+        if root and shown.startswith(root):
+            shown = shown[len(root):] or "/"
+        return Evidence(shown, 1, None, text)
+
+
+def _absent_check(name: str, image: Image, component: str, what: str) -> Check | None:
+    if image.absent(component):
+        return Check(name, "fail", True, f"{what} is absent from this image (its profile "
+                     "leaves it out: it cannot be obtained offline)")
+    return None
+
+
+def check_plugin(image: Image) -> list[Check]:
+    absent = _absent_check("plugin", image, "aws_ofi_nccl", "the aws-ofi-nccl plugin")
+    if absent:
+        return [absent, Check("plugin_deps", "skip", True, "no plugin to resolve")]
+    dirs = ([image.record["ofi_nccl_libdir"]] if image.record.get("ofi_nccl_libdir") else []) \
+        + image.dirs
+    plugin = next((p for n in PLUGIN_NAMES if (p := elf.find_library(n, image.root, dirs))),
+                  None)
+    if plugin is None:
+        return [Check("plugin", "fail", True, "aws-ofi-nccl plugin (libnccl-net.so) not found "
+                      f"on the library path: {':'.join(dirs[:6])}"),
+                Check("plugin_deps", "skip", True, "no plugin to resolve")]
+    version = PLUGIN_VERSION_RE.search(plugin.read_bytes())
+    found = version.group(1).decode() if version else None
+    expected = image.record["versions"].get("aws_ofi_nccl")
+    status = "pass" if found and (not expected or found.lstrip("v").startswith(expected)) \
+        else "fail" if found else "unknown"
+    checks = [Check("plugin", status, True, f"aws-ofi-nccl {found or 'version unreadable'} "
+                    f"(expected {expected})", [image.ev(plugin, f"aws-ofi-nccl {found}")])]
+    missing = elf.unresolved(plugin, image.root, image.dirs)
+    checks.append(Check(
+        "plugin_deps", "fail" if missing else "pass", True,
+        ("unresolved: " + ", ".join(f"{lib} (needed by {who})" for lib, who in missing.items())
+         + "; NCCL would skip the plugin and fall back to sockets") if missing
+        else "every library the plugin needs resolves", [image.ev(plugin, "DT_NEEDED")]))
+    return checks
+
+
+def check_libfabric(image: Image) -> list[Check]:
+    lib = elf.find_library("libfabric.so.1", image.root, image.dirs)
+    if lib is None:
+        return [Check("libfabric", "fail", True, "libfabric.so.1 is not on the library path"),
+                Check("libfabric_efa", "skip", True, "no libfabric")]
+    real = lib.resolve()
+    candidates = [real, *sorted((real.parent / "libfabric").glob("libefa*-fi.so"))]
+    efa = next((c for c in candidates if c.exists() and LIBFABRIC_EFA_MARKER in c.read_bytes()),
+               None)
+    version = image.record["versions"].get("libfabric")
+    return [
+        Check("libfabric", "pass", True, f"libfabric resolves ({real.name}; spec {version})",
+              [image.ev(real, real.name)]),
+        Check("libfabric_efa", "pass" if efa else "fail", True,
+              "the efa provider is compiled in (its FI_EFA_* parameters are in "
+              f"{efa.name})" if efa else "libfabric has no efa provider (no FI_EFA_* "
+              "parameters in the library or a provider DSO)",
+              [image.ev(efa, "FI_EFA_")] if efa else []),
+    ]
+
+
+def _nccl_copies(image: Image) -> list[Path]:
+    seen, copies = set(), []
+    dirs = list(image.dirs)
+    for site in image.root.glob("usr/local/lib/python3*/dist-packages/nvidia/nccl/lib"):
+        dirs.append("/" + str(site.relative_to(image.root)))
+    for site in image.root.glob("opt/conda/lib/python3*/site-packages/nvidia/nccl/lib"):
+        dirs.append("/" + str(site.relative_to(image.root)))
+    for directory in dirs:
+        candidate = image.path(directory) / "libnccl.so.2"
+        if candidate.exists() and candidate.resolve() not in seen:
+            seen.add(candidate.resolve())
+            copies.append(candidate.resolve())
+    return copies
+
+
+def check_nccl(image: Image) -> list[Check]:
+    copies = _nccl_copies(image)
+    versions = {}
+    for copy in copies:
+        match = NCCL_VERSION_RE.search(copy.read_bytes())
+        versions[copy] = f"{match.group(1).decode()}+cuda{match.group(2).decode()}" \
+            if match else "unreadable"
+    evidence = [image.ev(c, f"libnccl.so.2 {v}") for c, v in versions.items()]
+    if not copies:
+        return [Check("nccl_single", "fail", True, "no libnccl.so.2 reachable")]
+    checks = [Check("nccl_single", "pass" if len(copies) == 1 else "fail", True,
+                    "exactly one libnccl.so.2 is reachable" if len(copies) == 1 else
+                    f"{len(copies)} copies of libnccl.so.2 are reachable: the one loaded "
+                    "depends on link order", evidence)]
+    expected = image.record["versions"].get("nccl")
+    found = next(iter(versions.values()))
+    status = "pass" if expected and found.startswith(expected + "+") else \
+        "unknown" if found == "unreadable" else "fail"
+    checks.append(Check("nccl_version", status, True, f"NCCL {found} (spec {expected})",
+                        evidence[:1]))
+    return checks
+
+
+def check_files(image: Image) -> list[Check]:
+    checks = []
+    absent = _absent_check("efa_installer", image, "efa_installer", "the EFA installer")
+    record = image.path("/opt/amazon/efa_installed_packages")
+    checks.append(absent or Check(
+        "efa_installer", "pass" if record.exists() else "fail", True,
+        "EFA installer packages recorded" if record.exists() else
+        "/opt/amazon/efa_installed_packages missing", [image.ev(record, "installed")]
+        if record.exists() else []))
+    absent = _absent_check("nccl_tests", image, "nccl_tests", "nccl-tests")
+    binaries = [image.path("/opt/nccl-tests") / b for b in NCCL_TESTS]
+    present = [b for b in binaries if b.exists()]
+    if absent:
+        checks.append(absent)
+    elif not present:
+        checks.append(Check("nccl_tests", "fail", True, "no nccl-tests binaries in "
+                            "/opt/nccl-tests"))
+    else:
+        needed = elf.read_dynamic(present[0]).needed
+        mpi = any(n.startswith("libmpi") for n in needed)
+        checks.append(Check("nccl_tests", "pass" if mpi else "fail", True,
+                            f"{len(present)} nccl-tests binaries, "
+                            + ("linked to MPI" if mpi else "not linked to MPI (MPI=1 missing)"),
+                            [image.ev(present[0], " ".join(needed))]))
+    absent = _absent_check("gdrcopy", image, "gdrcopy", "GDRCopy")
+    gdr = elf.find_library("libgdrapi.so.2", image.root, image.dirs)
+    checks.append(absent or Check("gdrcopy", "pass" if gdr else "fail", True,
+                                  f"GDRCopy library {gdr.name}" if gdr
+                                  else "libgdrapi.so.2 not on the library path"))
+    ssh = [image.path(p) for p in ("/usr/sbin/sshd", "/root/.ssh/authorized_keys",
+                                   "/root/.ssh/id_ed25519", "/root/.ssh/config")]
+    missing = [str(p.relative_to(image.root)) for p in ssh if not p.exists()]
+    checks.append(Check("ssh", "fail" if missing else "pass", True,
+                        "ssh ready for MPI (sshd, cluster key, no host-key prompts)"
+                        if not missing else "missing for MPI over ssh: " + ", ".join(missing)))
+    return checks
+
+
+def check_env(image: Image) -> list[Check]:
+    versions = image.record["versions"]
+    ruled = {k: v for k, v in image.environ.items() if k.startswith(("FI_", "NCCL_", "RDMAV_"))}
+    profiles = [image.instance] if image.instance else None
+    findings = envrules.lint_env(ruled, versions, profiles)
+    where = image.instance.name if image.instance else "every instance family"
+    return [Check("env", "fail" if findings else "pass", True,
+                  "; ".join(f.message() for f in findings) if findings
+                  else f"FI_/NCCL_ environment matches the env rules for {where}",
+                  [Evidence("environment", 1, None, f"{k}={v}") for k, v in sorted(ruled.items())])]
+
+
+def check_commands(image: Image, run: Callable[[list[str]], tuple[int, str]]) -> list[Check]:
+    """Checks that execute something: only meaningful when the root is `/`."""
+    code, out = run(["mpirun", "--allow-run-as-root", "--version"])
+    checks = [Check("mpirun", "pass" if code == 0 else "fail", True,
+                    out.splitlines()[0] if code == 0 and out else
+                    f"mpirun --allow-run-as-root --version failed: {out.strip()[-200:]}")]
+    code, out = run(["python3", "-c", "import torch, sys; v = torch.cuda.nccl.version() "
+                     "if torch.cuda.is_available() else None; print(torch.__version__, v)"])
+    if code != 0:
+        checks.append(Check("torch", "fail", True, f"import torch failed: {out.strip()[-200:]}"))
+    else:
+        torch_version, nccl = out.split()[:2]
+        checks.append(Check("torch", "pass", True, f"torch {torch_version} imports"
+                            + (f", NCCL {nccl}" if nccl != "None" else
+                               " (CPU build: torch's NCCL not queried)")))
+    return checks
+
+
+def _run(cmd: list[str]) -> tuple[int, str]:
+    if shutil.which(cmd[0]) is None:
+        return 127, f"{cmd[0]} not found"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1",
+                               "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def static_checks(image: Image, execute: bool) -> list[Check]:
+    checks = check_plugin(image) + check_libfabric(image) + check_nccl(image) \
+        + check_files(image) + check_env(image)
+    if execute:
+        checks += check_commands(image, _run)
+    return checks
