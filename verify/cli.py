@@ -135,6 +135,50 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
     _emit(result, as_json, json_file, junit_file, markdown_file)
 
 
+@main.command()
+@click.option("--instance-type", default=None,
+              help="p5, p5.48xlarge or ml.p5.48xlarge (default: detect).")
+@click.option("--image-env", default=None, metavar="PATH",
+              help="The image's env record, for its CUDA version.")
+@click.option("--sysfs", "sysfs", default="/sys", show_default=True, hidden=True)
+@click.option("--devfs", "devfs", default="/dev", show_default=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
+@click.option("--output", "-o", "json_file", default=None, metavar="FILE")
+@click.option("--junit", "junit_file", default=None, metavar="FILE")
+@click.option("--markdown", "markdown_file", default=None, metavar="FILE")
+@click.option("--policy", "policy_file", default=None, metavar="FILE")
+@handle_errors("efa-verify")
+def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devfs: str,
+              as_json: bool, json_file: str | None, junit_file: str | None,
+              markdown_file: str | None, policy_file: str | None) -> None:
+    """On the GPU host: GPUs via NVML, EFA devices, GPUDirect support, memlock, /dev/shm."""
+    from pathlib import Path
+
+    from verify import detect, startenv
+    from verify.logparse.result import checks_result
+    from verify.policy import PolicyError, load_policy
+    from verify.preflight import Host, preflight_checks
+
+    try:
+        policy = load_policy(policy_file)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    cuda = None
+    record_path = Path(image_env or startenv.IMAGE_ENV)
+    if record_path.exists():
+        try:
+            cuda = startenv.load_image_env(record_path)["versions"].get("cuda")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    profile = _instance(instance_type)
+    detection = detect.Detection(profile, "--instance-type", instance_type or "") if profile \
+        else detect.detect()
+    host = Host(sys=Path(sysfs), dev=Path(devfs), proc=Path("/proc"), shm=Path("/dev/shm"))
+    checks = preflight_checks(host, detection, cuda)
+    _emit(checks_result("preflight", checks, policy, detection.profile), as_json, json_file,
+          junit_file, markdown_file)
+
+
 def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | None,
           markdown_file: str | None) -> None:
     """Write the requested reports atomically, print, and exit with the verdict's code."""

@@ -56,13 +56,18 @@ SUMMARY_FIELDS = (("transport", "transport"), ("provider", "provider"),
                   ("busbw_peak_GBps", "peak busbw GB/s"), ("wrong_values", "wrong values"))
 
 
+def _summary(result: dict) -> tuple[tuple[str, str], ...]:
+    """The log-derived facts, shown for commands that read logs."""
+    return SUMMARY_FIELDS if result["tool"].get("command") in ("parse", "run") else ()
+
+
 def to_table(result: dict) -> str:
     """The terminal summary: verdict, key facts, checks with their first evidence line."""
     lines = [f"VERDICT: {result['verdict'].upper()}  ({result['verdict_reason']})"]
     if result.get("instance"):
         lines.append(f"instance: {result['instance']['name']} ({result['instance']['source']})")
     width = max(len(label) for _, label in SUMMARY_FIELDS)
-    for key, label in SUMMARY_FIELDS:
+    for key, label in _summary(result):
         lines.append(f"  {label:<{width}}  {_fmt(result.get(key))}")
     lines.append("checks:")
     for check in result["checks"]:
@@ -83,9 +88,9 @@ def to_table(result: dict) -> str:
 def to_markdown(result: dict) -> str:
     verdict = result["verdict"].upper()
     out = [f"## efa-verify: {verdict}", "", f"{result['verdict_reason']}", ""]
-    out += ["| | |", "|---|---|"]
-    for key, label in SUMMARY_FIELDS:
-        out.append(f"| {label} | {_fmt(result.get(key))} |")
+    if _summary(result):
+        out += ["| | |", "|---|---|"]
+        out += [f"| {label} | {_fmt(result.get(key))} |" for key, label in _summary(result)]
     out += ["", "### Checks", "", "| check | status | required | detail | evidence |",
             "|---|---|---|---|---|"]
     for check in result["checks"]:
