@@ -143,7 +143,7 @@ def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
 def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
                 mirror: Path | None, aliases: list[str], allow_unpinned: bool,
                 repo: str | None = None, force: bool = False, ca_bundle: Path | None = None,
-                no_cache: bool = False) -> BuildResult:
+                no_cache: bool = False, cache_repo: str | None = None) -> BuildResult:
     preflight(spec, mirror, allow_unpinned)
     base_id = _ensure_base(engine, spec)
     work = out_dir / f"{spec.framework}-{variant}{'-' + spec.profile if spec.profile else ''}"
@@ -168,6 +168,7 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
         cmd += ["--secret", f"id=ca-bundle,src={ca_bundle.resolve()}"]
     if no_cache:
         cmd.append("--no-cache")
+    cmd += registry_cache_args(engine, cache_repo, variant)
     cmd.append(str(context))
     progress = Progress()
     lines: list[str] = []
@@ -197,6 +198,19 @@ def _finish(engine: Engine, spec: Spec, variant: str, out_dir: Path, tag: str, r
     record.write_text(json.dumps({**result.as_dict(), "framework": spec.framework,
                                   "variant": variant, "profile": spec.profile}, indent=2) + "\n")
     return result
+
+
+def registry_cache_args(engine: Engine, cache_repo: str | None, variant: str) -> list[str]:
+    """BuildKit registry cache in a repository of its own (buildx only; untested here:
+    this machine has neither buildx nor a registry BuildKit could export to)."""
+    if not cache_repo:
+        return []
+    if not engine.buildx:
+        raise CliError("--cache-repo needs docker buildx (the built-in BuildKit of "
+                       f"{engine.client} cannot export a registry cache)", Exit.NO_ENGINE)
+    ref = f"{cache_repo}:buildcache-{variant}"
+    return ["--cache-from", f"type=registry,ref={ref}",
+            "--cache-to", f"type=registry,ref={ref},mode=max"]
 
 
 def _failure(lines: list[str], log: Path) -> str:

@@ -198,10 +198,14 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
 @click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, envvar="EFAKIT_CA_BUNDLE",
               help="A TLS proxy's CA bundle, passed as a BuildKit secret (never in a layer).")
+@click.option("--cache-repo", default=None, metavar="REPO",
+              help="Registry repository for BuildKit's cache (buildx only), e.g. an ECR "
+                   "repository of its own.")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
-          out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None) -> None:
+          out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
+          cache_repo: str | None) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, preflight
     from buildkit.engine import find_engine
@@ -215,7 +219,7 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
-                             ca_bundle=ca_bundle, no_cache=no_cache)
+                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo)
         click.echo(f"built {framework} {name}: {result.image_id}")
         for tag in result.tags:
             click.echo(f"  tag {tag}")

@@ -43,6 +43,20 @@ def _artifact(comp: dict[str, Any] | None, why_absent: str) -> dict[str, Any]:
     }
 
 
+def verifier_dependencies() -> list[str]:
+    """The plain install's requirements, read from pyproject.toml (the one place they live),
+    shell-quoted for the Dockerfile."""
+    import shlex
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        return [shlex.quote(d) for d in tomllib.load(handle)["project"]["dependencies"]]
+
+
 def gencode(archs: list[str]) -> str:
     """NVCC_GENCODE for nccl-tests/NCCL: one SASS target per arch."""
     return " ".join(f"-gencode=arch=compute_{a[3:]},code={a}" for a in archs)
@@ -132,6 +146,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "base": spec.base,
         "python": spec.base["python"],
         "mirror": bool(spec.mirror),
+        "verifier_deps": verifier_dependencies(),
         "torch_from_pip": bool(spec.base.get("torch_from_pip")),
         "torch_index": "https://download.pytorch.org/whl/cu"
         + "".join(str(spec.base.get("cuda") or "").split(".")[:2]),

@@ -91,6 +91,13 @@ def test_gpg_signature_path_with_a_key_made_here(tmp_path):
                                str(tmp_path / "key.asc"), want], capture_output=True,
                               text=True, timeout=120)
 
+    try:
+        _check_signatures(verify, fpr)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+
+
+def _check_signatures(verify, fpr):
     good = verify(fpr)
     assert good.returncode == 0 and f"good signature by {fpr}" in good.stdout
     assert "fingerprint mismatch" in verify("A" * 40).stderr

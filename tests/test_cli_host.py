@@ -98,3 +98,17 @@ def test_build_without_an_engine_says_so(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr
+
+
+def test_registry_cache_arguments_and_refusal_without_buildx():
+    from buildkit.build import registry_cache_args
+    from buildkit.engine import Engine
+    from verify.cliutil import CliError
+
+    args = registry_cache_args(Engine("docker", buildx=True), "123.dkr.ecr/efakit-cache", "ec2")
+    assert args == ["--cache-from", "type=registry,ref=123.dkr.ecr/efakit-cache:buildcache-ec2",
+                    "--cache-to",
+                    "type=registry,ref=123.dkr.ecr/efakit-cache:buildcache-ec2,mode=max"]
+    assert registry_cache_args(Engine("docker", buildx=False), None, "ec2") == []
+    with pytest.raises(CliError, match="needs docker buildx"):
+        registry_cache_args(Engine("/usr/bin/docker", buildx=False), "r", "ec2")

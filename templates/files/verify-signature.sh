@@ -6,7 +6,7 @@ set -eu
 file=$1 sig=$2 key=$3 want=$4
 GNUPGHOME=$(mktemp -d)
 export GNUPGHOME
-trap 'rm -rf "$GNUPGHOME"' EXIT
+trap 'gpgconf --kill gpg-agent 2>/dev/null; rm -rf "$GNUPGHOME"' EXIT
 gpg --batch --quiet --import "$key" 2>/dev/null
 have=$(gpg --batch --with-colons --fingerprint | awk -F: '/^fpr/ {print $10; exit}')
 if [ "$want" = UNPINNED ]; then

@@ -95,6 +95,13 @@ RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
  && printf '#!/bin/sh\nexec /opt/amazon/openmpi/bin/mpirun --allow-run-as-root "$@"\n' > /usr/local/bin/mpirun-root \
  && chmod 755 /usr/local/bin/mpirun-root
 
+# The verifier's dependencies, in a layer of their own: a change to the verifier
+# or the env rules then rebuilds only the last, small layers.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile 'click>=8.0' 'PyYAML>=5.4' 'nvidia-ml-py>=12.535'
+
 # SageMaker training: the toolkit (an sdist with a C extension: gcc and Python
 # headers come from the system packages), /opt/ml, and `train` on PATH.
 RUN --mount=type=cache,target=/root/.cache/pip \
@@ -107,9 +114,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # The verifier (efa-verify) and the start-time env step.
 COPY efakit/src /tmp/efakit-src
 RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=artifacts,target=/artifacts \
-    --mount=type=secret,id=ca-bundle \
-    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile /tmp/efakit-src \
+    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile --no-deps /tmp/efakit-src \
  && rm -rf /tmp/efakit-src \
  && efa-verify --version
 COPY efakit/image-env.json /etc/efakit/image-env.json

@@ -73,13 +73,17 @@ RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
  && printf '#!/bin/sh\nexec /usr/bin/mpirun --allow-run-as-root "$@"\n' > /usr/local/bin/mpirun-root \
  && chmod 755 /usr/local/bin/mpirun-root
 
-# The verifier (efa-verify) and the start-time env step.
-COPY efakit/src /tmp/efakit-src
+# The verifier's dependencies, in a layer of their own: a change to the verifier
+# or the env rules then rebuilds only the last, small layers.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-verifier.txt \
- && efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --no-deps --no-build-isolation /tmp/efakit-src \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-verifier.txt
+
+# The verifier (efa-verify) and the start-time env step.
+COPY efakit/src /tmp/efakit-src
+RUN --mount=type=cache,target=/root/.cache/pip \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --no-deps --no-build-isolation /tmp/efakit-src \
  && rm -rf /tmp/efakit-src \
  && efa-verify --version
 COPY efakit/image-env.json /etc/efakit/image-env.json
