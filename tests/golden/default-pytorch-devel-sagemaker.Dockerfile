@@ -111,14 +111,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
  && command -v train
 
-# The verifier (efa-verify) and the start-time env step.
-COPY efakit/src /tmp/efakit-src
+# The verifier (efa-verify) and the start-time env step: one small last layer,
+# its source bind-mounted (never copied into a layer of its own).
 RUN --mount=type=cache,target=/root/.cache/pip \
-    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile --no-deps /tmp/efakit-src \
- && rm -rf /tmp/efakit-src \
+    --mount=type=bind,source=efakit,target=/tmp/efakit,rw \
+    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile --no-deps /tmp/efakit/src \
+ && install -D -m 0644 /tmp/efakit/image-env.json /etc/efakit/image-env.json \
+ && install -D -m 0755 /tmp/efakit/entrypoint.sh /usr/local/bin/efakit-entrypoint \
  && efa-verify --version
-COPY efakit/image-env.json /etc/efakit/image-env.json
-COPY --chmod=0755 efakit/entrypoint.sh /usr/local/bin/efakit-entrypoint
 
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.

@@ -80,14 +80,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-verifier.txt
 
-# The verifier (efa-verify) and the start-time env step.
-COPY efakit/src /tmp/efakit-src
+# The verifier (efa-verify) and the start-time env step: one small last layer,
+# its source bind-mounted (never copied into a layer of its own).
 RUN --mount=type=cache,target=/root/.cache/pip \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --no-deps --no-build-isolation /tmp/efakit-src \
- && rm -rf /tmp/efakit-src \
+    --mount=type=bind,source=efakit,target=/tmp/efakit,rw \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --no-deps --no-build-isolation /tmp/efakit/src \
+ && install -D -m 0644 /tmp/efakit/image-env.json /etc/efakit/image-env.json \
+ && install -D -m 0755 /tmp/efakit/entrypoint.sh /usr/local/bin/efakit-entrypoint \
  && efa-verify --version
-COPY efakit/image-env.json /etc/efakit/image-env.json
-COPY --chmod=0755 efakit/entrypoint.sh /usr/local/bin/efakit-entrypoint
 
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
