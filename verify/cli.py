@@ -20,6 +20,25 @@ def main() -> None:
     """
 
 
+def report_options(func):
+    """--json, -o, --junit, --markdown and --policy: the same on every checking command."""
+    options = [
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the JSON result instead of a table."),
+        click.option("--output", "-o", "json_file", default=None, metavar="FILE",
+                     help="Also write the JSON result to FILE."),
+        click.option("--junit", "junit_file", default=None, metavar="FILE",
+                     help="Write JUnit XML."),
+        click.option("--markdown", "markdown_file", default=None, metavar="FILE",
+                     help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+        click.option("--policy", "policy_file", default=None, metavar="FILE",
+                     help="Required checks and waivers (default: everything required)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command("env")
 @click.option("--shell", "as_shell", is_flag=True,
               help="Print export/unset lines for the entrypoint to eval.")
@@ -57,20 +76,13 @@ def _instance(text: str | None):
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of a table.")
-@click.option("--output", "-o", "json_file", default=None, metavar="FILE",
-              help="Also write the JSON result to FILE.")
-@click.option("--junit", "junit_file", default=None, metavar="FILE", help="Write JUnit XML.")
-@click.option("--markdown", "markdown_file", default=None, metavar="FILE",
-              help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY).")
+@report_options
 @click.option("--instance-type", default=None,
               help="p4d, p4d.24xlarge or ml.p4d.24xlarge: sets GDR and bandwidth expectations.")
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless the job spans this many NCCL nodes.")
 @click.option("--expect-provider", default="efa", show_default=True,
               help="The libfabric provider the job should use.")
-@click.option("--policy", "policy_file", default=None, metavar="FILE",
-              help="Required checks and waivers (default: everything required).")
 @handle_errors("efa-verify")
 def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_file: str | None,
           markdown_file: str | None, instance_type: str | None, expect_nodes: int | None,
@@ -102,11 +114,7 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
 @click.option("--image-env", default=None, metavar="PATH",
               help="The image's env record (default <root>/etc/efakit/image-env.json).")
 @click.option("--instance-type", default=None, help="Check the env for this instance only.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
-@click.option("--output", "-o", "json_file", default=None, metavar="FILE")
-@click.option("--junit", "junit_file", default=None, metavar="FILE")
-@click.option("--markdown", "markdown_file", default=None, metavar="FILE")
-@click.option("--policy", "policy_file", default=None, metavar="FILE")
+@report_options
 @handle_errors("efa-verify")
 def static(root: str, image_env: str | None, instance_type: str | None, as_json: bool,
            json_file: str | None, junit_file: str | None, markdown_file: str | None,
@@ -142,11 +150,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
               help="The image's env record, for its CUDA version.")
 @click.option("--sysfs", "sysfs", default="/sys", show_default=True, hidden=True)
 @click.option("--devfs", "devfs", default="/dev", show_default=True, hidden=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
-@click.option("--output", "-o", "json_file", default=None, metavar="FILE")
-@click.option("--junit", "junit_file", default=None, metavar="FILE")
-@click.option("--markdown", "markdown_file", default=None, metavar="FILE")
-@click.option("--policy", "policy_file", default=None, metavar="FILE")
+@report_options
 @handle_errors("efa-verify")
 def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devfs: str,
               as_json: bool, json_file: str | None, junit_file: str | None,
