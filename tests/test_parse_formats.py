@@ -254,12 +254,20 @@ def test_junit_failure_and_skips(tmp_path):
     assert cases["bandwidth"].find("skipped") is not None
 
 
-def test_pxn_channel_lines_keep_their_gdr_flag(tmp_path):
+@pytest.mark.parametrize("text,transport,gdr,efa", [
     # NCCL 2.12+ with PXN prints the proxy rank after the device: NET/IB/0(1)/GDRDMA.
-    text = ("h:1:2 [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0(1)/GDRDMA\n"
-            "h:1:2 [0] NCCL INFO Channel 01/0 : 8[0] -> 0[0] [receive] via NET/IB/1(9)/GDRDMA\n")
+    ("h:1:2 [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0(1)/GDRDMA\n"
+     "h:1:2 [0] NCCL INFO Channel 01/0 : 8[0] -> 0[0] [receive] via NET/IB/1(9)/GDRDMA\n",
+     "ib", True, False),
+    # NVIDIA's SHARP plugin names its network IBext_v8: still IB.
+    ("h:1:2 [0] NCCL INFO Using network IBext_v8\n"
+     "h:1:2 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/IBext_v8/0/GDRDMA\n",
+     "ib", True, False),
+], ids=["pxn", "ibext"])
+def test_ib_network_variants(tmp_path, text, transport, gdr, efa):
     result = parse_text(tmp_path, text)
-    assert result["transport"] == "ib" and result["gdr_used"] is True
+    assert result["transport"] == transport and result["gdr_used"] is gdr
+    assert result["efa_used"] is efa
 
 
 def test_efa_direct_fabric_is_efa(tmp_path):
@@ -267,13 +275,6 @@ def test_efa_direct_fabric_is_efa(tmp_path):
                           "efa-direct, fabric is efa-direct (found 32 nics)")
     result = parse_text(tmp_path, text)
     assert result["efa_used"] is True and check(result, "provider")["status"] == "pass"
-
-
-def test_sharp_ibext_plugin_is_ib(tmp_path):
-    text = ("h:1:2 [0] NCCL INFO Using network IBext_v8\n"
-            "h:1:2 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/IBext_v8/0/GDRDMA\n")
-    result = parse_text(tmp_path, text)
-    assert result["transport"] == "ib" and result["efa_used"] is False
 
 
 def test_unknown_network_is_named_not_guessed(tmp_path):

@@ -45,7 +45,3 @@ def load_table(name: str) -> Any:
     with resources.as_file(ref) as path:
         return load_yaml_file(path)
 
-
-def data_path(name: str) -> Path:
-    """Filesystem path of a data table, for copying into build contexts."""
-    return Path(str(resources.files("verify").joinpath("data", name)))

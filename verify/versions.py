@@ -52,15 +52,6 @@ def satisfies(version: str, constraint: str) -> bool:
     return True
 
 
-def check_constraint(constraint: str) -> None:
-    """Raise VersionError unless `constraint` is well formed."""
-    for clause in constraint.split(","):
-        match = _CONSTRAINT_RE.match(clause)
-        if not match:
-            raise VersionError(f"not a version constraint: {clause!r} (expected e.g. '>=1.7')")
-        parse_version(match.group(2))
-
-
 def major_minor(version: str) -> str:
     """`'2.27.3+cuda12.9'` -> `'2.27'`, for readable image tags."""
     parts = parse_version(version)
