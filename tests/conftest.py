@@ -46,6 +46,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # With EFAKIT_REQUIRE_DOCKER=1 (CI) docker tests run and fail loudly instead.
         if "docker" in item.keywords and docker_reason and not require:
             item.add_marker(pytest.mark.skip(reason=f"docker: {docker_reason}"))
+        if "mpi" in item.keywords and shutil.which("mpirun") is None:
+            item.add_marker(pytest.mark.skip(reason="mpi: no mpirun on PATH (openmpi-bin)"))
         if "gpu" in item.keywords and gpu_reason():
             item.add_marker(pytest.mark.skip(reason=f"gpu: {gpu_reason()}"))
 

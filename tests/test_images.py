@@ -217,3 +217,17 @@ def test_a_failing_step_is_named_with_its_last_lines(ci_images, tmp_path, pytorc
     assert "Unable to locate package no-such-pkg-x" in proc.stderr
     assert "no tag was applied" in proc.stderr
     assert docker("image", "inspect", "efakit/pytorch:broken", check=False).returncode != 0
+
+
+def test_run_in_the_offline_image_fails_truthfully(ci_images):
+    """Real mpirun and (for --engine torch) real torchrun in the image: no GPU, no nccl-tests."""
+    common = "--hosts localhost --gpus-per-host 1 --json"
+    script = (f"efa-verify run {common} --output-dir /tmp/o1; echo @@$?@@;"
+              f" efa-verify run --engine torch {common} --output-dir /tmp/o2; echo @@$?@@")
+    parts = run_in(EC2, script).stdout.split("@@")
+    first, second = json.loads(parts[0]), json.loads(parts[2])
+    assert (parts[1], parts[3]) == ("1", "1")
+    assert first["verdict_reason"].startswith("benchmark: all_reduce_perf not found")
+    bench = next(c for c in second["checks"] if c["name"] == "benchmark")
+    assert bench["status"] == "fail" and "exited with status" in bench["message"]
+    assert any("CUDA is not available to torch 2.13.0" in e["text"] for e in bench["evidence"])

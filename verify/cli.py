@@ -183,9 +183,128 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
           junit_file, markdown_file)
 
 
+@main.command()
+@click.option("--hosts", default=None, metavar="H1[:N],H2[:N]",
+              help="Hosts to span (default: --hostfile, SageMaker, Slurm, or this host).")
+@click.option("--hostfile", default=None, metavar="FILE", help="Open MPI hostfile.")
+@click.option("--gpus-per-host", type=click.IntRange(min=1), default=None,
+              help="Ranks per host (default: the GPUs NVML sees here).")
+@click.option("--instance-type", default=None, help="p4d, p5.48xlarge, ml.p5.48xlarge...")
+@click.option("--expect-provider", default="efa", show_default=True)
+@click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
+              help="Fail unless NCCL saw this many nodes (one GPU per node with NCCL_HOSTID "
+                   "gives more NCCL nodes than hosts).")
+@click.option("--test", "test_name", default="all_reduce", show_default=True,
+              type=click.Choice(["all_reduce", "all_gather", "reduce_scatter", "alltoall"]))
+@click.option("--quick/--full", default=True, show_default=True,
+              help="A short sweep to 1 GiB, or 8 B to 8 GiB.")
+@click.option("--engine", default="nccl-tests", show_default=True,
+              type=click.Choice(["nccl-tests", "torch"]),
+              help="torch: torch.distributed all_reduce via torchrun, for images "
+                   "without nccl-tests.")
+@click.option("--output-dir", default=None, metavar="DIR",
+              help="New or empty directory for logs and reports "
+                   "(default ./efa-verify-run-<time>).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Hard limit in seconds for the benchmark stage.")
+@click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
+              help="Stop when no rank has printed for this many seconds.")
+@click.option("--tests-dir", default=None, metavar="DIR",
+              help="Where the nccl-tests binaries are (default /opt/nccl-tests, then PATH).")
+@click.option("--sysfs", default="/sys", show_default=True, hidden=True)
+@report_options
+@handle_errors("efa-verify")
+def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
+        instance_type: str | None, expect_provider: str, expect_nodes: int | None,
+        test_name: str, quick: bool,
+        engine: str, output_dir: str | None, timeout: float | None, stall_timeout: float | None,
+        tests_dir: str | None, sysfs: str, as_json: bool, json_file: str | None,
+        junit_file: str | None, markdown_file: str | None, policy_file: str | None) -> None:
+    """Run nccl-tests over MPI across hosts and decide from its logs and EFA counters.
+
+    Every stage has a timeout and a progress watch; on a hang the process tree
+    is killed on every host and the verdict is fail naming the silent ranks.
+    SIGINT/SIGTERM stop the run and still write the report (exit 130).
+    """
+    import signal
+    import time
+    from pathlib import Path
+
+    from verify import detect, report, runjob
+    from verify import hosts as hostmod
+    from verify.exitcodes import Exit
+    from verify.logparse.result import Options
+    from verify.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(policy_file)
+        plan = hostmod.resolve_hosts(hosts, hostfile, dict(os.environ),
+                                     os.environ.get("EFAKIT_SM_RESOURCE_CONFIG",
+                                                    detect.SM_RESOURCE_CONFIG))
+        outdir = runjob.prepare_outdir(Path(output_dir or time.strftime(
+            "efa-verify-run-%Y%m%d-%H%M%S")))
+    except (PolicyError, hostmod.HostsError, runjob.RunSetupError) as exc:
+        raise CliError(str(exc)) from None
+    gpus, gpus_source = _gpus_per_host(gpus_per_host)
+    instance = _instance(instance_type)
+    options = Options(instance, "--instance-type" if instance else None, expect_nodes,
+                      expect_provider.strip().lower())
+    opts = runjob.RunOptions(plan, gpus, gpus_source, outdir, engine, test_name,
+                             "quick" if quick else "full", options, timeout, stall_timeout,
+                             sysfs, tests_dir)
+    handlers = {sig: signal.signal(sig, lambda *_: opts.interrupted.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = runjob.execute(opts, policy, dict(os.environ))
+    except runjob.RunSetupError as exc:
+        raise CliError(str(exc), Exit.NO_ENGINE if exc.missing_tool else Exit.USAGE) from None
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    for name, render in (("result.json", report.to_json), ("result.xml", report.to_junit),
+                         ("result.md", report.to_markdown)):
+        report.write_atomic(outdir / name, render(result))
+    _emit(result, as_json, json_file, junit_file, markdown_file,
+          int(Exit.INTERRUPTED) if opts.interrupted.is_set() else None)
+
+
+def _gpus_per_host(given: int | None) -> tuple[int, str]:
+    """Ranks per host: --gpus-per-host, else NVML's count here, else one (and say why)."""
+    from verify.preflight import nvml_inventory
+
+    if given:
+        return given, "--gpus-per-host"
+    inventory = nvml_inventory()
+    if isinstance(inventory, str) or inventory.count == 0:
+        why = inventory if isinstance(inventory, str) else "NVML sees no GPU"
+        return 1, f"one rank per host: {why}"
+    return inventory.count, f"NVML on the launching host ({inventory.count} GPUs)"
+
+
+@main.command(hidden=True)
+@click.option("--sysfs", default="/sys", show_default=True)
+def counters(sysfs: str) -> None:
+    """Print this host's RDMA hw_counters as one JSON line (run by `run` on every host)."""
+    import json
+    from pathlib import Path
+
+    from verify.hwcounters import snapshot
+
+    click.echo(json.dumps(snapshot(Path(sysfs)), sort_keys=True))
+
+
+@main.command(hidden=True)
+@click.argument("run_id")
+def reap(run_id: str) -> None:
+    """Kill this host's processes of one run (called over ssh when a run is stopped)."""
+    from verify.supervise import reap_local
+
+    click.echo(f"killed {len(reap_local(run_id))} process(es)")
+
+
 def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | None,
-          markdown_file: str | None) -> None:
-    """Write the requested reports atomically, print, and exit with the verdict's code."""
+          markdown_file: str | None, code: int | None = None) -> None:
+    """Write the requested reports atomically, print, and exit (the verdict's code by default)."""
     import sys
 
     from verify import report
@@ -199,7 +318,7 @@ def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | 
             except OSError as exc:
                 raise CliError(f"cannot write {target}: {exc.strerror}") from None
     click.echo(text if as_json else report.to_table(result), nl=False)
-    sys.exit(int(report.VERDICT_EXIT[result["verdict"]]))
+    sys.exit(int(report.VERDICT_EXIT[result["verdict"]]) if code is None else code)
 
 
 if __name__ == "__main__":

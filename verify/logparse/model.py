@@ -397,6 +397,11 @@ class JobModel:
         self._error("truncated_input", problem, Evidence(file, max(line, 1), None, problem),
                     "truncated")
 
+    def add_error(self, entry: ErrorEntry) -> None:
+        """An error established outside the logs (a hang the supervisor saw)."""
+        self.fact("error_kind").add(entry.kind, entry.evidence)
+        self.errors.append(entry)
+
     def finish(self) -> None:
         """Order errors by where they are, once every input is in."""
         self.errors.sort(key=lambda e: (e.evidence.file, e.evidence.line))

@@ -1,0 +1,146 @@
+"""Which hosts a multi-node run spans, and how that was known.
+
+Sources in order: `--hosts`, `--hostfile`, SageMaker's resource config, Slurm's
+environment, then this host alone.  The source is named in the report because
+a run over the wrong host list proves nothing about the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class HostsError(ValueError):
+    """A host list that cannot be used: one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    slots: int | None = None  # ranks on this host; None: GPUs per host
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    hosts: tuple[Host, ...]
+    source: str
+
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+
+def _host(text: str, where: str) -> Host:
+    name, _, slots = text.strip().partition(":")
+    if not HOST_RE.match(name):
+        raise HostsError(f"{where}: {text.strip()!r} is not a host name")
+    if not slots:
+        return Host(name)
+    if not slots.isdigit() or int(slots) < 1:
+        raise HostsError(f"{where}: {text.strip()!r}: slots must be a positive integer")
+    return Host(name, int(slots))
+
+
+def _unique(hosts: list[Host], where: str) -> tuple[Host, ...]:
+    seen = set()
+    for host in hosts:
+        if host.name in seen:
+            raise HostsError(f"{where}: host {host.name} is listed twice")
+        seen.add(host.name)
+    if not hosts:
+        raise HostsError(f"{where}: no hosts")
+    return tuple(hosts)
+
+
+def parse_hosts(text: str) -> tuple[Host, ...]:
+    """`a,b:8` as given to --hosts (Open MPI's `--host` form)."""
+    return _unique([_host(part, "--hosts") for part in text.split(",") if part.strip()],
+                   "--hosts")
+
+
+def read_hostfile(path: str) -> tuple[Host, ...]:
+    """Open MPI hostfiles (`node slots=8`) and plain `node[:8]` lines; # comments."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise HostsError(f"--hostfile {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise HostsError(f"--hostfile {path}: not UTF-8 text") from None
+    hosts = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}:{number}"
+        first, *rest = line.split()
+        host = _host(first, where)
+        for word in rest:
+            key, _, value = word.partition("=")
+            if key not in ("slots", "max_slots", "max-slots"):
+                raise HostsError(f"{where}: unknown hostfile field {word!r}")
+            if key == "slots":
+                host = _host(f"{host.name}:{value}", where)
+        hosts.append(host)
+    return _unique(hosts, f"--hostfile {path}")
+
+
+def from_sagemaker(path: str) -> HostPlan | None:
+    """SageMaker's resource config: every host, the first is the MPI launcher."""
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    hosts = config.get("hosts") if isinstance(config, dict) else None
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        return None
+    return HostPlan(_unique([_host(h, path) for h in sorted(hosts)], path),
+                    f"sagemaker-resource-config ({path})")
+
+
+def expand_nodelist(text: str) -> list[str]:
+    """Slurm's compressed node list: `p5-[001-003,007],login` -> names."""
+    names: list[str] = []
+    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,]*", text):
+        match = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
+        if not match:
+            names.append(part)
+            continue
+        prefix, ranges, suffix = match.groups()
+        for item in ranges.split(","):
+            low, _, high = item.partition("-")
+            if not low.isdigit() or (high and not high.isdigit()):
+                raise HostsError(f"SLURM_JOB_NODELIST: cannot expand {part!r}")
+            for number in range(int(low), int(high or low) + 1):
+                names.append(f"{prefix}{number:0{len(low)}d}{suffix}")
+    return names
+
+
+def from_slurm(env: dict[str, str]) -> HostPlan | None:
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        return None
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    slots = int(per_node) if per_node.isdigit() else None
+    hosts = [Host(_host(n, "SLURM_JOB_NODELIST").name, slots) for n in expand_nodelist(nodelist)]
+    return HostPlan(_unique(hosts, "SLURM_JOB_NODELIST"), "slurm (SLURM_JOB_NODELIST)")
+
+
+def resolve_hosts(hosts: str | None, hostfile: str | None, env: dict[str, str],
+                  sm_config: str) -> HostPlan:
+    if hosts and hostfile:
+        raise HostsError("give --hosts or --hostfile, not both")
+    if hosts:
+        return HostPlan(parse_hosts(hosts), "--hosts")
+    if hostfile:
+        return HostPlan(read_hostfile(hostfile), f"--hostfile {hostfile}")
+    return (from_sagemaker(sm_config) or from_slurm(env)
+            or HostPlan((Host(socket.gethostname()),), "this host only"))
+
+
+def is_local(name: str) -> bool:
+    return name in ("localhost", "127.0.0.1", socket.gethostname(), socket.getfqdn())

@@ -1,0 +1,300 @@
+"""`efa-verify run`: launch nccl-tests (or torch all_reduce) over MPI and decide.
+
+Stages, each under supervise.run_stage: EFA counters on every host, the
+benchmark, counters again.  Then the parser decides from the per-rank logs,
+with the stages' own checks (did the benchmark finish, did every rank speak,
+did the EFA counters move) added to the same result and policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verify.hosts import HostPlan
+from verify.hwcounters import counters_check
+from verify.logparse.decide import Check
+from verify.logparse.model import ErrorEntry, Evidence, JobModel
+from verify.logparse.result import Options, build, parse_sources
+from verify.logparse.sources import expand
+from verify.policy import Policy
+from verify.supervise import RankStream, StageOutcome, run_stage
+from verify.tables import load_table
+
+ENGINES = ("nccl-tests", "torch")
+
+
+class RunSetupError(ValueError):
+    """The run cannot start (no mpirun, bad output directory): exit 2 or 4."""
+
+    def __init__(self, message: str, missing_tool: bool = False) -> None:
+        super().__init__(message)
+        self.missing_tool = missing_tool
+
+
+@dataclass
+class RunOptions:
+    plan: HostPlan
+    gpus_per_host: int
+    gpus_source: str
+    outdir: Path
+    engine: str = "nccl-tests"
+    test: str = "all_reduce"
+    sweep: str = "quick"
+    options: Options = field(default_factory=Options)
+    timeout: float | None = None
+    stall: float | None = None
+    sysfs: str = "/sys"
+    tests_dir: str | None = None
+    interrupted: threading.Event = field(default_factory=threading.Event)
+
+
+def table() -> dict:
+    return load_table("run")
+
+
+def prepare_outdir(path: Path) -> Path:
+    """An empty (or new) directory: a run never mixes its logs with an older run's."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunSetupError(f"--output-dir {path}: exists and is not an empty directory")
+    try:
+        (path / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunSetupError(f"--output-dir {path}: {exc.strerror}") from None
+    return path
+
+
+def find_mpirun() -> str:
+    for candidate in (shutil.which("mpirun"), "/opt/amazon/openmpi/bin/mpirun"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RunSetupError("mpirun not found on PATH or in /opt/amazon/openmpi/bin",
+                        missing_tool=True)
+
+
+def forwarded_env(env: dict[str, str]) -> dict[str, str]:
+    rules = table()["forward_env"]
+    keep = {k: v for k, v in env.items()
+            if k in rules["names"] or k.startswith(tuple(rules["prefixes"]))}
+    for name in rules["drop"]:
+        keep.pop(name, None)
+    for name, value in table()["nccl_debug"].items():
+        keep.setdefault(name, value) if name != "NCCL_DEBUG" else keep.__setitem__(name, value)
+    return keep
+
+
+def mpirun_base(mpirun: str, hosts: list[tuple[str, int]], env: dict[str, str]) -> list[str]:
+    argv = [mpirun, *table()["mpirun_args"], "-np", str(sum(n for _, n in hosts)),
+            "--host", ",".join(f"{h}:{n}" for h, n in hosts)]
+    for name in sorted(env):
+        argv += ["-x", name]
+    return argv
+
+
+def benchmark_argv(opts: RunOptions, master: str) -> list[str] | str:
+    """The per-rank command, or why there is none (a failed check, not a crash)."""
+    sweep = table()["sweeps"][opts.sweep]
+    if opts.engine == "torch":
+        if shutil.which("torchrun") is None:
+            return "torchrun not found on PATH (is torch installed in this image?)"
+        script = ("exec torchrun --nnodes \"$1\" --nproc-per-node \"$2\" "
+                  "--node-rank \"${OMPI_COMM_WORLD_RANK:-0}\" --master-addr \"$3\" "
+                  "--master-port 29511 -m verify.torch_allreduce --sweep \"$4\"")
+        return ["sh", "-c", script, "torchrun", str(len(opts.plan.hosts)),
+                str(opts.gpus_per_host), master, opts.sweep]
+    name = table()["benchmarks"][opts.test]
+    directory = opts.tests_dir or table()["nccl_tests_dir"]
+    for candidate in (Path(directory) / name, shutil.which(name)):
+        if candidate and os.access(candidate, os.X_OK):
+            return [str(candidate), *sweep]
+    return f"{name} not found in {directory} or on PATH (nccl-tests missing from the image)"
+
+
+def _slots(opts: RunOptions) -> list[tuple[str, int]]:
+    if opts.engine == "torch":  # one torchrun per host starts the GPU workers itself
+        return [(h.name, 1) for h in opts.plan.hosts]
+    return [(h.name, h.slots or opts.gpus_per_host) for h in opts.plan.hosts]
+
+
+def _counters(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
+              phase: str) -> tuple[dict[str, dict], StageOutcome]:
+    limits = table()["timeouts"]["counters"]
+    argv = mpirun_base(mpirun, [(h.name, 1) for h in opts.plan.hosts], env) + \
+        [sys.executable, "-m", "verify", "counters", "--sysfs", opts.sysfs]
+    outcome = run_stage(f"counters-{phase}", argv, {**os.environ, **env},
+                        opts.outdir / "logs", run_id, opts.plan.names(), limits["stage"],
+                        limits["stall"], table()["timeouts"]["grace"], opts.interrupted)
+    snaps = {}
+    for stream in outcome.ranks.values():
+        for line in stream.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                snap = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(snap, dict) and "devices" in snap:
+                snaps[snap["host"]] = snap
+    return snaps, outcome
+
+
+def _last(stream) -> Evidence:
+    text = stream.tail[-1] if stream.tail else "(no output)"
+    return Evidence(str(stream.path), stream.lines, None, text)
+
+
+def _cause(stream: RankStream, patterns: list[re.Pattern]) -> Evidence:
+    """The line of a failed stream that states why (run.yaml failure_lines), else its last."""
+    found: dict[int, Evidence] = {}
+    with stream.path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            for rank, pattern in enumerate(patterns):
+                if rank not in found and pattern.search(line):
+                    found[rank] = Evidence(str(stream.path), number, None,
+                                           line.rstrip("\r\n")[:500])
+            if 0 in found:
+                break
+    return found[min(found)] if found else _last(stream)
+
+
+def stage_check(outcome: StageOutcome) -> Check:
+    """`benchmark`: did the launcher finish on its own with status 0?"""
+    streams = [s for s in (*outcome.ranks.values(), outcome.launcher) if s.lines]
+    if outcome.ok:
+        return Check("benchmark", "pass", True,
+                     f"finished in {outcome.elapsed:.1f} s with status 0",
+                     [_last(s) for s in streams][:1])
+    patterns = [re.compile(p) for p in table()["failure_lines"]]
+    evidence = [_cause(s, patterns) for s in streams][:4]
+    if outcome.ended == "interrupted":
+        return Check("benchmark", "unknown", True, "interrupted by a signal after "
+                     f"{outcome.elapsed:.1f} s: the run proves nothing", evidence)
+    if outcome.ended == "not_started":
+        return Check("benchmark", "fail", True, outcome.detail, evidence)
+    if outcome.ended == "exited":
+        return Check("benchmark", "fail", True,
+                     f"{Path(outcome.argv[0]).name} exited with status {outcome.returncode} "
+                     f"after {outcome.elapsed:.1f} s", evidence)
+    return Check("benchmark", "fail", True, f"hang: {outcome.detail}; the process tree was "
+                 "killed, partial logs kept", evidence)
+
+
+def hang_errors(outcome: StageOutcome, nranks: int, silent: float) -> list[ErrorEntry]:
+    """One `hang` error per rank that had stopped printing when the stage was stopped.
+
+    A rank is named when it had been silent for `silent` seconds at the stop, or
+    had printed nothing at all; if every rank was still printing (a hard timeout
+    on a slow run) all are named, since none finished.
+    """
+    if outcome.ended not in ("timeout", "stalled"):
+        return []
+    quiet = {}
+    for rank in range(nranks):
+        stream = outcome.ranks.get(rank)
+        if stream is None or stream.last_time is None:
+            quiet[rank] = None
+        elif outcome.stopped_at - stream.last_time >= silent:
+            quiet[rank] = outcome.stopped_at - stream.last_time
+    chosen = quiet or dict.fromkeys(range(nranks), 0.0)
+    errors = []
+    for rank, seconds in sorted(chosen.items())[:64]:
+        stream = outcome.ranks.get(rank)
+        if stream is None:
+            ev = Evidence(str(outcome.launcher.path.parent / f"rank.{rank}.log"), 0, rank,
+                          "(no output)")
+            message = f"rank {rank} printed nothing before the run was stopped ({outcome.ended})"
+        else:
+            ev = Evidence(str(stream.path), stream.lines, rank, stream.tail[-1])
+            message = (f"rank {rank} had been silent for {seconds or 0:.0f} s when the run was "
+                       f"stopped ({outcome.ended}); last line: {ev.text}")
+        errors.append(ErrorEntry("hang", "error", message, ev, "the job stopped making "
+                                 "progress: a rank waits on a peer that never answers",
+                                 "read the first error in the other ranks' logs; on EFA, the "
+                                 "security group must allow all traffic to and from itself"))
+    return errors
+
+
+def rank_logs_check(outcome: StageOutcome, nranks: int) -> Check:
+    """`rank_logs`: every rank must speak, or its transport cannot be known."""
+    missing = [r for r in range(nranks) if r not in outcome.ranks]
+    if outcome.ended == "not_started":
+        return Check("rank_logs", "skip", True, "the benchmark did not start")
+    if missing:
+        shown = ", ".join(map(str, missing[:16])) + (" ..." if len(missing) > 16 else "")
+        return Check("rank_logs", "unknown", True, f"{len(missing)} of {nranks} ranks printed "
+                     f"nothing (ranks {shown}): their transport cannot be known",
+                     [Evidence(str(outcome.launcher.path), outcome.launcher.lines, None,
+                               outcome.launcher.tail[-1])] if outcome.launcher.tail else [])
+    return Check("rank_logs", "pass", True, f"all {nranks} ranks wrote a log",
+                 [_last(outcome.ranks[0])] if outcome.ranks else [])
+
+
+def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
+    """Run every stage and return the result (the caller writes the reports)."""
+    limits = table()["timeouts"]
+    mpirun = find_mpirun()
+    run_id = uuid.uuid4().hex
+    fwd = forwarded_env(env)
+    slots = _slots(opts)
+    nranks = sum(n for _, n in slots)
+    command = benchmark_argv(opts, opts.plan.hosts[0].name)
+    before, first = _counters(opts, mpirun, fwd, run_id, "before")
+    stages = [first]
+    stage_limits = limits[opts.sweep]
+    timeout = opts.timeout or stage_limits["stage"]
+    stall = opts.stall or stage_limits["stall"]
+    if isinstance(command, str):
+        bench = StageOutcome("benchmark", [], "not_started", None, 0.0, {},
+                             _empty_launcher(opts), command)
+    else:
+        argv = mpirun_base(mpirun, slots, fwd) + command
+        bench = run_stage("benchmark", argv, {**env, **fwd}, opts.outdir / "logs", run_id,
+                          opts.plan.names(), timeout, stall, limits["grace"], opts.interrupted)
+    stages.append(bench)
+    after: dict[str, dict] = {}
+    if not opts.interrupted.is_set():
+        after, last = _counters(opts, mpirun, fwd, run_id, "after")
+        stages.append(last)
+    model, inputs = parse_sources(expand([str(p) for p in _bench_logs(opts.outdir / "logs")]))
+    for entry in hang_errors(bench, nranks, limits["silent"]):
+        model.add_error(entry)
+    model.finish()
+    nodes = _nodes_hint(model, opts)
+    failed = [s for s in stages if s.name.startswith("counters") and not s.ok]
+    counters, summary = counters_check(before, after, nodes, opts.outdir / "counters.jsonl")
+    if failed and counters.status != "fail":
+        counters = Check("efa_counters", "unknown", True, f"{failed[0].name} stage "
+                         f"{failed[0].ended} ({failed[0].detail or failed[0].returncode}): "
+                         "EFA counters could not be read on every host",
+                         [_last(failed[0].launcher)] if failed[0].launcher.lines else [])
+    checks = (stage_check(bench), rank_logs_check(bench, nranks), counters)
+    result = build(model, inputs, opts.options, policy, "run", checks)
+    result["run"] = {
+        "output_dir": str(opts.outdir), "engine": opts.engine, "test": opts.test,
+        "sweep": opts.sweep, "hosts": opts.plan.names(), "hosts_source": opts.plan.source,
+        "gpus_per_host": opts.gpus_per_host, "gpus_source": opts.gpus_source,
+        "ranks_launched": nranks, "interrupted": opts.interrupted.is_set(),
+        "stages": [{"name": s.name, "argv": s.argv, "ended": s.ended,
+                    "returncode": s.returncode, "elapsed_s": round(s.elapsed, 3),
+                    "detail": s.detail} for s in stages],
+        "counters": summary,
+    }
+    return result
+
+
+def _empty_launcher(opts: RunOptions) -> RankStream:
+    return RankStream(opts.outdir / "logs" / "launcher.log")
+
+
+def _bench_logs(logs: Path) -> list[Path]:
+    """The benchmark's rank and launcher logs (the counters stages' logs are not NCCL's)."""
+    return sorted(p for p in logs.iterdir() if not p.name.startswith("counters-"))
+
+
+def _nodes_hint(model: JobModel, opts: RunOptions) -> int | None:
+    return model.nnodes or len(opts.plan.hosts)
