@@ -24,12 +24,19 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
-	mirror base-image
+	mirror base-image gate free-disk
+
+# make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
+IMAGE ?=
+PUSH ?=
+POLICY ?=
+REGISTRY ?=
 
 help:
 	@echo "make ci-image                                   build efakit/pytorch:ci and :ci-sagemaker offline"
 	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
+	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
 	@echo "make lint                                       ruff, hadolint and the env rules"
 	@echo "make test                                       the test suite (creates .venv if needed)"
 	@echo "make golden                                     regenerate tests/golden after a deliberate change"
@@ -53,6 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/efakit lint $(FRAMEWORK)
 	$(BIN)/efakit lint $(FRAMEWORK) --profile offline
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -60,6 +68,22 @@ test: $(STAMP)
 
 image: $(STAMP)
 	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG)
+
+gate: $(STAMP)
+	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
+		$(if $(PUSH),--push $(PUSH),) $(if $(REGISTRY),--registry $(REGISTRY),) --out $(OUT)/gate \
+		$(if $(GITHUB_STEP_SUMMARY),--summary $(GITHUB_STEP_SUMMARY),)
+
+# Hosted GitHub runners ship ~30 GB of toolchains a GPU image build does not
+# need.  Only on GitHub Actions: locally this target does nothing.
+free-disk:
+ifeq ($(GITHUB_ACTIONS),true)
+	sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL
+	docker system prune --all --force
+	df -h /
+else
+	@echo "free-disk: not on GitHub Actions, nothing removed"
+endif
 
 # The offline profile, built for real without registry or GitHub/AWS access:
 # a mirror of pinned wheels, a debootstrapped base, then both variants.

@@ -226,6 +226,114 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
         click.echo(f"  log {result.log}")
 
 
+@main.command()
+@click.argument("image", required=False)
+@click.option("--policy", "policy_file", default=None, metavar="FILE",
+              help="Required checks, waivers, scan severities (default: the spec's gate_policy).")
+@click.option("--push", "push_to", default=None, metavar="REPOSITORY",
+              help="ECR repository URI (or name, with AWS_REGION) to push to when green.")
+@click.option("--registry", default=None, metavar="HOST:PORT",
+              help="Push layers to this registry instead of ECR's endpoint (a mirror, or a "
+                   "local registry in tests); the ECR API still records the image.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/gate"),
+              show_default=True, help="Where gate.json, gate.xml and gate.md go.")
+@click.option("--summary", "summary_file", type=click.Path(path_type=Path), default=None,
+              help="Append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
+@errors
+def gate(image: str | None, policy_file: str | None, push_to: str | None,
+         registry: str | None, out_dir: Path, summary_file: Path | None, as_json: bool) -> None:
+    """Verify IMAGE (default: the last `efakit build`), then push it only when it passes."""
+    import os
+
+    from buildkit import gate as gatemod
+    from buildkit.engine import find_engine
+    from verify import report
+    from verify.logparse.result import checks_result
+    from verify.policy import PolicyError, load_policy
+
+    ref = image or _last_built()
+    engine = find_engine()
+    info = gatemod.inspect(engine, ref)
+    labels = info["Config"].get("Labels") or {}
+    if "dev.efakit.framework" not in labels:
+        raise CliError(f"{ref} was not built by efakit (no dev.efakit.* labels)")
+    profile = labels.get("dev.efakit.profile")
+    spec = _load(labels["dev.efakit.framework"], None if profile == "default" else profile)
+    policy_path = policy_file or str(REPO_ROOT / spec.gate_policy)
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    target = None
+    if push_to:
+        from buildkit.ecr import parse_target
+
+        target = parse_target(push_to, registry, dict(os.environ))
+    checks, _ = gatemod.gate_checks(engine, ref, info, spec)
+    content, aliases = gatemod.tags_of(info)
+    extra = {"tool": {"name": "efakit", "version": __version__, "command": "gate"},
+             "image": {"reference": ref, "id": info["Id"], "size_bytes": info.get("Size", 0),
+                       "variant": labels.get("dev.efakit.variant"), "content_tag": content,
+                       "policy": policy_path}}
+    result = checks_result("gate", checks, policy, None, extra)
+    if target is None:
+        result["push"] = {"action": "not-requested"}
+    elif result["verdict"] != "pass":
+        result["push"] = {"action": "refused", "reason": f"gate verdict {result['verdict']}: "
+                          "nothing was pushed"}
+    elif content is None:
+        raise CliError(f"{ref} has no content tag (efakit build applies one)")
+    else:
+        result = _push(engine, target, info, content, aliases, checks, policy, extra)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, render in (("gate.json", report.to_json), ("gate.xml", report.to_junit),
+                         ("gate.md", report.to_markdown)):
+        report.write_atomic(out_dir / name, render(result))
+    if summary_file:
+        with summary_file.open("a", encoding="utf-8") as handle:
+            handle.write(report.to_markdown(result))
+    click.echo(report.to_json(result) if as_json else report.to_table(result), nl=False)
+    if result["push"]["action"] in ("pushed", "already-present"):
+        click.echo(f"pushed {result['push']['reference']}@{result['push']['digest']} "
+                   f"({result['push']['action']})", err=True)
+    sys.exit(int(report.VERDICT_EXIT[result["verdict"]]))
+
+
+def _last_built() -> str:
+    import json
+
+    record = REPO_ROOT / "out" / "build" / "last-build.json"
+    try:
+        return json.loads(record.read_text())["tags"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        raise CliError(f"no IMAGE given and no {record.relative_to(REPO_ROOT)} "
+                       "(run `make image` first)") from None
+
+
+def _push(engine, target, info: dict, content: str, aliases: list[str], checks: list,
+          policy, extra: dict) -> dict:
+    """Push under the immutable-tag rule, then read the scan into the verdict."""
+    from buildkit import ecr
+    from buildkit.gate import scan_check
+    from verify.logparse.result import checks_result
+
+    client = ecr.client(target.region)
+    repo = ecr.ensure_repository(client, target.repository)
+    ecr.ensure_repository(client, target.repository + ecr.settings()["cache_repository"]
+                          ["suffix"], "cache_repository")
+    session = ecr.login(engine.client, client, target)
+    try:
+        outcome = ecr.push_image(session, client, repo, info["Id"], content, aliases)
+    finally:
+        session.close()
+    scan = ecr.scan_findings(client, target.repository, outcome.digest,
+                             ecr.settings()["scan_timeout_s"])
+    result = checks_result("gate", [*checks, scan_check(scan, policy)], policy, None, extra)
+    result["push"] = {**outcome.as_dict(), "scan": scan}
+    return result
+
+
 @main.command("fetch-artifacts")
 @click.argument("framework")
 @click.argument("mirror", type=click.Path(path_type=Path))

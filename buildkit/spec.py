@@ -33,7 +33,7 @@ TOP_KEYS = {
 REQUIRED_TOP = ("schema_version", "framework", "base", "components", "gpu_archs", "variants",
                 "artifacts", "size_budget_GB", "gate_policy")
 PROFILE_KEYS = {"why", "base", "components", "gpu_archs", "instance_types", "artifacts",
-                "size_budget_GB", "env_extra"}
+                "size_budget_GB", "gate_policy", "env_extra"}
 BASE_KEYS = {"image": str, "distro": str, "python": str, "cuda": (str, type(None)),
              "torch": str, "torch_from_pip": bool, "why": str}
 # Per component: allowed keys and their types.

@@ -229,7 +229,7 @@ def test_cli_exit_codes_and_reports(tmp_path):
     assert "VERDICT: PASS" in ok.stdout
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
-    assert "## efa-verify: PASS" in md.read_text() and out.read_text().startswith("{")
+    assert "## efa-verify parse: PASS" in md.read_text() and out.read_text().startswith("{")
     fail = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5",
                            "--expect-nodes", "3"], capture_output=True, text=True)
     assert fail.returncode == 1

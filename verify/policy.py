@@ -14,6 +14,8 @@ from pathlib import Path
 
 from verify.tables import TableError, load_table, load_yaml_file
 
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+
 
 class PolicyError(ValueError):
     """A policy file that cannot be used."""
@@ -32,6 +34,8 @@ class Policy:
     required: dict[str, bool] = field(default_factory=dict)  # check -> required
     default_required: bool = True
     waivers: list[Waiver] = field(default_factory=list)
+    # ECR scan severities that fail the gate (the gate reads them after a push).
+    scan_fail_on: tuple[str, ...] = ("CRITICAL",)
 
     def is_required(self, check: str) -> bool:
         return self.required.get(check, self.default_required)
@@ -41,7 +45,7 @@ def _parse(data: object, name: str) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{name}: expected a mapping with 'required' and 'waivers'")
     unknown = set(data) - {"schema_version", "default_required", "required", "waivers",
-                           "description"}
+                           "description", "scan_fail_on"}
     if unknown:
         raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
     required = data.get("required") or {}
@@ -66,7 +70,11 @@ def _parse(data: object, name: str) -> Policy:
     default = data.get("default_required", True)
     if not isinstance(default, bool):
         raise PolicyError(f"{name}: default_required must be true or false")
-    return Policy(name, dict(required), default, waivers)
+    fail_on = data.get("scan_fail_on", ["CRITICAL"])
+    if not isinstance(fail_on, list) or not set(fail_on) <= set(SEVERITIES):
+        raise PolicyError(f"{name}: scan_fail_on lists severities among "
+                          f"{', '.join(SEVERITIES)}")
+    return Policy(name, dict(required), default, waivers, tuple(fail_on))
 
 
 def load_policy(path: str | Path | None) -> Policy:

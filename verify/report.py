@@ -45,7 +45,8 @@ def _fmt(value: object) -> str:
 
 def _where(ev: dict) -> str:
     rank = f" rank {ev['rank']}" if ev.get("rank") is not None else ""
-    return f"{ev['file']}:{ev['line']}{rank}"
+    line = f":{ev['line']}" if ev["line"] else ""  # 0: not a line of a file
+    return f"{ev['file']}{line}{rank}"
 
 
 SUMMARY_FIELDS = (("transport", "transport"), ("provider", "provider"),
@@ -73,6 +74,9 @@ def to_table(result: dict) -> str:
     for check in result["checks"]:
         flag = "" if check["required"] else " (not required)"
         lines.append(f"  {check['status'].upper():<8} {check['name']}{flag}: {check['message']}")
+        if check.get("waiver"):
+            waiver = check["waiver"]
+            lines.append(f"           waived until {waiver['expires']}: {waiver['reason']}")
         for ev in check["evidence"][:1]:
             lines.append(f"           {_where(ev)}: {ev['text'].strip()[:160]}")
     errors = [e for e in result["errors"] if e["severity"] == "error"]
@@ -87,7 +91,8 @@ def to_table(result: dict) -> str:
 
 def to_markdown(result: dict) -> str:
     verdict = result["verdict"].upper()
-    out = [f"## efa-verify: {verdict}", "", f"{result['verdict_reason']}", ""]
+    tool = result["tool"]
+    out = [f"## {tool['name']} {tool['command']}: {verdict}", "", f"{result['verdict_reason']}", ""]
     if _summary(result):
         out += ["| | |", "|---|---|"]
         out += [f"| {label} | {_fmt(result.get(key))} |" for key, label in _summary(result)]
@@ -96,6 +101,8 @@ def to_markdown(result: dict) -> str:
     for check in result["checks"]:
         ev = "<br>".join(f"`{_where(e)}`" for e in check["evidence"][:3])
         message = check["message"].replace("|", "\\|")
+        if check.get("waiver"):
+            message += f" (waived until {check['waiver']['expires']}: {check['waiver']['reason']})"
         out.append(f"| {check['name']} | {check['status']} | "
                    f"{'yes' if check['required'] else 'no'} | {message} | {ev} |")
     errors = [e for e in result["errors"] if e["severity"] == "error"]

@@ -1,0 +1,138 @@
+"""`efakit gate`: verify an image, then (only when green) push it.
+
+Checks from inside (`efa-verify static` run in the image, no GPU) and from
+outside (labels, env, entrypoint, size) go through the verifier's policy, so
+required checks, waivers and the verdict mean the same as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from buildkit.engine import Engine
+from buildkit.spec import Spec
+from verify.envrules import lint_env
+from verify.logparse.decide import Check
+from verify.logparse.model import Evidence
+from verify.policy import Policy
+
+VERSION_LABELS = ("torch", "cuda", "efa-installer", "libfabric", "aws-ofi-nccl", "nccl",
+                  "gdrcopy", "nccl-tests")
+CONTENT_TAG_RE = re.compile(r"-(ec2|sagemaker)-[0-9a-f]{12}$")
+ENTRYPOINT = ["/usr/local/bin/efakit-entrypoint"]
+COMMANDS = {"ec2": ["/bin/bash"], "sagemaker": ["train"]}
+
+
+def inspect(engine: Engine, ref: str) -> dict:
+    from verify.cliutil import CliError
+
+    done = engine.run("image", "inspect", ref, check=False)
+    if done.returncode != 0:
+        raise CliError(f"image {ref} not found in the local Docker engine (build it with "
+                       "`make image`, or pull it)")
+    return json.loads(done.stdout)[0]
+
+
+def _ev(ref: str, text: str) -> Evidence:
+    return Evidence(f"docker image inspect {ref}", 0, None, text)
+
+
+def label_checks(ref: str, info: dict) -> list[Check]:
+    labels = info["Config"].get("Labels") or {}
+    wanted = [f"dev.efakit.version.{n}" for n in VERSION_LABELS] + \
+        ["org.opencontainers.image.revision", "org.opencontainers.image.created",
+         "dev.efakit.variant", "dev.efakit.framework"]
+    missing = [k for k in wanted if not labels.get(k)]
+    shown = ", ".join(f"{n}={labels.get(f'dev.efakit.version.{n}')}" for n in VERSION_LABELS)
+    return [Check("labels", "fail" if missing else "pass", True,
+                  f"labels missing: {', '.join(missing)}" if missing
+                  else f"every version labelled: {shown}", [_ev(ref, shown)])]
+
+
+def env_checks(ref: str, info: dict, record: dict) -> list[Check]:
+    """The image's ENV against the rules, for the versions its own record states."""
+    env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [])
+    findings = lint_env(env, record["versions"])
+    baked = {k: v for k, v in record["env"].items() if env.get(k) != v}
+    problems = [f.message() for f in findings] + \
+        [f"{k}: image ENV {env.get(k)!r} differs from its record {v!r}" for k, v in baked.items()]
+    evidence = [_ev(ref, f"{k}={v}") for k, v in env.items()
+                if k.startswith(("NCCL_", "FI_"))][:6]
+    return [Check("image_env", "fail" if problems else "pass", True,
+                  "; ".join(problems) if problems else
+                  "ENV matches the env rules and the image's env record", evidence)]
+
+
+def entrypoint_checks(ref: str, info: dict, variant: str) -> list[Check]:
+    have = (info["Config"].get("Entrypoint"), info["Config"].get("Cmd"))
+    want = (ENTRYPOINT, COMMANDS.get(variant))
+    ok = have == want
+    return [Check("entrypoint", "pass" if ok else "fail", True,
+                  f"entrypoint {have[0]} cmd {have[1]}" + ("" if ok else
+                                                          f" (expected {want[0]} {want[1]} "
+                                                          f"for the {variant} variant)"),
+                  [_ev(ref, json.dumps({"Entrypoint": have[0], "Cmd": have[1]}))])]
+
+
+def size_checks(ref: str, info: dict, budget_gb: float) -> list[Check]:
+    size = info.get("Size", 0) / 1e9
+    return [Check("size", "pass" if size <= budget_gb else "fail", True,
+                  f"{size:.2f} GB against the spec's budget of {budget_gb:g} GB",
+                  [_ev(ref, f"Size {info.get('Size')}")])]
+
+
+def static_in_image(engine: Engine, ref: str) -> tuple[list[Check], dict]:
+    """`efa-verify static --json` inside the image, through its entrypoint (start-time env)."""
+    done = engine.run("run", "--rm", "--network", "none", "-e", "EFAKIT_IMDS=off", ref,
+                      "efa-verify", "static", "--json", check=False, timeout=600)
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return [Check("static", "fail", True, f"efa-verify static did not run in the image "
+                      f"(exit {done.returncode}): {last}")], {}
+    checks = [Check(c["name"], c["status"], c["required"], c["message"],
+                    [Evidence(**e) for e in c["evidence"]]) for c in result["checks"]]
+    for check in checks:  # the inner policy is the default; the gate's policy decides
+        if check.status == "waived":
+            check.status = check.waiver["status_without_waiver"] if check.waiver else "fail"
+    return checks, result
+
+
+def image_record(engine: Engine, ref: str) -> dict:
+    done = engine.run("run", "--rm", "--network", "none", "--entrypoint", "cat", ref,
+                      "/etc/efakit/image-env.json", check=False)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"versions": {}, "env": {}}
+
+
+def tags_of(info: dict) -> tuple[str | None, list[str]]:
+    """(content tag, alias tags) among the image's local tags."""
+    tags = [t.rsplit(":", 1)[1] for t in info.get("RepoTags") or []]
+    content = [t for t in tags if CONTENT_TAG_RE.search(t)]
+    return (content[0] if content else None), [t for t in tags if t not in content]
+
+
+def gate_checks(engine: Engine, ref: str, info: dict, spec: Spec) -> tuple[list[Check], dict]:
+    variant = (info["Config"].get("Labels") or {}).get("dev.efakit.variant", "?")
+    inner, static = static_in_image(engine, ref)
+    record = image_record(engine, ref)
+    checks = inner + label_checks(ref, info) + env_checks(ref, info, record) + \
+        entrypoint_checks(ref, info, variant) + size_checks(ref, info, spec.size_budget_GB)
+    return checks, static
+
+
+def scan_check(scan: dict, policy: Policy) -> Check:
+    counts = scan.get("counts", {})
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no findings"
+    evidence = [Evidence("ecr:DescribeImageScanFindings", 0, None,
+                         f"{f['severity']} {f['name']}") for f in scan.get("findings", [])][:6]
+    if scan.get("status") != "COMPLETE":
+        return Check("scan_findings", "unknown", True, f"ECR scan {scan.get('status')}: "
+                     f"{scan.get('description', '')}", evidence)
+    bad = {k: v for k, v in counts.items() if k in policy.scan_fail_on and v}
+    return Check("scan_findings", "fail" if bad else "pass", True,
+                 f"{shown} (the policy fails on {', '.join(policy.scan_fail_on)})", evidence)

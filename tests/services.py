@@ -1,0 +1,119 @@
+"""Real local services for push tests: Debian's docker-registry and moto's server.
+
+Each is started on a free 127.0.0.1 port for the tests that need it and
+stopped afterwards; a missing binary is a skip with the reason (CI installs
+docker-registry in .ci/run and moto comes with the test extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+MOTO_ACCOUNT = "123456789012"  # moto's default account
+MOTO_PASSWORD = f"{MOTO_ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken hands out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, log: Path) -> None:
+    for _ in range(100):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited early: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # answering, with auth required
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], url: str, log: Path, env: dict | None = None) -> Iterator[None]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait(url, proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def registry(workdir: Path, password: str = MOTO_PASSWORD) -> Iterator[str]:
+    """An OCI registry on 127.0.0.1 with htpasswd auth (user AWS), as ECR logins use."""
+    if not Path(REGISTRY_BIN).exists():
+        pytest.skip("registry: Debian's docker-registry is not installed (.ci/run installs it)")
+    import bcrypt
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "htpasswd").write_text(
+        "AWS:" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6)).decode() + "\n")
+    port = free_port()
+    config = {"version": 0.1, "log": {"level": "warn"},
+              "storage": {"filesystem": {"rootdirectory": str(workdir / "data")},
+                          "delete": {"enabled": True}},
+              "http": {"addr": f"127.0.0.1:{port}"},
+              "auth": {"htpasswd": {"realm": "efakit-test", "path": str(workdir / "htpasswd")}}}
+    (workdir / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    with _process([REGISTRY_BIN, "serve", str(workdir / "config.yml")],
+                  f"http://127.0.0.1:{port}/v2/", workdir / "registry.log"):
+        yield f"127.0.0.1:{port}"
+
+
+def registry_get(address: str, path: str, password: str = MOTO_PASSWORD,
+                 method: str = "GET") -> tuple[dict, dict]:
+    """(headers, JSON body) of one authenticated registry API call."""
+    request = urllib.request.Request(
+        f"http://{address}{path}", method=method,
+        headers={"Authorization": "Basic " + base64.b64encode(
+            f"AWS:{password}".encode()).decode(),
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+        return dict(response.headers), json.loads(body) if body else {}
+
+
+@contextlib.contextmanager
+def moto(workdir: Path, env: dict | None = None) -> Iterator[str]:
+    """moto's server (ECR and friends) on 127.0.0.1; yields its endpoint URL."""
+    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if binary is None:
+        pytest.skip("moto: moto_server not installed (the test extra installs moto[server])")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _process([binary, "-H", "127.0.0.1", "-p", str(port)], url,
+                  workdir / f"moto-{port}.log", env):
+        yield url
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    """Environment for a client of moto: fake keys, a region, the endpoint."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}

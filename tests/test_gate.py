@@ -1,0 +1,161 @@
+"""`efakit gate`: the offline images, a real registry (docker-registry) and moto's ECR API.
+
+The registry requires the password moto's GetAuthorizationToken hands out, so
+the gate's login is real; repositories, immutability, lifecycle and scan
+findings are read back from moto's ECR API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+
+import boto3
+import pytest
+
+from tests import services
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.docker
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+EC2, SAGEMAKER = "efakit/pytorch:ci", "efakit/pytorch:ci-sagemaker"
+OFFLINE_POLICY = ROOT / "images" / "policies" / "offline-gate.yaml"
+URI = f"{services.MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    """A registry and moto's server, for the whole module."""
+    work = tmp_path_factory.mktemp("services")
+    with services.registry(work / "registry") as reg, services.moto(work) as endpoint:
+        yield reg, endpoint
+
+
+def gate(*args, env=None, out=None):
+    argv = [str(ROOT / ".venv" / "bin" / "efakit") if (ROOT / ".venv").exists() else "efakit",
+            "gate", *args, "--json"]
+    if out:
+        argv += ["--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env={**os.environ, **(env or {})})
+    result = json.loads(proc.stdout) if proc.stdout.startswith("{") else None
+    return proc, result
+
+
+def catalog(reg):
+    return services.registry_get(reg, "/v2/_catalog")[1]["repositories"]
+
+
+def ecr(endpoint):
+    return boto3.client("ecr", **{"endpoint_url": endpoint, "region_name": "us-east-1",
+                                  "aws_access_key_id": "testing",
+                                  "aws_secret_access_key": "testing"})
+
+
+def test_failing_image_pushes_nothing(ci_images, aws, tmp_path):
+    reg, endpoint = aws
+    before = catalog(reg)
+    proc, result = gate(EC2, "--policy", str(ROOT / "verify" / "data" / "default_policy.yaml"),
+                        "--push", f"{URI}/gate-fail", "--registry", reg,
+                        env=services.aws_env(endpoint), out=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert result["verdict"] == "fail" and result["verdict_reason"].startswith("plugin:")
+    assert result["push"]["action"] == "refused"
+    assert catalog(reg) == before
+    assert json.loads((tmp_path / "gate.json").read_text())["push"]["action"] == "refused"
+
+
+def test_passing_image_lands_with_the_printed_digest_then_is_a_no_op(ci_images, aws, tmp_path):
+    reg, endpoint = aws
+    env = services.aws_env(endpoint)
+    proc, result = gate(EC2, "--push", f"{URI}/gate-pass", "--registry", reg, env=env,
+                        out=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    waived = sorted(c["name"] for c in result["checks"] if c["status"] == "waived")
+    assert waived == ["efa_installer", "gdrcopy", "nccl_tests", "plugin"]
+    assert all("offline" in c["waiver"]["reason"] for c in result["checks"]
+               if c["status"] == "waived")
+    push = result["push"]
+    assert push["action"] == "pushed"
+    assert f"@{push['digest']}" in proc.stderr
+    tag = result["image"]["content_tag"]
+    headers, manifest = services.registry_get(reg, f"/v2/gate-pass/manifests/{tag}")
+    assert headers["Docker-Content-Digest"] == push["digest"]
+    assert manifest["config"]["digest"] == result["image"]["id"]
+    assert push["aliases"] == {"ci": "skipped: the repository's tags are immutable"}
+    api = ecr(endpoint)
+    repo = api.describe_repositories(repositoryNames=["gate-pass"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    rules = json.loads(api.get_lifecycle_policy(repositoryName="gate-pass")
+                       ["lifecyclePolicyText"])["rules"]
+    assert rules[0]["selection"]["tagStatus"] == "untagged"
+    cache = api.describe_repositories(repositoryNames=["gate-pass-buildcache"])
+    assert cache["repositories"][0]["imageTagMutability"] == "MUTABLE"
+    assert [i["imageTags"] for i in api.describe_images(repositoryName="gate-pass")
+            ["imageDetails"]] == [[tag]]
+    scan = next(c for c in result["checks"] if c["name"] == "scan_findings")
+    assert scan["status"] == "pass" and "HIGH 1" in scan["message"]  # moto's canned finding
+    assert "| scan_findings |" in (tmp_path / "gate.md").read_text()
+
+    again, second = gate(EC2, "--push", f"{URI}/gate-pass", "--registry", reg, env=env)
+    assert again.returncode == 0, again.stderr
+    assert second["push"]["action"] == "already-present"
+    assert second["push"]["digest"] == push["digest"]
+
+
+def test_a_different_image_under_a_taken_tag_is_refused(ci_images, aws):
+    reg, endpoint = aws
+    env = services.aws_env(endpoint)
+    first, result = gate(EC2, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)
+    assert first.returncode == 0, first.stderr
+    tag = result["image"]["content_tag"]
+    impostor = f"efakit/impostor:{tag}"  # the sagemaker image under the ec2 image's tag
+    subprocess.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
+    try:
+        proc, _ = gate(impostor, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)
+    finally:
+        subprocess.run([DOCKER, "image", "rm", impostor], capture_output=True)
+    assert proc.returncode == 6, proc.stderr
+    assert "already holds a different image" in proc.stderr and "nothing was pushed" in proc.stderr
+    headers, manifest = services.registry_get(reg, f"/v2/gate-immutable/manifests/{tag}")
+    assert manifest["config"]["digest"] == result["image"]["id"]  # the tag did not move
+
+
+def test_scan_findings_fail_the_gate_when_the_policy_says_so(ci_images, aws, tmp_path):
+    reg, endpoint = aws
+    policy = tmp_path / "strict.yaml"
+    policy.write_text(OFFLINE_POLICY.read_text().replace("scan_fail_on: [CRITICAL]",
+                                                         "scan_fail_on: [CRITICAL, HIGH]"))
+    proc, result = gate(EC2, "--policy", str(policy), "--push", f"{URI}/gate-scan",
+                        "--registry", reg, env=services.aws_env(endpoint))
+    assert proc.returncode == 1
+    assert result["verdict_reason"].startswith("scan_findings: HIGH 1")
+    assert result["push"]["scan"]["findings"][0]["name"] == "CVE-9999-9999"
+
+
+def test_bad_registry_password_is_a_credentials_error(ci_images, aws, tmp_path):
+    _, endpoint = aws
+    with services.registry(tmp_path / "registry", password="another-password") as reg:
+        proc, _ = gate(EC2, "--push", f"{URI}/gate-badpw", "--registry", reg,
+                       env=services.aws_env(endpoint))
+        assert proc.returncode == 5
+        assert proc.stderr.startswith(f"efakit: error: docker login to {reg} refused")
+        with pytest.raises(urllib.error.HTTPError):  # our password is not theirs
+            catalog(reg)
+
+
+def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
+    auth = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}  # moto checks keys from now on
+    with services.moto(tmp_path, env=auth) as endpoint:
+        proc, _ = gate(EC2, "--push", f"{URI}/gate-auth", "--registry", "127.0.0.1:1",
+                       env=services.aws_env(endpoint))
+    assert proc.returncode == 5
+    assert "AWS refused the credentials" in proc.stderr and "Traceback" not in proc.stderr
+    env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    proc, _ = gate(EC2, "--push", "gate-noregion", env=env)
+    assert (proc.returncode, proc.stderr) == (5, "efakit: error: --push gate-noregion: no "
+                                                 "region (give a full ECR URI, or set "
+                                                 "AWS_REGION)\n")
