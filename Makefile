@@ -24,7 +24,7 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
-	mirror base-image gate free-disk
+	mirror base-image gate free-disk sagemaker-verify
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -73,6 +73,17 @@ gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
 		$(if $(PUSH),--push $(PUSH),) $(if $(REGISTRY),--registry $(REGISTRY),) --out $(OUT)/gate \
 		$(if $(GITHUB_STEP_SUMMARY),--summary $(GITHUB_STEP_SUMMARY),)
+
+# make sagemaker-verify IMAGE=ecr-uri ROLE=arn S3=s3://bucket/prefix [COUNT=2] [SUBNETS=] [SGS=]
+COUNT ?= 2
+ROLE ?=
+S3 ?=
+SUBNETS ?=
+SGS ?=
+sagemaker-verify: $(STAMP)
+	$(BIN)/efakit sagemaker-verify --image-uri $(IMAGE) --role $(ROLE) --output $(S3) \
+		--instance-type ml.p4d.24xlarge --instance-count $(COUNT) \
+		$(if $(SUBNETS),--subnets $(SUBNETS) --security-groups $(SGS),)
 
 # Hosted GitHub runners ship ~30 GB of toolchains a GPU image build does not
 # need.  Only on GitHub Actions: locally this target does nothing.

@@ -334,6 +334,129 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
     return result
 
 
+@main.command("sagemaker-verify")
+@click.option("--image-uri", required=True, help="ECR image URI (a local image with --local).")
+@click.option("--role", default=None, help="SageMaker execution role ARN.")
+@click.option("--instance-type", default="ml.p4d.24xlarge", show_default=True)
+@click.option("--instance-count", type=int, default=2, show_default=True)
+@click.option("--output", default=None, metavar="S3URI", help="s3://bucket/prefix for outputs.")
+@click.option("--max-run", type=int, default=3600, show_default=True,
+              help="MaxRuntimeInSeconds: the job is stopped after this.")
+@click.option("--region", default=None, help="Must match the image URI's region.")
+@click.option("--subnets", multiple=True, help="VPC subnet id(s), comma-separated or repeated.")
+@click.option("--security-groups", multiple=True,
+              help="Security group id(s); they must allow all traffic among themselves.")
+@click.option("--quick/--full", default=True, show_default=True)
+@click.option("--no-wait", is_flag=True, help="Exit 0 once the job is created.")
+@click.option("--dry-run", is_flag=True, help="Print the CreateTrainingJob request and exit 0.")
+@click.option("--local", is_flag=True,
+              help="Run the same containers here with docker-compose v1 (no AWS).")
+@click.option("--job-name", default=None, help="Default efakit-verify-<time>.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/sagemaker"),
+              show_default=True, help="Where the downloaded report and plot go.")
+@click.option("--poll", type=float, default=30, hidden=True)
+@errors
+def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, instance_count: int,
+                     output: str | None, max_run: int, region: str | None,
+                     subnets: tuple[str, ...], security_groups: tuple[str, ...], quick: bool,
+                     no_wait: bool, dry_run: bool, local: bool, job_name: str | None,
+                     out_dir: Path, poll: float) -> None:
+    """Run the verifier as a SageMaker training job on 2+ EFA instances and print the verdict."""
+    import json
+    import time
+
+    from buildkit import sagemaker as sm
+    from verify.profiles import resolve
+
+    def split(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v for item in values for v in item.split(",") if v)
+
+    spec = sm.JobSpec(image_uri, role, resolve(instance_type), instance_count, output, max_run,
+                      region, split(subnets), split(security_groups),
+                      "quick" if quick else "full",
+                      job_name or time.strftime("efakit-verify-%Y%m%d-%H%M%S"))
+    sm.validate(spec, local)
+    req = sm.request(spec)
+    if dry_run:
+        click.echo(json.dumps(req, indent=2))
+        return
+    if local:
+        _sagemaker_local(spec, req, out_dir)
+    _sagemaker_remote(spec, req, out_dir, no_wait, poll)
+
+
+def _show_result(result: dict | None, where: Path, failure: str | None) -> int:
+    """Print the verdict table (and plot), returning the exit status."""
+    from buildkit.plot import PlotError, plot_busbw
+    from verify import report as reports
+
+    if result is None:
+        click.echo(f"no efa-verify result in the job's output{': ' + failure if failure else ''}",
+                   err=True)
+        return int(Exit.FAIL)
+    click.echo(reports.to_table(result), nl=False)
+    try:
+        click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}")
+    except PlotError as exc:
+        click.echo(f"plot: none ({exc})")
+    return int(reports.VERDICT_EXIT[result["verdict"]])
+
+
+def _sagemaker_local(spec, req: dict, out_dir: Path) -> None:
+    import json
+
+    from buildkit import smlocal
+
+    workdir = out_dir / spec.name
+    if workdir.exists():
+        raise CliError(f"{workdir} exists: give another --job-name")
+    hyper = {k: v for k, v in req["HyperParameters"].items() if k != "instance-type"}
+    code, output = smlocal.run(workdir, spec.image_uri, spec.count, req["Environment"], hyper,
+                               spec.max_run, click.echo)
+    result_file = output / "data" / "efa-verify" / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    failure = output / "failure"
+    if failure.exists():
+        click.echo(f"FailureReason: {failure.read_text()}")
+    click.echo(f"algo-1 exited {code}; outputs in {output}")
+    sys.exit(_show_result(result, workdir, failure.read_text() if failure.exists() else None))
+
+
+def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float) -> None:
+    import json
+
+    from buildkit import sagemaker as sm
+    from buildkit.ecr import aws_call
+
+    sm.check_quotas(spec, lambda line: click.echo(line, err=True))
+    client = sm.client("sagemaker", spec.region)
+    aws_call("CreateTrainingJob", client.create_training_job, **req)
+    dest = out_dir / spec.name
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "request.json").write_text(json.dumps(req, indent=2) + "\n")  # what was asked
+    click.echo(f"created training job {spec.name} ({spec.count} x {spec.instance_type}); "
+               f"request in {dest / 'request.json'}")
+    if no_wait:
+        return
+    try:
+        job = sm.wait(client, sm.client("logs", spec.region), spec.name, click.echo, poll)
+    except KeyboardInterrupt:
+        if sys.stdin.isatty() and click.confirm(f"\nstop training job {spec.name}?"):
+            aws_call("StopTrainingJob", client.stop_training_job, TrainingJobName=spec.name)
+            click.echo(f"stopping {spec.name}")
+        else:
+            click.echo(f"\n{spec.name} keeps running (aws sagemaker stop-training-job "
+                       f"--training-job-name {spec.name})")
+        sys.exit(int(Exit.INTERRUPTED))
+    result = sm.fetch_result(sm.client("s3", spec.region), job, dest)
+    code = _show_result(result, dest, job.get("FailureReason"))
+    if code == 0:
+        tag = sm.mark_verified(sm.client("ecr", spec.region), spec.image_uri,
+                               spec.profile.family)
+        click.echo(f"verified: {tag}")
+    sys.exit(code)
+
+
 @main.command("fetch-artifacts")
 @click.argument("framework")
 @click.argument("mirror", type=click.Path(path_type=Path))

@@ -57,9 +57,14 @@ def launch(tmp_path: Path, *args: str, mode: str = "ok", sysfs: Path | None = No
            "EFAKIT_TEST_TOKEN": str(tmp_path)}
     if bump and sysfs:
         env["EFAKIT_FAKE_SYSFS"] = str(sysfs)
+    # This machine has no GPU, and no EFA unless a sysfs tree is given: the stand-in
+    # ranks need neither, so those checks are not required here (they are reported).
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("required: {gpus: false" + (", efa_devices: false" if sysfs is None
+                                                  else "") + "}\n")
     argv = [sys.executable, "-m", "verify", "run", "--hosts", "localhost:2",
             "--tests-dir", str(bindir), "--output-dir", str(tmp_path / "out"),
-            "--gpus-per-host", "2", "--json", *args]
+            "--gpus-per-host", "2", "--policy", str(policy), "--json", *args]
     if sysfs:
         argv += ["--sysfs", str(sysfs)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -95,6 +100,9 @@ def test_healthy_run_passes_and_counters_back_the_logs(tmp_path):
     assert result["tool"]["command"] == "run"
     assert (result["efa_used"], result["gdr_used"], result["ranks"]) == (True, True, 2)
     assert check(result, "benchmark")["status"] == "pass"
+    assert check(result, "gpus")["required"] is False  # reported, not required here
+    assert check(result, "efa_devices")["message"].endswith(" 2")  # two EFA devices, one host
+    assert check(result, "fabric")["message"] == "one host: no fabric between hosts to check"
     assert check(result, "rank_logs")["message"] == "all 2 ranks wrote a log"
     counters = check(result, "efa_counters")
     assert counters["status"] == "pass" and "2/2 devices moved data" in counters["message"]

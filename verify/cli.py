@@ -281,6 +281,27 @@ def _gpus_per_host(given: int | None) -> tuple[int, str]:
     return inventory.count, f"NVML on the launching host ({inventory.count} GPUs)"
 
 
+@main.command("sagemaker")
+@click.option("--ssh-timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds the first host waits for sshd on every host.")
+@handle_errors("efa-verify")
+def sagemaker_cmd(ssh_timeout: float) -> None:
+    """SageMaker mode: every host serves sshd, the first runs `efa-verify run` over all.
+
+    The image's entrypoint runs this for `train` when EFAKIT_SAGEMAKER_VERIFY=1.
+    Reports go to /opt/ml/output/data/efa-verify (uploaded to S3 by SageMaker).
+    """
+    import sys
+
+    from verify import smjob
+
+    try:
+        code = smjob.main(ssh_timeout)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    sys.exit(code)
+
+
 @main.command(hidden=True)
 @click.option("--sysfs", default="/sys", show_default=True)
 def counters(sysfs: str) -> None:

@@ -45,7 +45,50 @@ def snapshot(sysfs: Path) -> dict:
                 except (OSError, ValueError):
                     continue  # `lifespan` is writable config, some counters are unreadable
             devices[f"{device.name}/{counters.parent.name}"] = values
-    return {"host": socket.gethostname(), "devices": devices, "drivers": drivers}
+    return {"host": socket.gethostname(), "devices": devices, "drivers": drivers,
+            "gpus": _gpus()}
+
+
+def _gpus() -> dict:
+    """This host's GPU count through NVML, or why there is none (the run's `gpus` check)."""
+    from verify.preflight import nvml_inventory
+
+    inventory = nvml_inventory()
+    if isinstance(inventory, str):
+        return {"count": 0, "reason": inventory}
+    return {"count": inventory.count, "model": inventory.models[0] if inventory.models else None}
+
+
+def inventory_checks(snaps: dict[str, dict], hosts: list[str], gpus_per_host: int,
+                     expect_efa: bool) -> list[Check]:
+    """`gpus` and `efa_devices` on every host, from the snapshots taken before the run."""
+    def ev(host: str, text: str) -> list[Evidence]:
+        return [Evidence(f"{host}: efa-verify counters", 0, None, text)]
+
+    if len(snaps) < len(hosts):
+        reason = f"{len(snaps)} of {len(hosts)} hosts answered the inventory stage"
+        return [Check("gpus", "unknown", True, reason), Check("efa_devices", "unknown", True,
+                                                              reason)]
+    short = {h: s["gpus"] for h, s in snaps.items() if s["gpus"]["count"] < gpus_per_host}
+    gpus = Check("gpus", "fail" if short else "pass", True,
+                 "; ".join(f"{h}: {g['count']} GPUs" + (f" ({g['reason']})" if g.get("reason")
+                                                        else "") for h, g in short.items())
+                 + f" (the run needs {gpus_per_host} per host)" if short else
+                 f"{gpus_per_host}+ GPUs on each of {len(snaps)} host(s)",
+                 [e for h, g in (short or {h: s["gpus"] for h, s in snaps.items()}).items()
+                  for e in ev(h, json.dumps(g))][:4])
+    if not expect_efa:
+        return [gpus, Check("efa_devices", "skip", True, "EFA is not expected")]
+    bare = sorted(h for h, s in snaps.items() if not efa_devices(s))
+    counts = {h: len(efa_devices(s)) for h, s in snaps.items()}
+    efa = Check("efa_devices", "fail" if bare else "pass", True,
+                f"no EFA device on {', '.join(bare)} (sysfs class/infiniband has no device "
+                "bound to the efa driver; SageMaker and EC2 attach EFA only on EFA-capable "
+                "instance types, EKS needs the EFA device plugin)" if bare else
+                "EFA devices on every host: " + ", ".join(f"{h} {n}" for h, n in counts.items()),
+                [e for h in (bare or sorted(counts)) for e in ev(h, json.dumps(
+                    snaps[h]["drivers"]))][:4])
+    return [gpus, efa]
 
 
 def efa_devices(snap: dict) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verify.hosts import HostPlan
-from verify.hwcounters import counters_check
+from verify.hwcounters import counters_check, efa_devices, inventory_checks
 from verify.logparse.decide import Check
 from verify.logparse.model import ErrorEntry, Evidence, JobModel
 from verify.logparse.result import Options, build, parse_sources
@@ -245,6 +245,9 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     command = benchmark_argv(opts, opts.plan.hosts[0].name)
     before, first = _counters(opts, mpirun, fwd, run_id, "before")
     stages = [first]
+    fabric = _fabric(opts, mpirun, fwd, run_id, before)
+    if isinstance(fabric, StageOutcome):
+        stages.append(fabric)
     stage_limits = limits[opts.sweep]
     timeout = opts.timeout or stage_limits["stage"]
     stall = opts.stall or stage_limits["stall"]
@@ -272,7 +275,10 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
                          f"{failed[0].ended} ({failed[0].detail or failed[0].returncode}): "
                          "EFA counters could not be read on every host",
                          [_last(failed[0].launcher)] if failed[0].launcher.lines else [])
-    checks = (stage_check(bench), rank_logs_check(bench, nranks), counters)
+    expect_efa = opts.options.expect_provider == "efa"
+    checks = (*inventory_checks(before, opts.plan.names(), opts.gpus_per_host, expect_efa),
+              fabric if isinstance(fabric, Check) else fabric_check(fabric),
+              stage_check(bench), rank_logs_check(bench, nranks), counters)
     result = build(model, inputs, opts.options, policy, "run", checks)
     result["run"] = {
         "output_dir": str(opts.outdir), "engine": opts.engine, "test": opts.test,
@@ -293,7 +299,50 @@ def _empty_launcher(opts: RunOptions) -> RankStream:
 
 def _bench_logs(logs: Path) -> list[Path]:
     """The benchmark's rank and launcher logs (the counters stages' logs are not NCCL's)."""
-    return sorted(p for p in logs.iterdir() if not p.name.startswith("counters-"))
+    return sorted(p for p in logs.iterdir() if not p.name.startswith(("counters-", "fabric.")))
+
+
+def _fabric(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
+            snaps: dict[str, dict]) -> StageOutcome | Check:
+    """fi_pingpong between the first two hosts, or the reason it was not run."""
+    conf = table()["fabric"]
+    hosts = opts.plan.names()
+    if len(hosts) < 2:
+        return Check("fabric", "skip", True, "one host: no fabric between hosts to check")
+    if shutil.which(conf["binary"]) is None:
+        return Check("fabric", "skip", True, f"{conf['binary']} not installed (libfabric's "
+                     "fabtests: libfabric-bin on Debian, part of the EFA installer)")
+    provider = "efa" if snaps and all(efa_devices(s) for s in snaps.values()) else "tcp"
+    args = " ".join([conf["binary"], "-p", provider, *conf["args"]])
+    script = (f'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec {args}; '
+              f'else sleep 2; exec {args} "$1"; fi')
+    argv = mpirun_base(mpirun, [(hosts[0], 1), (hosts[1], 1)], env) + \
+        ["sh", "-c", script, "fabric", hosts[1]]
+    return run_stage("fabric", argv, {**os.environ, **env}, opts.outdir / "logs", run_id,
+                     hosts, conf["timeout"], conf["timeout"], table()["timeouts"]["grace"],
+                     opts.interrupted)
+
+
+def fabric_check(outcome: StageOutcome) -> Check:
+    """`fabric`: did fi_pingpong complete between the first two hosts?"""
+    provider = outcome.argv[outcome.argv.index("sh") + 2].split(" -p ")[1].split()[0]
+    pair = outcome.argv[outcome.argv.index("--host") + 1].replace(":1", "").split(",")
+    where = f"libfabric {provider} from {pair[0]} to {pair[1]}"
+    client = outcome.ranks.get(0)
+    rows = [] if client is None else [
+        (n, line) for n, line in enumerate(client.path.read_text(errors="replace")
+                                           .splitlines(), 1)
+        if re.match(r"^\d+[kmg]?\s+\d+\s+=\d+", line)]
+    if outcome.ok and rows:
+        number, line = rows[-1]
+        return Check("fabric", "pass", True, f"{where}: fi_pingpong completed "
+                     f"({' '.join(line.split()[:1] + line.split()[5:6])} MB/s)",
+                     [Evidence(str(client.path), number, 0, line)])
+    patterns = [re.compile(p) for p in table()["failure_lines"]]
+    evidence = [_cause(s, patterns) for s in (*outcome.ranks.values(), outcome.launcher)
+                if s.lines][:3]
+    return Check("fabric", "fail", True, f"{where}: fi_pingpong "
+                 + (outcome.detail or f"exited with status {outcome.returncode}"), evidence)
 
 
 def _nodes_hint(model: JobModel, opts: RunOptions) -> int | None:
