@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import boto3
@@ -125,11 +126,22 @@ def test_wait_download_verdict_and_verified_tag(moto_env, tmp_path):
                            "config": {"digest": "sha256:" + "c" * 64}, "layers": []})
     ecr.put_image(repositoryName="efakit-pytorch", imageManifest=manifest,
                   imageTag="cafe-verify", imageDigest="sha256:" + "d" * 64)
+    kw = {"endpoint_url": moto_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1",
+          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    logs = boto3.client("logs", **kw)  # the job's log stream, as SageMaker names it
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs",
+                           logStreamName="efakit-j3/algo-1-1764100000")
+    logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                        logStreamName="efakit-j3/algo-1-1764100000",
+                        logEvents=[{"timestamp": int(time.time() * 1000),
+                                    "message": "efa_verify_pass=1"}])
     proc = efakit("sagemaker-verify", *BASE, "--job-name", "efakit-j3", "--poll", "0.1",
                   "--instance-type", "p5",
                   "--out", str(tmp_path / "out"), env=moto_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "efakit-j3: Completed / Completed" in proc.stdout
+    assert "[algo-1-1764100000] efa_verify_pass=1" in proc.stdout
     assert "VERDICT: PASS" in proc.stdout
     assert (tmp_path / "out" / "efakit-j3" / "busbw.png").stat().st_size > 1000
     assert "verified: efakit-pytorch:cafe-verify-verified-p5" in proc.stdout
