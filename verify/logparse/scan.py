@@ -229,6 +229,10 @@ class Tier1Counter:
         self._sig_of: dict[tuple, Signature] = {}
         self._cited: Counter = Counter()
         self._ev_keys: dict[Signature, tuple] = {}
+        # Pieces differ by the next record's prefix (host:pid:tid); the message itself
+        # repeats across ranks, so it is parsed once per distinct message text.
+        self._sig_of_text: dict[bytes, Signature] = {}
+        self._saturated: set[Signature] = set()  # every evidence key has its examples
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
         self.tier2: list[tuple[int, bytes]] = []  # (line in range, line) for tier 2
 
@@ -237,8 +241,13 @@ class Tier1Counter:
         if sig is None:
             if len(self._sig_of) >= KEY_CACHE_MAX:
                 self._sig_of.clear()  # bounded memory: re-parse if a message comes back
-            events = parse_text(message_text(key).rstrip(b"\r"))
-            sig = self._sig_of[key] = tuple((k, tuple(f.items())) for k, f in events)
+                self._sig_of_text.clear()
+            text = message_text(key).rstrip(b"\r")
+            sig = self._sig_of_text.get(text)
+            if sig is None:
+                sig = self._sig_of_text[text] = tuple((k, tuple(f.items()))
+                                                      for k, f in parse_text(text))
+            self._sig_of[key] = sig
         return sig
 
     def _evidence_keys(self, sig: Signature) -> tuple:
@@ -248,8 +257,13 @@ class Tier1Counter:
         return keys
 
     def _wants(self, sig: Signature) -> bool:
+        if sig in self._saturated:
+            return False
         cited = self._cited
-        return any(cited[key] < EXAMPLES_PER_FACT for key in self._evidence_keys(sig))
+        if any(cited[key] < EXAMPLES_PER_FACT for key in self._evidence_keys(sig)):
+            return True
+        self._saturated.add(sig)  # citations only grow: never wanted again
+        return False
 
     def scan(self, data: bytes, line_base: int) -> None:
         """Count `data` (whole lines; its first line is `line_base`) and locate examples.
@@ -339,6 +353,8 @@ class Tier1Counter:
     def finish(self) -> Tier1Counter:
         self._fold()
         self._sig_of.clear()
+        self._sig_of_text.clear()
+        self._saturated.clear()
         self._extra.clear()
         self._ev_keys.clear()
         self.signatures.pop((), None)
