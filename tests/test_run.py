@@ -237,3 +237,17 @@ def test_no_mpirun_is_a_missing_tool(tmp_path):
         pytest.skip("an EFA installer mpirun exists on this machine")
     assert done.returncode == 4
     assert done.stderr.startswith("efa-verify: error: mpirun not found")
+
+
+@pytest.mark.gpu
+def test_torch_engine_on_a_real_gpu(tmp_path):
+    """On a GPU host: one rank through torch.distributed and NCCL, the table parsed."""
+    proc = subprocess.run([sys.executable, "-m", "verify", "run", "--engine", "torch",
+                           "--hosts", "localhost", "--gpus-per-host", "1", "--json",
+                           "--output-dir", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "EFAKIT_IMDS": "off"})
+    result = json.loads(proc.stdout)
+    assert check(result, "benchmark")["status"] == "pass", check(result, "benchmark")
+    assert result["tests"] and result["tests"][-1]["complete"]
+    assert result["nccl_version"]  # NCCL's own INFO lines reached the rank log
+    assert check(result, "bandwidth")["status"] == "unknown"  # one rank: busbw says nothing

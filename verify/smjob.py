@@ -43,10 +43,13 @@ class JobConfig:
 
 def load_config(root: Path = ML) -> JobConfig:
     config_dir = root / "input" / "config"
+    path = config_dir / "resourceconfig.json"
     try:
-        resources = json.loads((config_dir / "resourceconfig.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{config_dir / 'resourceconfig.json'}: {exc}") from None
+        resources = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror} (not inside a SageMaker job?)") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
     try:
         hyper = json.loads((config_dir / "hyperparameters.json").read_text())
     except (OSError, ValueError):
