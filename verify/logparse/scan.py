@@ -282,7 +282,7 @@ class Tier1Counter:
         self._raw.update(parts)  # counted in C; new keys are appended in insertion order
         self._raw.update(warns)
         new = [key for key in itertools.islice(self._raw, known, None)
-               if key not in self._sig_of]
+               if key not in self._sig_of] if len(self._raw) > known else []
         todo = set()
         for key in new:
             if not isinstance(key, tuple) and _extra_region(key) is not None:
