@@ -25,7 +25,7 @@ from verify.logparse.model import ErrorEntry, Evidence, JobModel
 from verify.logparse.result import Options, build, parse_sources
 from verify.logparse.sources import expand
 from verify.policy import Policy
-from verify.supervise import RankStream, StageOutcome, run_stage
+from verify.supervise import MARKER, RankStream, StageOutcome, run_stage
 from verify.tables import load_table
 
 ENGINES = ("nccl-tests", "torch")
@@ -239,7 +239,9 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     limits = table()["timeouts"]
     mpirun = find_mpirun()
     run_id = uuid.uuid4().hex
-    fwd = forwarded_env(env)
+    # The run's marker reaches every rank on every host (mpirun -x), so a stopped run
+    # can be reaped there too, detached children included.
+    fwd = forwarded_env({**env, MARKER: run_id})
     slots = _slots(opts)
     nranks = sum(n for _, n in slots)
     command = benchmark_argv(opts, opts.plan.hosts[0].name)
