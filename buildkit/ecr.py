@@ -77,14 +77,24 @@ def parse_target(push: str, registry: str | None, env: dict[str, str]) -> Target
     return Target(push, region, registry or "", registry is None)
 
 
-def client(region: str):
-    """An ECR client whose throttling and transient errors retry with backoff."""
+def make_client(service: str, region: str | None, attempts: int | None = None):
+    """A boto3 client whose throttling and transient errors retry with backoff
+    (botocore's standard mode); a missing AWS profile is a credentials error."""
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import ProfileNotFound
 
-    attempts = settings()["retries"]["api_attempts"]
-    return boto3.client("ecr", region_name=region,
-                        config=Config(retries={"mode": "standard", "max_attempts": attempts}))
+    attempts = attempts or settings()["retries"]["api_attempts"]
+    try:
+        return boto3.client(service, region_name=region,
+                            config=Config(retries={"mode": "standard",
+                                                   "max_attempts": attempts}))
+    except ProfileNotFound as exc:
+        raise CliError(f"{service}: {exc} (check AWS_PROFILE)", Exit.NO_CREDENTIALS) from None
+
+
+def client(region: str):
+    return make_client("ecr", region)
 
 
 def aws_call(what: str, func, *args, passthrough: tuple[str, ...] = (), **kwargs):
@@ -236,6 +246,21 @@ class PushOutcome:
                 "aliases": self.aliases}
 
 
+def _push_tag(session: Session, ecr, image_id: str, tag: str) -> str:
+    """docker tag + push one tag (the temporary local tag is removed); returns the digest."""
+    ref = session.target.ref(tag)
+    tagged = session.run("tag", image_id, ref)
+    if tagged.returncode != 0:
+        raise CliError(f"docker tag {ref} failed: {tagged.stderr.strip()}", Exit.FAIL)
+    try:
+        digest = _push(session, ref)
+    finally:
+        session.run("image", "rm", ref)
+    if not session.target.ecr_registry:
+        _record(ecr, session, tag)
+    return digest
+
+
 def push_image(session: Session, ecr, repo: dict, image_id: str, content_tag: str,
                aliases: list[str]) -> PushOutcome:
     """Push the content tag under the immutable-tag rule, then aliases where allowed."""
@@ -250,27 +275,21 @@ def push_image(session: Session, ecr, repo: dict, image_id: str, content_tag: st
                               f"{image_id}); tags are immutable, nothing was pushed")
         action = "already-present"
     else:
-        tagged = session.run("tag", image_id, ref)
-        if tagged.returncode != 0:
-            raise CliError(f"docker tag {ref} failed: {tagged.stderr.strip()}", Exit.FAIL)
-        try:
-            digest = _push(session, ref)
-        finally:
-            session.run("image", "rm", ref)
+        digest = _push_tag(session, ecr, image_id, content_tag)
         action = "pushed"
-        if not target.ecr_registry:
-            _record(ecr, session, content_tag)
     results = {}
     mutable = repo.get("imageTagMutability", "IMMUTABLE") == "MUTABLE"
     for alias in aliases:
         if not mutable:
             results[alias] = "skipped: the repository's tags are immutable"
-            continue
-        manifest = remote_manifest(session, content_tag)
-        aws_call("PutImage", ecr.put_image, repositoryName=target.repository,
-                 imageManifest=manifest[2] if manifest else "", imageTag=alias,
-                 imageDigest=manifest[0] if manifest else "")
-        results[alias] = "pushed"
+        elif target.ecr_registry:  # ECR's own retag: PutImage with the manifest, no upload
+            _, _, raw = remote_manifest(session, content_tag) or (None, None, "")
+            aws_call("PutImage", ecr.put_image, repositoryName=target.repository,
+                     imageManifest=raw, imageTag=alias, imageDigest=digest)
+            results[alias] = "pushed"
+        else:
+            _push_tag(session, ecr, image_id, alias)
+            results[alias] = "pushed"
     return PushOutcome(ref, digest, action, results)
 
 

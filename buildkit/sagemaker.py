@@ -108,13 +108,10 @@ def request(spec: JobSpec) -> dict:
     return req
 
 
-def client(service: str, region: str | None, attempts: int = 8):
-    """A client whose throttling and transient errors retry with backoff."""
-    import boto3
-    from botocore.config import Config
+def client(service: str, region: str | None, attempts: int | None = None):
+    from buildkit.ecr import make_client
 
-    return boto3.client(service, region_name=region,
-                        config=Config(retries={"mode": "standard", "max_attempts": attempts}))
+    return make_client(service, region, attempts)
 
 
 def check_quotas(spec: JobSpec, warn) -> None:

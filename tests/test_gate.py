@@ -38,8 +38,9 @@ def gate(*args, env=None, out=None):
             "gate", *args, "--json"]
     if out:
         argv += ["--out", str(out)]
+    merged = {**os.environ, **(env or {})}
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={**os.environ, **(env or {})})
+                          env={k: v for k, v in merged.items() if v is not None})
     result = json.loads(proc.stdout) if proc.stdout.startswith("{") else None
     return proc, result
 
@@ -124,6 +125,20 @@ def test_a_different_image_under_a_taken_tag_is_refused(ci_images, aws):
     assert manifest["config"]["digest"] == result["image"]["id"]  # the tag did not move
 
 
+def test_aliases_go_only_to_a_mutable_repository(ci_images, aws):
+    reg, endpoint = aws
+    ecr(endpoint).create_repository(repositoryName="gate-mutable", imageTagMutability="MUTABLE")
+    proc, result = gate(EC2, "--push", f"{URI}/gate-mutable", "--registry", reg,
+                        env=services.aws_env(endpoint))
+    assert proc.returncode == 0, proc.stderr
+    assert result["push"]["aliases"] == {"ci": "pushed"}
+    headers, _ = services.registry_get(reg, "/v2/gate-mutable/manifests/ci")
+    assert headers["Docker-Content-Digest"] == result["push"]["digest"]
+    details = ecr(endpoint).describe_images(repositoryName="gate-mutable")["imageDetails"]
+    assert [sorted(d["imageTags"]) for d in details] == \
+        [sorted(["ci", result["image"]["content_tag"]])]
+
+
 def test_scan_findings_fail_the_gate_when_the_policy_says_so(ci_images, aws, tmp_path):
     reg, endpoint = aws
     policy = tmp_path / "strict.yaml"
@@ -154,6 +169,18 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
                        env=services.aws_env(endpoint))
     assert proc.returncode == 5
     assert "AWS refused the credentials" in proc.stderr and "Traceback" not in proc.stderr
+    nothing = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_PROFILE": None,
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+               "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None, "AWS_SESSION_TOKEN": None,
+               "AWS_REGION": "us-east-1"}
+    proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", "--registry", "127.0.0.1:1",
+                   env=nothing)
+    assert proc.returncode == 5
+    assert proc.stderr.startswith("efakit: error: DescribeRepositories: no AWS credentials")
+    proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", env={**nothing, "AWS_PROFILE": "nope"})
+    assert (proc.returncode, proc.stderr.count("\n")) == (5, 1)
+    assert "The config profile (nope) could not be found" in proc.stderr
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION")}
     proc, _ = gate(EC2, "--push", "gate-noregion", env=env)
     assert (proc.returncode, proc.stderr) == (5, "efakit: error: --push gate-noregion: no "
