@@ -21,7 +21,7 @@ from pathlib import Path
 from verify.hosts import HostPlan
 from verify.hwcounters import counters_check, efa_devices, inventory_checks
 from verify.logparse.decide import Check
-from verify.logparse.model import ErrorEntry, Evidence, JobModel
+from verify.logparse.model import ErrorEntry, Evidence
 from verify.logparse.result import Options, build, parse_sources
 from verify.logparse.sources import expand
 from verify.policy import Policy
@@ -250,16 +250,7 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     fabric = _fabric(opts, mpirun, fwd, run_id, before)
     if isinstance(fabric, StageOutcome):
         stages.append(fabric)
-    stage_limits = limits[opts.sweep]
-    timeout = opts.timeout or stage_limits["stage"]
-    stall = opts.stall or stage_limits["stall"]
-    if isinstance(command, str):
-        bench = StageOutcome("benchmark", [], "not_started", None, 0.0, {},
-                             _empty_launcher(opts), command)
-    else:
-        argv = mpirun_base(mpirun, slots, fwd) + command
-        bench = run_stage("benchmark", argv, {**env, **fwd}, opts.outdir / "logs", run_id,
-                          opts.plan.names(), timeout, stall, limits["grace"], opts.interrupted)
+    bench = _benchmark(opts, command, mpirun_base(mpirun, slots, fwd), {**env, **fwd}, run_id)
     stages.append(bench)
     after: dict[str, dict] = {}
     if not opts.interrupted.is_set():
@@ -269,14 +260,8 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     for entry in hang_errors(bench, nranks, limits["silent"]):
         model.add_error(entry)
     model.finish()
-    nodes = _nodes_hint(model, opts)
-    failed = [s for s in stages if s.name.startswith("counters") and not s.ok]
-    counters, summary = counters_check(before, after, nodes, opts.outdir / "counters.jsonl")
-    if failed and counters.status != "fail":
-        counters = Check("efa_counters", "unknown", True, f"{failed[0].name} stage "
-                         f"{failed[0].ended} ({failed[0].detail or failed[0].returncode}): "
-                         "EFA counters could not be read on every host",
-                         [_last(failed[0].launcher)] if failed[0].launcher.lines else [])
+    counters, summary = _counters_result(before, after, model.nnodes or len(opts.plan.hosts),
+                                         stages, opts.outdir / "counters.jsonl")
     expect_efa = opts.options.expect_provider == "efa"
     checks = (*inventory_checks(before, opts.plan.names(), opts.gpus_per_host, expect_efa),
               fabric if isinstance(fabric, Check) else fabric_check(fabric),
@@ -295,8 +280,30 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     return result
 
 
-def _empty_launcher(opts: RunOptions) -> RankStream:
-    return RankStream(opts.outdir / "logs" / "launcher.log")
+def _benchmark(opts: RunOptions, command: list[str] | str, launcher: list[str],
+               env: dict[str, str], run_id: str) -> StageOutcome:
+    """The benchmark stage, or a stage that did not start and says why."""
+    if isinstance(command, str):
+        return StageOutcome("benchmark", [], "not_started", None, 0.0, {},
+                            RankStream(opts.outdir / "logs" / "launcher.log"), command)
+    limits = table()["timeouts"]
+    return run_stage("benchmark", launcher + command, env, opts.outdir / "logs", run_id,
+                     opts.plan.names(), opts.timeout or limits[opts.sweep]["stage"],
+                     opts.stall or limits[opts.sweep]["stall"], limits["grace"],
+                     opts.interrupted)
+
+
+def _counters_result(before: dict, after: dict, nodes: int, stages: list[StageOutcome],
+                     path: Path) -> tuple[Check, dict]:
+    """`efa_counters`, unknown when a counters stage itself failed."""
+    counters, summary = counters_check(before, after, nodes, path)
+    failed = [s for s in stages if s.name.startswith("counters") and not s.ok]
+    if failed and counters.status != "fail":
+        counters = Check("efa_counters", "unknown", True, f"{failed[0].name} stage "
+                         f"{failed[0].ended} ({failed[0].detail or failed[0].returncode}): "
+                         "EFA counters could not be read on every host",
+                         [_last(failed[0].launcher)] if failed[0].launcher.lines else [])
+    return counters, summary
 
 
 def _bench_logs(logs: Path) -> list[Path]:
@@ -345,7 +352,3 @@ def fabric_check(outcome: StageOutcome) -> Check:
                 if s.lines][:3]
     return Check("fabric", "fail", True, f"{where}: fi_pingpong "
                  + (outcome.detail or f"exited with status {outcome.returncode}"), evidence)
-
-
-def _nodes_hint(model: JobModel, opts: RunOptions) -> int | None:
-    return model.nnodes or len(opts.plan.hosts)
