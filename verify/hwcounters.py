@@ -69,16 +69,18 @@ def inventory_checks(snaps: dict[str, dict], hosts: list[str], gpus_per_host: in
         reason = f"{len(snaps)} of {len(hosts)} hosts answered the inventory stage"
         return [Check("gpus", "unknown", True, reason), Check("efa_devices", "unknown", True,
                                                               reason)]
-    short = {h: s["gpus"] for h, s in snaps.items() if s["gpus"]["count"] < gpus_per_host}
-    gpus = Check("gpus", "fail" if short else "pass", True,
-                 "; ".join(f"{h}: {g['count']} GPUs" + (f" ({g['reason']})" if g.get("reason")
-                                                        else "") for h, g in short.items())
-                 + f" (the run needs {gpus_per_host} per host)" if short else
-                 f"{gpus_per_host}+ GPUs on each of {len(snaps)} host(s)",
-                 [e for h, g in (short or {h: s["gpus"] for h, s in snaps.items()}).items()
-                  for e in ev(h, json.dumps(g))][:4])
+    gpus = {h: s["gpus"] for h, s in snaps.items()}
+    short = {h: g for h, g in gpus.items() if g["count"] < gpus_per_host}
+    if short:
+        message = "; ".join(f"{h}: {g['count']} GPUs" + (f" ({g['reason']})" if g.get("reason")
+                                                          else "") for h, g in short.items())
+        message += f" (the run needs {gpus_per_host} per host)"
+    else:
+        message = f"{gpus_per_host}+ GPUs on each of {len(snaps)} host(s)"
+    gpus_check = Check("gpus", "fail" if short else "pass", True, message,
+                       [e for h, g in (short or gpus).items() for e in ev(h, json.dumps(g))][:4])
     if not expect_efa:
-        return [gpus, Check("efa_devices", "skip", True, "EFA is not expected")]
+        return [gpus_check, Check("efa_devices", "skip", True, "EFA is not expected")]
     bare = sorted(h for h, s in snaps.items() if not efa_devices(s))
     counts = {h: len(efa_devices(s)) for h, s in snaps.items()}
     efa = Check("efa_devices", "fail" if bare else "pass", True,
@@ -88,7 +90,7 @@ def inventory_checks(snaps: dict[str, dict], hosts: list[str], gpus_per_host: in
                 "EFA devices on every host: " + ", ".join(f"{h} {n}" for h, n in counts.items()),
                 [e for h in (bare or sorted(counts)) for e in ev(h, json.dumps(
                     snaps[h]["drivers"]))][:4])
-    return [gpus, efa]
+    return [gpus_check, efa]
 
 
 def efa_devices(snap: dict) -> list[str]:

@@ -162,6 +162,13 @@ def _cause(stream: RankStream, patterns: list[re.Pattern]) -> Evidence:
     return found[min(found)] if found else _last(stream)
 
 
+def failure_evidence(outcome: StageOutcome, limit: int) -> list[Evidence]:
+    """For a failed stage: the line of each stream that says why (run.yaml failure_lines)."""
+    patterns = [re.compile(p) for p in table()["failure_lines"]]
+    return [_cause(s, patterns) for s in (*outcome.ranks.values(), outcome.launcher)
+            if s.lines][:limit]
+
+
 def stage_check(outcome: StageOutcome) -> Check:
     """`benchmark`: did the launcher finish on its own with status 0?"""
     streams = [s for s in (*outcome.ranks.values(), outcome.launcher) if s.lines]
@@ -169,8 +176,7 @@ def stage_check(outcome: StageOutcome) -> Check:
         return Check("benchmark", "pass", True,
                      f"finished in {outcome.elapsed:.1f} s with status 0",
                      [_last(s) for s in streams][:1])
-    patterns = [re.compile(p) for p in table()["failure_lines"]]
-    evidence = [_cause(s, patterns) for s in streams][:4]
+    evidence = failure_evidence(outcome, 4)
     if outcome.ended == "interrupted":
         return Check("benchmark", "unknown", True, "interrupted by a signal after "
                      f"{outcome.elapsed:.1f} s: the run proves nothing", evidence)
@@ -247,9 +253,8 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     command = benchmark_argv(opts, opts.plan.hosts[0].name)
     before, first = _counters(opts, mpirun, fwd, run_id, "before")
     stages = [first]
-    fabric = _fabric(opts, mpirun, fwd, run_id, before)
-    if isinstance(fabric, StageOutcome):
-        stages.append(fabric)
+    fabric, fabric_stage = _fabric(opts, mpirun, fwd, run_id, before)
+    stages += [fabric_stage] if fabric_stage else []
     bench = _benchmark(opts, command, mpirun_base(mpirun, slots, fwd), {**env, **fwd}, run_id)
     stages.append(bench)
     after: dict[str, dict] = {}
@@ -264,7 +269,7 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
                                          stages, opts.outdir / "counters.jsonl")
     expect_efa = opts.options.expect_provider == "efa"
     checks = (*inventory_checks(before, opts.plan.names(), opts.gpus_per_host, expect_efa),
-              fabric if isinstance(fabric, Check) else fabric_check(fabric),
+              fabric,
               stage_check(bench), rank_logs_check(bench, nranks), counters)
     result = build(model, inputs, opts.options, policy, "run", checks)
     result["run"] = {
@@ -312,31 +317,29 @@ def _bench_logs(logs: Path) -> list[Path]:
 
 
 def _fabric(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
-            snaps: dict[str, dict]) -> StageOutcome | Check:
-    """fi_pingpong between the first two hosts, or the reason it was not run."""
+            snaps: dict[str, dict]) -> tuple[Check, StageOutcome | None]:
+    """`fabric`: fi_pingpong between the first two hosts (and its stage), or why not run."""
     conf = table()["fabric"]
     hosts = opts.plan.names()
     if len(hosts) < 2:
-        return Check("fabric", "skip", True, "one host: no fabric between hosts to check")
+        return Check("fabric", "skip", True, "one host: no fabric between hosts to check"), None
     if shutil.which(conf["binary"]) is None:
         return Check("fabric", "skip", True, f"{conf['binary']} not installed (libfabric's "
-                     "fabtests: libfabric-bin on Debian, part of the EFA installer)")
+                     "fabtests: libfabric-bin on Debian, part of the EFA installer)"), None
     provider = "efa" if snaps and all(efa_devices(s) for s in snaps.values()) else "tcp"
     args = " ".join([conf["binary"], "-p", provider, *conf["args"]])
     script = (f'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec {args}; '
               f'else sleep 2; exec {args} "$1"; fi')
     argv = mpirun_base(mpirun, [(hosts[0], 1), (hosts[1], 1)], env) + \
         ["sh", "-c", script, "fabric", hosts[1]]
-    return run_stage("fabric", argv, {**os.environ, **env}, opts.outdir / "logs", run_id,
-                     hosts, conf["timeout"], conf["timeout"], table()["timeouts"]["grace"],
-                     opts.interrupted)
+    outcome = run_stage("fabric", argv, {**os.environ, **env}, opts.outdir / "logs", run_id,
+                        hosts, conf["timeout"], conf["timeout"], table()["timeouts"]["grace"],
+                        opts.interrupted)
+    return fabric_check(outcome, f"libfabric {provider} from {hosts[0]} to {hosts[1]}"), outcome
 
 
-def fabric_check(outcome: StageOutcome) -> Check:
-    """`fabric`: did fi_pingpong complete between the first two hosts?"""
-    provider = outcome.argv[outcome.argv.index("sh") + 2].split(" -p ")[1].split()[0]
-    pair = outcome.argv[outcome.argv.index("--host") + 1].replace(":1", "").split(",")
-    where = f"libfabric {provider} from {pair[0]} to {pair[1]}"
+def fabric_check(outcome: StageOutcome, where: str) -> Check:
+    """Did fi_pingpong complete?  Its last result row is the evidence."""
     client = outcome.ranks.get(0)
     rows = [] if client is None else [
         (n, line) for n, line in enumerate(client.path.read_text(errors="replace")
@@ -347,8 +350,6 @@ def fabric_check(outcome: StageOutcome) -> Check:
         return Check("fabric", "pass", True, f"{where}: fi_pingpong completed "
                      f"({' '.join(line.split()[:1] + line.split()[5:6])} MB/s)",
                      [Evidence(str(client.path), number, 0, line)])
-    patterns = [re.compile(p) for p in table()["failure_lines"]]
-    evidence = [_cause(s, patterns) for s in (*outcome.ranks.values(), outcome.launcher)
-                if s.lines][:3]
     return Check("fabric", "fail", True, f"{where}: fi_pingpong "
-                 + (outcome.detail or f"exited with status {outcome.returncode}"), evidence)
+                 + (outcome.detail or f"exited with status {outcome.returncode}"),
+                 failure_evidence(outcome, 3))
