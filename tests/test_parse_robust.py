@@ -98,3 +98,32 @@ def test_parallel_and_sequential_paths_agree(tmp_path, monkeypatch):
         {(e["kind"], e["message"]) for e in sequential["errors"]}
     assert {(e["kind"], e["line"]) for e in parallel["errors"]} == \
         {(e["kind"], e["line"]) for e in sequential["errors"]}
+
+
+def test_file_blocks_are_whole_lines_read_once(tmp_path, monkeypatch):
+    """Blocks end on the file's newlines wherever lines fall (short, longer than a probe,
+    no final newline); only a line longer than the carry limit is cut, with a newline
+    added there.  Nothing is lost or repeated."""
+    from verify.logparse import sources
+
+    monkeypatch.setattr(sources, "PROBE", 16)
+    monkeypatch.setattr(sources, "MAX_CARRY", 4096)
+    lines = [b"x" * n for n in (0, 5, 15, 16, 17, 100, 1000, 3000, 5000, 9000, 40, 7)]
+    data = b"\n".join(lines)  # no newline at the end
+    path = tmp_path / "lines.log"
+    path.write_bytes(data)
+    for size in (1, 10, 64, 1000):
+        pos, cuts = 0, 0
+        for block in sources.file_blocks(path, size=size):
+            body = block[:-1]
+            assert block.endswith(b"\n") and data.startswith(body, pos)
+            pos += len(body)
+            if pos < len(data) and data[pos] == 10:
+                pos += 1  # a real line end
+            elif pos < len(data):
+                cuts += 1
+                assert len(body) >= 4096, (size, pos)
+        assert pos == len(data)
+        assert cuts == 3  # the 5000-byte line once, the 9000-byte line twice
+    start, end = (data.index(b"\n" + b"x" * n) + 1 for n in (100, 5000))
+    assert b"".join(sources.file_blocks(path, start, end, size=64)) == data[start:end]

