@@ -4,12 +4,12 @@ Two tiers, because Python's regex engine is slow at trying many patterns at
 every byte but fast at finding one literal:
 
 * Tier 1, NCCL records (` NCCL INFO ` / ` NCCL WARN `: nearly every line of a
-  big log).  One regex with that literal prefix collects each record's message
-  (channel numbers dropped) and counts identical messages in C.  Only distinct
-  messages are parsed against the patterns of log_patterns.yaml, and only the
-  first occurrences that a verdict needs as evidence are located again for
-  their line number and `host:pid:tid [dev]` context.  Large regular files are
-  split across processes.
+  big log).  Each block is split on the INFO marker (a C-speed scan) and equal
+  pieces are counted in C.  Only distinct messages are parsed against the
+  patterns of log_patterns.yaml (channel lines once per text after their
+  channel number), and only the first occurrences that a verdict needs as
+  evidence are located for their line number and `host:pid:tid [dev]`
+  context.  Large regular files are split across processes.
 * Tier 2, everything else (nccl-tests tables and summaries, libfabric's own
   lines, Neuron CCOM lines, torch errors): the text between NCCL records,
   searched for its anchors, then parsed line by line; nccl-tests rows are
@@ -37,6 +37,7 @@ from verify.tables import load_table
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
 MPI_RANK_RE = re.compile(rb"\[1,(\d+)\]<std(?:out|err)>:|^\s*(\d+): |\[rank(\d+)\]:")
 INFO_MARKER = b" NCCL INFO "
+CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
 WARN_RE = re.compile(rb" NCCL WARN ([^\n]*)")
 TIER1_MARKERS = (INFO_MARKER, b" NCCL WARN ")
 ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
@@ -167,14 +168,6 @@ def context(line: bytes) -> Context:
     return Context(_decode(host), int(pid), int(dev), mpi_rank)
 
 
-def message_text(key: bytes | tuple[bytes, bytes]) -> bytes:
-    """The record text of a tier-1 key: an INFO segment (message, then up to the next
-    record) or a ("WARN", message) pair."""
-    if isinstance(key, tuple):
-        return b"NCCL WARN " + key[1]
-    return b"NCCL INFO " + key.split(b"\n", 1)[0]
-
-
 # -- tier 1 -------------------------------------------------------------------------
 Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
 EXAMPLES_PER_FACT = 3  # located lines kept per evidence key in one byte range
@@ -190,19 +183,11 @@ def evidence_key(kind: str, fields: dict[str, str | None]) -> tuple:
     return (kind, tuple(fields.items()))
 
 
-def _extra_region(piece: bytes) -> tuple[int, int] | None:
-    """Offsets in `piece` of the whole lines after its record's own line, if any."""
-    first = piece.find(b"\n")
-    last = piece.rfind(b"\n")
-    if first < 0 or last <= first:
-        return None
-    return first + 1, last + 1
-
-
 def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
-    """Where `piece` stands as a whole piece in `data`: its extra region's offsets."""
+    """Where `piece` stands as a whole piece in `data`: the offsets of the lines it
+    carries after its record's own line."""
     needle = INFO_MARKER + piece
-    start, end = _extra_region(piece)  # type: ignore[misc]
+    start, end = piece.find(b"\n") + 1, piece.rfind(b"\n") + 1
     at = data.find(needle)
     while at >= 0:
         after = at + len(needle)
@@ -215,55 +200,73 @@ def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
 class Tier1Counter:
     """NCCL records of one byte range, counted by meaning, with a few located examples.
 
-    Identical messages are counted in C; each distinct message is parsed once
-    into its signature (the events it means), so per-rank noise such as comm
-    pointers collapses.  Memory stays bounded: raw messages are folded into
-    signatures whenever too many distinct ones pile up.
+    Identical pieces are counted in C.  A new piece costs a little Python: its
+    message is looked up by text (a channel line by the text after its channel
+    number, which is no part of its meaning), and only an unseen text is parsed
+    into its signature, the events it means.  Signatures are numbered, so the
+    per-piece work hashes ints rather than nested tuples.  Memory stays bounded:
+    pieces are folded into per-signature counts whenever too many pile up.
     """
 
     def __init__(self) -> None:
         self.lines = 0
-        self.signatures: Counter = Counter()
-        self.examples: dict[Signature, list[tuple[int, bytes]]] = {}
-        self._raw: Counter = Counter()
-        self._sig_of: dict[tuple, Signature] = {}
-        self._cited: Counter = Counter()
-        self._ev_keys: dict[Signature, tuple] = {}
-        # Pieces differ by the next record's prefix (host:pid:tid); the message itself
-        # repeats across ranks, so it is parsed once per distinct message text.
-        self._sig_of_text: dict[bytes, Signature] = {}
-        self._saturated: set[Signature] = set()  # every evidence key has its examples
-        self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self.signatures: Counter = Counter()  # Signature -> count, filled by finish()
+        self.examples: dict[Signature, list[tuple[int, bytes]]] = {}  # by finish()
         self.tier2: list[tuple[int, bytes]] = []  # (line in range, line) for tier 2
+        self._raw: Counter = Counter()  # piece (or WARN pair) -> count, until folded
+        self._counts: Counter = Counter()  # signature id -> folded count
+        self._id_of_piece: dict[bytes | tuple, int] = {}
+        self._id_of_text: dict[bytes, int] = {}
+        self._id_of_channel: dict[bytes, int] = {}  # by the text after "Channel NN/M : "
+        self._id_of_sig: dict[Signature, int] = {}
+        self._sigs: list[Signature] = []
+        self._ev_keys: list[tuple] = []  # per signature id
+        self._open: set[int] = set()  # ids some of whose evidence keys want examples
+        self._cited: Counter = Counter()
+        self._examples: dict[int, list[tuple[int, bytes]]] = {}
+        self._extra: set[bytes] = set()  # pieces that carry non-record lines
 
-    def _signature(self, key: tuple) -> Signature:
-        sig = self._sig_of.get(key)
-        if sig is None:
-            if len(self._sig_of) >= KEY_CACHE_MAX:
-                self._sig_of.clear()  # bounded memory: re-parse if a message comes back
-                self._sig_of_text.clear()
-            text = message_text(key).rstrip(b"\r")
-            sig = self._sig_of_text.get(text)
-            if sig is None:
-                sig = self._sig_of_text[text] = tuple((k, tuple(f.items()))
-                                                      for k, f in parse_text(text))
-            self._sig_of[key] = sig
-        return sig
+    def _sig_id(self, key: bytes | tuple[bytes, bytes]) -> int:
+        """The signature id of a new piece (an INFO message up to the next record's
+        marker) or ("WARN", message) pair, parsing its message if the text is new."""
+        if key.__class__ is tuple:
+            cache, text_key = self._id_of_text, b"NCCL WARN " + key[1]
+            text = text_key
+        else:
+            end = key.find(b"\n")  # type: ignore[union-attr]
+            message = (key if end < 0 else key[:end]).rstrip(b"\r")  # type: ignore[index]
+            head = CHANNEL_HEAD_RE.match(message)
+            if head is not None and b" | " not in message:
+                cache, text_key = self._id_of_channel, message[head.end():]
+            else:
+                cache, text_key = self._id_of_text, message
+            text = INFO_MARKER[1:] + message
+        sid = cache.get(text_key)
+        if sid is None:
+            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
+            sid = self._id_of_sig.get(sig)
+            if sid is None:
+                sid = self._id_of_sig[sig] = len(self._sigs)
+                self._sigs.append(sig)
+                self._ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
+                if sig:
+                    self._open.add(sid)
+            cache[text_key] = sid
+        self._id_of_piece[key] = sid
+        return sid
 
-    def _evidence_keys(self, sig: Signature) -> tuple:
-        keys = self._ev_keys.get(sig)
-        if keys is None:
-            keys = self._ev_keys[sig] = tuple(evidence_key(k, dict(f)) for k, f in sig)
-        return keys
-
-    def _wants(self, sig: Signature) -> bool:
-        if sig in self._saturated:
+    def _claim(self, sid: int) -> bool:
+        """Whether a new piece with this signature is to be cited; if so its citation
+        is counted now (it stands in this block, so locating it cannot fail)."""
+        if sid not in self._open:
             return False
-        cited = self._cited
-        if any(cited[key] < EXAMPLES_PER_FACT for key in self._evidence_keys(sig)):
-            return True
-        self._saturated.add(sig)  # citations only grow: never wanted again
-        return False
+        cited, keys = self._cited, self._ev_keys[sid]
+        if all(cited[key] >= EXAMPLES_PER_FACT for key in keys):
+            self._open.discard(sid)  # citations only grow: never wanted again
+            return False
+        for key in keys:
+            cited[key] += 1
+        return True
 
     def scan(self, data: bytes, line_base: int) -> None:
         """Count `data` (whole lines; its first line is `line_base`) and locate examples.
@@ -278,21 +281,20 @@ class Tier1Counter:
         head = parts[0]
         del parts[0]
         warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if b" NCCL WARN " in data else []
-        known = len(self._raw)
-        self._raw.update(parts)  # counted in C; new keys are appended in insertion order
-        self._raw.update(warns)
+        raw, known = self._raw, len(self._raw)
+        raw.update(parts)  # counted in C; new keys are appended in insertion order
+        raw.update(warns)
         # New keys are the newest in insertion order: read them from the end, since
         # skipping the known ones from the start would cost a walk over all of them.
-        added = itertools.islice(reversed(self._raw), len(self._raw) - known)
-        new = [key for key in added if key not in self._sig_of][::-1]
+        added = itertools.islice(reversed(raw), len(raw) - known)
         todo = set()
-        for key in new:
-            if not isinstance(key, tuple) and _extra_region(key) is not None:
-                self._extra.add(key)
-            if self._wants(self._signature(key)):
+        for key in [key for key in added if key not in self._id_of_piece]:
+            if self._claim(self._sig_id(key)):
                 todo.add(key)
+            if key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
+                self._extra.add(key)  # type: ignore[arg-type]
         if todo:
-            self._locate(data, line_base, todo)
+            self._locate(data, line_base, todo, parts, len(head))
         if len(self._extra) > MAX_EXTRA_PIECES:
             self.tier2.extend(_tier2_python_lines(data, line_base))  # dense: scan it all
         else:
@@ -313,30 +315,26 @@ class Tier1Counter:
             self.tier2.extend(_tier2_python_lines(data[start:end], line_no))
 
     def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
-        sig = self._sig_of[key]
-        if not self._wants(sig):
-            return
         start = data.rfind(b"\n", 0, at) + 1
         stop = data.find(b"\n", at)
-        self.examples.setdefault(sig, []).append((line_no, data[start:stop if stop >= 0
-                                                                else len(data)]))
-        for key in self._evidence_keys(sig):
-            self._cited[key] += 1
+        self._examples.setdefault(self._id_of_piece[key], []).append(
+            (line_no, data[start:stop if stop >= 0 else len(data)]))
 
-    def _locate(self, data: bytes, line_base: int, todo: set) -> None:
+    def _locate(self, data: bytes, line_base: int, todo: set, parts: list[bytes],
+                pos: int) -> None:
+        """Cite the first occurrence of each piece in `todo`; `parts` is `data` split
+        on the INFO marker without its head, which ends at `pos`."""
         warn_todo = {key for key in todo if isinstance(key, tuple)}
         info_todo = todo - warn_todo
         line_no, counted = line_base, 0
-        parts = data.split(INFO_MARKER)
-        pos = len(parts[0])
-        for part in parts[1:]:
-            if info_todo and part in info_todo:
+        for part in parts:
+            if not info_todo:
+                break
+            if part in info_todo:
                 info_todo.discard(part)
                 line_no += data.count(b"\n", counted, pos)
                 counted = pos
                 self._example(part, data, pos, line_no)
-            elif not info_todo:
-                break
             pos += len(INFO_MARKER) + len(part)
         line_no, counted = line_base, 0
         for match in WARN_RE.finditer(data) if warn_todo else ():
@@ -348,18 +346,26 @@ class Tier1Counter:
                 self._example(key, data, match.start(), line_no)
 
     def _fold(self) -> None:
+        """Move piece counts to their signatures and forget the pieces (bounded memory)."""
+        counts, id_of_piece = self._counts, self._id_of_piece
         for key, count in self._raw.items():
-            self.signatures[self._signature(key)] += count
+            counts[id_of_piece[key]] += count
         self._raw.clear()
+        id_of_piece.clear()
+        if len(self._id_of_text) + len(self._id_of_channel) >= KEY_CACHE_MAX:
+            self._id_of_text.clear()  # a message that comes back is parsed again
+            self._id_of_channel.clear()
 
     def finish(self) -> Tier1Counter:
+        """Fold, and key counts and examples by signature (ids mean nothing elsewhere)."""
         self._fold()
-        self._sig_of.clear()
-        self._sig_of_text.clear()
-        self._saturated.clear()
-        self._extra.clear()
-        self._ev_keys.clear()
-        self.signatures.pop((), None)
+        sigs = self._sigs
+        self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
+        self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
+        for table in (self._counts, self._id_of_text, self._id_of_channel, self._id_of_sig,
+                      self._open, self._cited, self._examples, self._extra):
+            table.clear()
+        self._sigs, self._ev_keys = [], []
         return self
 
 
