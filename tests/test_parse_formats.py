@@ -149,6 +149,19 @@ def test_prefixes_seen_in_the_wild(tmp_path, prefix):
     assert result["ranks_detail"][0]["host"] == "node-a"
 
 
+def test_records_with_their_prefix_stripped(tmp_path):
+    # NVIDIA/nccl#527 (p4d, NCCL 2.9.9): a user shared the log with host:pid:tid [dev]
+    # cut off, so records start their lines; other lines are fragments.
+    text = ("NCCL INFO Bootstrap : Using eth0:<ip><0>\nNCCL/xml/p4d-24xl-topo.xml\n"
+            "NCCL INFO NET/OFI Selected Provider is efa\nNCCLCollNetPlugin_v4 symbol.\n"
+            "NCCL INFO Using network AWS Libfabric\n"
+            "NCCL WARN NET/OFI Unable to find a protocol that worked.  Failing initialization.\n")
+    result = parse_text(tmp_path, text)
+    assert (result["transport"], result["provider"], result["efa_used"]) == \
+        ("libfabric", "efa", True)
+    assert [e["line"] for e in result["errors"]] == [6]
+
+
 def test_crlf_and_garbage_bytes(tmp_path):
     text = good().replace("\n", "\r\n").encode() + b"\x00\xff\xfe garbage \x80\r\n"
     result = parse_text(tmp_path, text)

@@ -3,7 +3,7 @@
 Two tiers, because Python's regex engine is slow at trying many patterns at
 every byte but fast at finding one literal:
 
-* Tier 1, NCCL records (` NCCL INFO ` / ` NCCL WARN `: nearly every line of a
+* Tier 1, NCCL records (`NCCL INFO ` / `NCCL WARN `: nearly every line of a
   big log).  Each block is split on the INFO marker (a C-speed scan) and equal
   pieces are counted in C.  Only distinct messages are parsed against the
   patterns of log_patterns.yaml (channel lines once per text after their
@@ -36,10 +36,13 @@ from verify.tables import load_table
 
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
 MPI_RANK_RE = re.compile(rb"\[1,(\d+)\]<std(?:out|err)>:|^\s*(\d+): |\[rank(\d+)\]:")
-INFO_MARKER = b" NCCL INFO "
+# No leading space: shared logs often have their `host:pid:tid [dev] ` prefix stripped,
+# leaving records at the start of a line.
+INFO_MARKER = b"NCCL INFO "
 CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
-WARN_RE = re.compile(rb" NCCL WARN ([^\n]*)")
-TIER1_MARKERS = (INFO_MARKER, b" NCCL WARN ")
+WARN_MARKER = b"NCCL WARN "
+WARN_RE = re.compile(WARN_MARKER + rb"([^\n]*)")
+TIER1_MARKERS = (INFO_MARKER, WARN_MARKER)
 ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
             "uint32|int64|uint64|int|char"
 ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode())
@@ -230,7 +233,7 @@ class Tier1Counter:
         """The signature id of a new piece (an INFO message up to the next record's
         marker) or ("WARN", message) pair, parsing its message if the text is new."""
         if key.__class__ is tuple:
-            cache, text_key = self._id_of_text, b"NCCL WARN " + key[1]
+            cache, text_key = self._id_of_text, WARN_MARKER + key[1]
             text = text_key
         else:
             end = key.find(b"\n")  # type: ignore[union-attr]
@@ -240,7 +243,7 @@ class Tier1Counter:
                 cache, text_key = self._id_of_channel, message[head.end():]
             else:
                 cache, text_key = self._id_of_text, message
-            text = INFO_MARKER[1:] + message
+            text = INFO_MARKER + message
         sid = cache.get(text_key)
         if sid is None:
             sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
@@ -271,7 +274,7 @@ class Tier1Counter:
     def scan(self, data: bytes, line_base: int) -> None:
         """Count `data` (whole lines; its first line is `line_base`) and locate examples.
 
-        Splitting on the ` NCCL INFO ` marker is a C-speed scan; each piece is a
+        Splitting on the `NCCL INFO ` marker is a C-speed scan; each piece is a
         record's message plus whatever follows up to the next record, and equal
         pieces are counted in C.  Lines that are not NCCL records sit inside
         pieces after their first line (or before the first record): those
@@ -280,7 +283,7 @@ class Tier1Counter:
         parts = data.split(INFO_MARKER)
         head = parts[0]
         del parts[0]
-        warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if b" NCCL WARN " in data else []
+        warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if WARN_MARKER in data else []
         raw, known = self._raw, len(self._raw)
         raw.update(parts)  # counted in C; new keys are appended in insertion order
         raw.update(warns)
