@@ -139,7 +139,8 @@ def test_gdrdma_over_libfabric_implies_efa_only_on_a_known_aws_instance(tmp_path
 
 
 @pytest.mark.parametrize("prefix", [
-    "[1,3]<stdout>:", "3: ", "10.0.87.143: 10.0.87.143: ", "  | 2024-12-04T05:27:39.074Z | ",
+    "[1,3]<stdout>:", "[1,mpirank:3,algo-1]<stdout>:", "3: ", "10.0.87.143: 10.0.87.143: ",
+    "  | 2024-12-04T05:27:39.074Z | ",
     "(RayTrainWorker pid=944, ip=10.67.132.117) ", "[2026-01-01 12:08:32] ",
 ])
 def test_prefixes_seen_in_the_wild(tmp_path, prefix):
@@ -147,6 +148,15 @@ def test_prefixes_seen_in_the_wild(tmp_path, prefix):
     result = parse_text(tmp_path, text)
     assert result["efa_used"] is True and result["gdr_used"] is True
     assert result["ranks_detail"][0]["host"] == "node-a"
+
+
+def test_launcher_rank_tags_name_the_rank(tmp_path):
+    # Open MPI --tag-output, and SageMaker's form of it (huggingface/accelerate issue
+    # logs: '[1,mpirank:0,algo-1]<stdout>:algo-1:79:1300 [0] NCCL INFO Launch mode Parallel').
+    text = ("[1,mpirank:5,algo-2]<stderr>:algo-2: Test NCCL failure common.cu:1001 'unhandled'\n"
+            "[1,7]<stderr>:node: Test NCCL failure common.cu:1001 'unhandled system error'\n")
+    assert [(e["rank"], e["line"]) for e in parse_text(tmp_path, text)["errors"]] == \
+        [(5, 1), (7, 2)]
 
 
 def test_records_with_their_prefix_stripped(tmp_path):

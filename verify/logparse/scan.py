@@ -35,7 +35,10 @@ from verify.logparse.sources import Source, chunks, file_blocks, is_plain_file
 from verify.tables import load_table
 
 RECORD_RE = re.compile(rb"([A-Za-z0-9][\w.-]*):(\d+):(\d+) \[(\d+)\]")
-MPI_RANK_RE = re.compile(rb"\[1,(\d+)\]<std(?:out|err)>:|^\s*(\d+): |\[rank(\d+)\]:")
+# Open MPI --tag-output `[1,3]<stdout>:`, SageMaker's `[1,mpirank:3,algo-1]<stdout>:`,
+# srun --label `3: `, torchrun --tee `[rank3]:`.
+MPI_RANK_RE = re.compile(rb"\[1,(?:mpirank:)?(\d+)(?:,[\w.-]+)?\]<std(?:out|err)>:|^\s*(\d+): |"
+                         rb"\[rank(\d+)\]:")
 # No leading space: shared logs often have their `host:pid:tid [dev] ` prefix stripped,
 # leaving records at the start of a line.
 INFO_MARKER = b"NCCL INFO "
