@@ -172,6 +172,20 @@ def test_records_with_their_prefix_stripped(tmp_path):
     assert [e["line"] for e in result["errors"]] == [6]
 
 
+def test_a_record_cut_at_the_end_of_the_input_is_not_used(tmp_path):
+    # A log cut mid-line (a killed job, `head -c`): the last channel line would read as
+    # a connection without GDR.  It is left out, with a warning naming it.
+    cut = (good() + good("node-b", 1, 0)).rstrip("\n")[:-4]
+    assert cut.endswith("via NET/Libfabric/0/GD")
+    result = parse_text(tmp_path, cut)
+    assert result["gdr_used"] is True and result["efa_used"] is True
+    (warning,) = result["errors"]
+    assert warning["kind"] == "truncated_input" and warning["severity"] == "warning"
+    assert warning["line"] == 15 and "/0/GD" in warning["message"]
+    # A last line that is not an NCCL record (nccl-tests output) is still read.
+    assert parse_text(tmp_path, table().rstrip("\n"))["busbw_avg_GBps"] == 79.9352
+
+
 def test_crlf_and_garbage_bytes(tmp_path):
     text = good().replace("\n", "\r\n").encode() + b"\x00\xff\xfe garbage \x80\r\n"
     result = parse_text(tmp_path, text)

@@ -101,9 +101,9 @@ def test_parallel_and_sequential_paths_agree(tmp_path, monkeypatch):
 
 
 def test_file_blocks_are_whole_lines_read_once(tmp_path, monkeypatch):
-    """Blocks end on the file's newlines wherever lines fall (short, longer than a probe,
-    no final newline); only a line longer than the carry limit is cut, with a newline
-    added there.  Nothing is lost or repeated."""
+    """Blocks end on the file's newlines wherever lines fall (short, longer than a probe);
+    only a line longer than the carry limit is cut, with a newline added there, and
+    only the input's unterminated end stays unterminated.  Nothing is lost or repeated."""
     from verify.logparse import sources
 
     monkeypatch.setattr(sources, "PROBE", 16)
@@ -113,17 +113,19 @@ def test_file_blocks_are_whole_lines_read_once(tmp_path, monkeypatch):
     path = tmp_path / "lines.log"
     path.write_bytes(data)
     for size in (1, 10, 64, 1000):
+        blocks = list(sources.file_blocks(path, size=size))
+        assert blocks[-1].endswith(b"x" * 7) and all(b.endswith(b"\n") for b in blocks[:-1])
         pos, cuts = 0, 0
-        for block in sources.file_blocks(path, size=size):
+        for block in blocks[:-1]:
             body = block[:-1]
-            assert block.endswith(b"\n") and data.startswith(body, pos)
+            assert data.startswith(body, pos)
             pos += len(body)
-            if pos < len(data) and data[pos] == 10:
+            if data[pos] == 10:
                 pos += 1  # a real line end
-            elif pos < len(data):
+            else:
                 cuts += 1
                 assert len(body) >= 4096, (size, pos)
-        assert pos == len(data)
+        assert data[pos:] == blocks[-1]
         assert cuts == 3  # the 5000-byte line once, the 9000-byte line twice
     start, end = (data.index(b"\n" + b"x" * n) + 1 for n in (100, 5000))
     assert b"".join(sources.file_blocks(path, start, end, size=64)) == data[start:end]

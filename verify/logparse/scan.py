@@ -231,6 +231,7 @@ class Tier1Counter:
         self._cited: Counter = Counter()
         self._examples: dict[int, list[tuple[int, bytes]]] = {}
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self.problems: list[str] = []
 
     def _sig_id(self, key: bytes | tuple[bytes, bytes]) -> int:
         """The signature id of a new piece (an INFO message up to the next record's
@@ -283,6 +284,8 @@ class Tier1Counter:
         pieces after their first line (or before the first record): those
         regions go to tier 2.
         """
+        if not data.endswith(b"\n"):
+            data = self._end_of_input(data)
         parts = data.split(INFO_MARKER)
         head = parts[0]
         del parts[0]
@@ -312,6 +315,19 @@ class Tier1Counter:
         if len(self._raw) >= KEY_CACHE_MAX:
             self._fold()
         self.lines += data.count(b"\n")
+
+    def _end_of_input(self, data: bytes) -> bytes:
+        """`data` ends the input without a newline.  If that last line is an NCCL
+        record it may have been cut mid-word ('via NET/Libfabric/4/GD' would read as a
+        connection without GDR): it is left out, and said so.  Other lines are kept."""
+        start = data.rfind(b"\n") + 1
+        last = data[start:]
+        if INFO_MARKER in last or WARN_MARKER in last:
+            self.problems.append(f"input ends early: its last line has no newline, so the NCCL "
+                                 f"record on it may be cut short and is not used: "
+                                 f"{_decode(last[:120])}")
+            return data[:start]
+        return data + b"\n"
 
     def _tier2(self, data: bytes, line_base: int, regions: list[tuple[int, int]]) -> None:
         line_no, counted = line_base, 0
@@ -436,6 +452,7 @@ class Scanner:
             self.lines = counter.lines
             self.bytes += len(chunk)
         self._deliver(counter.finish(), 0)
+        self.problems.extend(f"{self.source.name}: {p}" for p in counter.problems)
 
     def _run_parallel(self, path: str, size: int) -> None:
         import multiprocessing
@@ -448,6 +465,7 @@ class Scanner:
         for result in results:
             self._deliver(result, offset)
             offset += result.lines
+            self.problems.extend(f"{self.source.name}: {p}" for p in result.problems)
         self.lines, self.bytes = offset, size
 
     def _deliver(self, counter: Tier1Counter, line_offset: int) -> None:

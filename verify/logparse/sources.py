@@ -91,8 +91,9 @@ def _line_end(fd: int, start: int, at: int, end: int) -> int:
 
 def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
                 size: int = CHUNK) -> Iterator[bytes]:
-    """Blocks of whole lines covering bytes [start, end) of a regular file; the last
-    one gets a newline if the file lacks one."""
+    """Blocks of whole lines covering bytes [start, end) of a regular file.  Only the
+    input's end may be unterminated (the scanner decides what a cut last line is
+    worth); a line cut at MAX_CARRY gets a newline."""
     try:
         with open(path, "rb", buffering=0) as handle:
             fd = handle.fileno()
@@ -103,7 +104,7 @@ def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
                 if not block:
                     break  # the file shrank under us
                 pos += len(block)
-                yield block if block.endswith(b"\n") else block + b"\n"
+                yield block if block.endswith(b"\n") or pos >= end else block + b"\n"
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
 
@@ -126,7 +127,7 @@ def _open(source: Source) -> BinaryIO:
 
 def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
            ) -> Iterator[bytes]:
-    """Byte chunks that end with a newline (the last one may not).
+    """Byte chunks that end with a newline (the input's last one may not).
 
     A truncated or corrupt .gz stops the input where it breaks: what was read
     is kept and the problem is appended to `problems` (a truncated input is
@@ -162,7 +163,7 @@ def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
             carry = block[cut:]
             yield block[:cut]
         if carry:
-            yield carry + b"\n"
+            yield carry
     finally:
         if source.path is not None:
             stream.close()
