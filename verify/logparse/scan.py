@@ -412,16 +412,16 @@ def _split_points(path: str, size: int, parts: int) -> list[tuple[str, int, int]
 
 # -- tier 2 -------------------------------------------------------------------------
 def _tier2_python_lines(data: bytes, line_base: int) -> Iterator[tuple[int, bytes]]:
+    """The lines of `data` that are not NCCL records and carry a tier-2 anchor.
+
+    Line by line: the anchor regex has no literal prefix (nccl-tests rows), so
+    searching a whole block with it costs ~80 ms per MB, while skipping records
+    with two substring tests and searching only the other lines costs a tenth.
+    """
     regex = tier2_regex()
-    pos, line_no, counted = 0, line_base, 0
-    while (match := regex.search(data, pos)) is not None:
-        start = data.rfind(b"\n", 0, match.start()) + 1
-        stop = data.find(b"\n", match.end())
-        stop = len(data) if stop < 0 else stop
-        line_no += data.count(b"\n", counted, start)
-        counted = start
-        yield line_no, data[start:stop]
-        pos = stop + 1
+    for line_no, line in enumerate(data.split(b"\n"), line_base):
+        if INFO_MARKER not in line and WARN_MARKER not in line and regex.search(line):
+            yield line_no, line
 
 
 # -- the scanner --------------------------------------------------------------------
