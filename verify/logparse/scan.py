@@ -231,6 +231,7 @@ class Tier1Counter:
         self._cited: Counter = Counter()
         self._examples: dict[int, list[tuple[int, bytes]]] = {}
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
         self.problems: list[str] = []
 
     def _sig_id(self, key: bytes | tuple[bytes, bytes]) -> int:
@@ -289,15 +290,30 @@ class Tier1Counter:
         parts = data.split(INFO_MARKER)
         head = parts[0]
         del parts[0]
-        warns = [(b"WARN", m) for m in WARN_RE.findall(data)] if WARN_MARKER in data else []
-        raw, known = self._raw, len(self._raw)
+        raw, warn_pieces = self._raw, self._warn_pieces
+        before = [raw[piece] for piece in warn_pieces]
+        known = len(raw)
         raw.update(parts)  # counted in C; new keys are appended in insertion order
-        raw.update(warns)
-        # New keys are the newest in insertion order: read them from the end, since
-        # skipping the known ones from the start would cost a walk over all of them.
-        added = itertools.islice(reversed(raw), len(raw) - known)
+        new = self._new_keys(known)
+        for key in new:
+            if WARN_MARKER in key:
+                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key)]  # type: ignore[arg-type]
+        # WARN records sit inside pieces (or the head): counted from the pieces' counts,
+        # so a block without one costs no search of its own.
+        warns: Counter = Counter()
+        if WARN_MARKER in head:
+            warns.update((b"WARN", m) for m in WARN_RE.findall(head))
+        for (piece, pairs), seen in itertools.zip_longest(warn_pieces.items(), before,
+                                                          fillvalue=0):
+            if (delta := raw[piece] - seen) > 0:  # type: ignore[operator]
+                for pair in pairs:  # type: ignore[union-attr]
+                    warns[pair] += delta
+        if warns:
+            known = len(raw)
+            raw.update(warns)
+            new += self._new_keys(known)
         todo = set()
-        for key in [key for key in added if key not in self._id_of_piece]:
+        for key in new:
             if self._claim(self._sig_id(key)):
                 todo.add(key)
             if key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
@@ -315,6 +331,14 @@ class Tier1Counter:
         if len(self._raw) >= KEY_CACHE_MAX:
             self._fold()
         self.lines += data.count(b"\n")
+
+    def _new_keys(self, known: int) -> list:
+        """Keys added to the counter since it held `known`, in the order first seen, less
+        those already given an id.  They are the newest in insertion order: read from the
+        end, since skipping the known ones from the start would walk all of them."""
+        added = list(itertools.islice(reversed(self._raw), len(self._raw) - known))
+        added.reverse()
+        return [key for key in added if key not in self._id_of_piece]
 
     def _end_of_input(self, data: bytes) -> bytes:
         """`data` ends the input without a newline.  If that last line is an NCCL
@@ -359,13 +383,10 @@ class Tier1Counter:
                 self._example(part, data, pos, line_no)
             pos += len(INFO_MARKER) + len(part)
         line_no, counted = line_base, 0
-        for match in WARN_RE.finditer(data) if warn_todo else ():
-            key = (b"WARN", match.group(1))
-            if key in warn_todo:
-                warn_todo.discard(key)
-                line_no += data.count(b"\n", counted, match.start())
-                counted = match.start()
-                self._example(key, data, match.start(), line_no)
+        for at, key in sorted((data.find(WARN_MARKER + key[1]), key) for key in warn_todo):
+            line_no += data.count(b"\n", counted, at)
+            counted = at
+            self._example(key, data, at, line_no)
 
     def _fold(self) -> None:
         """Move piece counts to their signatures and forget the pieces (bounded memory)."""
@@ -374,6 +395,7 @@ class Tier1Counter:
             counts[id_of_piece[key]] += count
         self._raw.clear()
         id_of_piece.clear()
+        self._warn_pieces.clear()
         if len(self._id_of_text) + len(self._id_of_channel) >= KEY_CACHE_MAX:
             self._id_of_text.clear()  # a message that comes back is parsed again
             self._id_of_channel.clear()
@@ -385,7 +407,7 @@ class Tier1Counter:
         self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
         self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
         for table in (self._counts, self._id_of_text, self._id_of_channel, self._id_of_sig,
-                      self._open, self._cited, self._examples, self._extra):
+                      self._open, self._cited, self._examples, self._extra, self._warn_pieces):
             table.clear()
         self._sigs, self._ev_keys = [], []
         return self
