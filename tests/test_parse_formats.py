@@ -203,6 +203,20 @@ def test_glued_cloudwatch_lines(tmp_path):
     assert result["transport"] == "libfabric" and result["provider"] == "efa"
 
 
+def test_glued_duplicate_failure_lines_are_one_error(tmp_path):
+    # corpus 006 (CloudWatch): each failure printed twice on one line, ' | ' between.
+    line = ("  | 2025-05-16T16:39:51.208-07:00libfabric:85:1747438790::core:core:fi_getinfo_():"
+            "1392<warn> fi_getinfo: provider efa output empty list | libfabric:85:1747438790::"
+            "core:core:fi_getinfo_():1392<warn> fi_getinfo: provider efa output empty list\n"
+            "  | 2025-05-16T16:39:55.215-07:00ip-10-36-29-253:82:2548 [0] nccl_net_ofi_init:155 "
+            "NCCL WARN NET/OFI Initializing plugin failed | ip-10-36-29-253:82:2548 [0] "
+            "nccl_net_ofi_init:155 NCCL WARN NET/OFI Initializing plugin failed\n")
+    errors = parse_text(tmp_path, line)["errors"]
+    assert [(e["line"], e["occurrences"], e["message"]) for e in errors] == [
+        (1, 2, "fi_getinfo: provider efa output empty list"),
+        (2, 2, "NET/OFI Initializing plugin failed")]
+
+
 def test_gzip_directory_and_stdin(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()

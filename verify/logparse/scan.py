@@ -156,12 +156,26 @@ def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
         for match in pattern.regex.finditer(text):
             fields = {k: (_decode(v) if v is not None else None)
                       for k, v in match.groupdict().items()}
+            message_at = None
             if pattern.message:
-                start = match.end() if pattern.message == "after" else match.start()
-                fields["message"] = _decode(text[start:]).strip()
-            found.append((match.start(), pattern.name, fields))
+                message_at = match.end() if pattern.message == "after" else match.start()
+            found.append((match.start(), pattern.name, fields, message_at))
     found.sort(key=lambda item: item[0])
-    return [(name, fields) for _, name, fields in found]
+    end = len(text)
+    for start, _name, fields, message_at in reversed(found):
+        if message_at is not None:
+            fields["message"] = _message(text[message_at:max(end, message_at)], end < len(text))
+            end = start
+    return [(name, fields) for _, name, fields, _ in found]
+
+
+def _message(raw: bytes, glued: bool) -> str:
+    """A failure's message: its text up to the next failure record on the same line.
+    Before one (glued lines, CloudWatch's 'record | record'), the text from the
+    last ' | ' on belongs to that record's prefix."""
+    if glued and b" | " in raw:
+        raw = raw[:raw.rindex(b" | ")]
+    return _decode(raw).strip()
 
 
 def context(line: bytes) -> Context:
