@@ -161,11 +161,11 @@ def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
                 message_at = match.end() if pattern.message == "after" else match.start()
             found.append((match.start(), pattern.name, fields, message_at))
     found.sort(key=lambda item: item[0])
-    end = len(text)
-    for start, _name, fields, message_at in reversed(found):
+    starts = [start for start, _, _, message_at in found if message_at is not None]
+    for _, _, fields, message_at in found:
         if message_at is not None:
-            fields["message"] = _message(text[message_at:max(end, message_at)], end < len(text))
-            end = start
+            end = min((start for start in starts if start > message_at), default=len(text))
+            fields["message"] = _message(text[message_at:end], end < len(text))
     return [(name, fields) for _, name, fields, _ in found]
 
 
