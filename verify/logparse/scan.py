@@ -52,7 +52,7 @@ ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode()
 # Files this large are counted by several processes (EFAKIT_PARALLEL_MIN_BYTES overrides).
 PARALLEL_MIN_BYTES = int(os.environ.get("EFAKIT_PARALLEL_MIN_BYTES", 64 << 20))
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
-MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by scanning whole chunks
+MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,7 @@ class Tier1Counter:
         self._cited: Counter = Counter()
         self._examples: dict[int, list[tuple[int, bytes]]] = {}
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self._dense = False  # too many such pieces: every line is checked instead
         self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
         self.problems: list[str] = []
 
@@ -304,16 +305,45 @@ class Tier1Counter:
         parts = data.split(INFO_MARKER)
         head = parts[0]
         del parts[0]
-        raw, warn_pieces = self._raw, self._warn_pieces
-        before = [raw[piece] for piece in warn_pieces]
+        raw = self._raw
+        before = [raw[piece] for piece in self._warn_pieces]
         known = len(raw)
         raw.update(parts)  # counted in C; new keys are appended in insertion order
         new = self._new_keys(known)
+        new += self._count_warns(head, new, before)
+        todo = set()
+        for key in new:
+            if self._claim(self._sig_id(key)):
+                todo.add(key)
+            if not self._dense and key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
+                self._extra.add(key)  # type: ignore[arg-type]
+                if len(self._extra) > MAX_EXTRA_PIECES:
+                    self._dense, self._extra = True, set()
+        if todo:
+            self._locate(data, line_base, todo, parts, len(head))
+        if self._dense:
+            self.tier2.extend(_tier2_python_lines(data, line_base))
+        else:
+            regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
+            for key in self._extra:
+                regions.extend(_occurrences(data, key))
+            if regions:
+                self._tier2(data, line_base, sorted(regions))
+        if len(raw) >= KEY_CACHE_MAX:
+            self._fold()
+        self.lines += data.count(b"\n")
+
+    def _count_warns(self, head: bytes, new: list, before: list[int]) -> list:
+        """Count the block's WARN records; return the (WARN, message) keys new to it.
+
+        WARN records sit inside INFO pieces (or the block's head), so they are
+        counted from how often their pieces occurred (`before` holds the known WARN
+        pieces' counts before this block): a block without one costs no search.
+        """
+        raw, warn_pieces = self._raw, self._warn_pieces
         for key in new:
             if WARN_MARKER in key:
-                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key)]  # type: ignore[arg-type]
-        # WARN records sit inside pieces (or the head): counted from the pieces' counts,
-        # so a block without one costs no search of its own.
+                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key)]
         warns: Counter = Counter()
         if WARN_MARKER in head:
             warns.update((b"WARN", m) for m in WARN_RE.findall(head))
@@ -322,29 +352,11 @@ class Tier1Counter:
             if (delta := raw[piece] - seen) > 0:  # type: ignore[operator]
                 for pair in pairs:  # type: ignore[union-attr]
                     warns[pair] += delta
-        if warns:
-            known = len(raw)
-            raw.update(warns)
-            new += self._new_keys(known)
-        todo = set()
-        for key in new:
-            if self._claim(self._sig_id(key)):
-                todo.add(key)
-            if key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
-                self._extra.add(key)  # type: ignore[arg-type]
-        if todo:
-            self._locate(data, line_base, todo, parts, len(head))
-        if len(self._extra) > MAX_EXTRA_PIECES:
-            self.tier2.extend(_tier2_python_lines(data, line_base))  # dense: scan it all
-        else:
-            regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
-            for key in self._extra:
-                regions.extend(_occurrences(data, key))
-            if regions:
-                self._tier2(data, line_base, sorted(regions))
-        if len(self._raw) >= KEY_CACHE_MAX:
-            self._fold()
-        self.lines += data.count(b"\n")
+        if not warns:
+            return []
+        known = len(raw)
+        raw.update(warns)
+        return self._new_keys(known)
 
     def _new_keys(self, known: int) -> list:
         """Keys added to the counter since it held `known`, in the order first seen, less
