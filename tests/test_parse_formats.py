@@ -90,6 +90,16 @@ def test_wrong_values_and_out_of_bounds_fail(tmp_path):
     assert {"wrong_values", "out_of_bounds"} <= kinds
 
 
+
+def test_results_not_checked_leave_wrong_values_unknown(tmp_path):
+    # nccl-tests -c 0 prints N/A under #wrong and still 'Out of bounds values : 0 OK'.
+    unchecked = table().replace("      0   ", "    N/A   ").replace("      0\n", "    N/A\n")
+    assert unchecked.count("N/A") == 4
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + unchecked, instance="p5")
+    assert result["wrong_values"] is None and result["verdict"] == "pass"
+    assert check(result, "nccl_tests")["status"] == "skip"
+    assert "-c 0" in check(result, "nccl_tests")["message"]
+
 def test_several_tests_top_level_is_the_last_complete(tmp_path):
     second = table().replace("79.9352", "12.5")
     truncated = "#       size         count      type   redop    root     time   algbw   busbw " \

@@ -205,7 +205,7 @@ def busbw_of(row: dict) -> float | None:
 
 
 def wrong_values(test: TestRun | None) -> int | None:
-    if test is None:
+    if test is None or not test.data_checked:
         return None
     counts = [r[s]["wrong"] for r in test.rows for s in ("oop", "ip")
               if r[s]["wrong"] is not None]

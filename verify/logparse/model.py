@@ -124,10 +124,18 @@ class TestRun:
     avg_evidence: Evidence | None = None
     out_of_bounds: int | None = None
     oob_evidence: Evidence | None = None
+    checked_rows: int = 0  # rows whose #wrong (or old 'error') columns hold values
+    unchecked_rows: int = 0  # rows with N/A there: nccl-tests ran with -c 0
 
     @property
     def complete(self) -> bool:
         return self.avg_busbw is not None
+
+    @property
+    def data_checked(self) -> bool:
+        """False when nccl-tests did not check its results (every row N/A): its
+        'Out of bounds values : 0 OK' then counts nothing."""
+        return self.checked_rows > 0 or self.unchecked_rows == 0
 
 
 @dataclass
@@ -387,6 +395,12 @@ class JobModel:
         if parsed["size"] is None:
             return
         test.rows.append(parsed)
+        checks = [values.get(f"{side}_{col}") for side in ("oop", "ip")
+                  for col in ("wrong", "error")]
+        if any(v not in (None, "N/A") for v in checks):
+            test.checked_rows += 1
+        elif "N/A" in checks:
+            test.unchecked_rows += 1
         wrong = sum(parsed[s]["wrong"] or 0 for s in ("oop", "ip"))
         if wrong:
             self._error("wrong_values", f"{wrong} wrong values at size {parsed['size']} B",

@@ -186,6 +186,11 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     test_errors = [e for e in m.errors if e.kind in ("wrong_values", "out_of_bounds")]
     if test is None:
         checks.append(Check("nccl_tests", "skip", True, "no nccl-tests results in the input"))
+    elif not test.data_checked and not test_errors:
+        checks.append(Check("nccl_tests", "skip", True, "nccl-tests did not check its results "
+                            "(-c 0: #wrong is N/A), so wrong values are unknown",
+                            [Evidence(test.file, test.rows[-1]["line"], None,
+                                      f"size {test.rows[-1]['size']} B #wrong N/A")]))
     elif test_errors or (wrong or 0) > 0:
         checks.append(Check("nccl_tests", "fail", True, "nccl-tests reports wrong values",
                             [e.evidence for e in test_errors][:4]))
