@@ -217,15 +217,74 @@ def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
         at = data.find(needle, at + 1)
 
 
+class SignatureTable:
+    """What messages mean, shared by every counter in a process.
+
+    Per-rank files and byte ranges repeat the same messages (and often the same
+    pieces), so each distinct text is parsed once per process, not once per
+    input.  A message is looked up by text (a channel line by the text after
+    its channel number, which is no part of its meaning); signatures get small
+    int ids so per-piece work hashes ints rather than nested tuples.
+    """
+
+    def __init__(self) -> None:
+        self.id_of_piece: dict[bytes | tuple, int] = {}
+        self.id_of_text: dict[bytes, int] = {}
+        self.id_of_channel: dict[bytes, int] = {}  # by the text after "Channel NN/M : "
+        self.id_of_sig: dict[Signature, int] = {}
+        self.sigs: list[Signature] = []
+        self.ev_keys: list[tuple] = []  # per signature id
+
+    def id_of(self, key: bytes | tuple[bytes, bytes]) -> int:
+        """The signature id of a piece (an INFO message up to the next record's marker)
+        or ("WARN", message) pair, parsing its message if the text is new."""
+        sid = self.id_of_piece.get(key)
+        if sid is not None:
+            return sid
+        if key.__class__ is tuple:
+            cache, text_key = self.id_of_text, WARN_MARKER + key[1]
+            text = text_key
+        else:
+            end = key.find(b"\n")  # type: ignore[union-attr]
+            message = (key if end < 0 else key[:end]).rstrip(b"\r")  # type: ignore[index]
+            head = CHANNEL_HEAD_RE.match(message)
+            if head is not None and b" | " not in message:
+                cache, text_key = self.id_of_channel, message[head.end():]
+            else:
+                cache, text_key = self.id_of_text, message
+            text = INFO_MARKER + message
+        sid = cache.get(text_key)
+        if sid is None:
+            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
+            sid = self.id_of_sig.get(sig)
+            if sid is None:
+                sid = self.id_of_sig[sig] = len(self.sigs)
+                self.sigs.append(sig)
+                self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
+            cache[text_key] = sid
+        self.id_of_piece[key] = sid
+        return sid
+
+    def trim(self) -> None:
+        """Bounded memory: forget pieces and texts (they are parsed again if they
+        come back); called only when no counter holds unfolded pieces."""
+        if len(self.id_of_piece) >= KEY_CACHE_MAX:
+            self.id_of_piece.clear()
+        if len(self.id_of_text) + len(self.id_of_channel) >= KEY_CACHE_MAX:
+            self.id_of_text.clear()
+            self.id_of_channel.clear()
+
+
+SIGNATURES = SignatureTable()  # one per process (forked workers start from a copy)
+
+
 class Tier1Counter:
     """NCCL records of one byte range, counted by meaning, with a few located examples.
 
-    Identical pieces are counted in C.  A new piece costs a little Python: its
-    message is looked up by text (a channel line by the text after its channel
-    number, which is no part of its meaning), and only an unseen text is parsed
-    into its signature, the events it means.  Signatures are numbered, so the
-    per-piece work hashes ints rather than nested tuples.  Memory stays bounded:
-    pieces are folded into per-signature counts whenever too many pile up.
+    Identical pieces are counted in C; a piece new to the range costs a little
+    Python (its signature id from SIGNATURES, and whether it is cited).  Memory
+    stays bounded: pieces are folded into per-signature counts whenever too many
+    pile up.
     """
 
     def __init__(self) -> None:
@@ -235,13 +294,7 @@ class Tier1Counter:
         self.tier2: list[tuple[int, bytes]] = []  # (line in range, line) for tier 2
         self._raw: Counter = Counter()  # piece (or WARN pair) -> count, until folded
         self._counts: Counter = Counter()  # signature id -> folded count
-        self._id_of_piece: dict[bytes | tuple, int] = {}
-        self._id_of_text: dict[bytes, int] = {}
-        self._id_of_channel: dict[bytes, int] = {}  # by the text after "Channel NN/M : "
-        self._id_of_sig: dict[Signature, int] = {}
-        self._sigs: list[Signature] = []
-        self._ev_keys: list[tuple] = []  # per signature id
-        self._open: set[int] = set()  # ids some of whose evidence keys want examples
+        self._closed: set[int] = set()  # ids whose evidence keys have their examples
         self._cited: Counter = Counter()
         self._examples: dict[int, list[tuple[int, bytes]]] = {}
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
@@ -249,43 +302,14 @@ class Tier1Counter:
         self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
         self.problems: list[str] = []
 
-    def _sig_id(self, key: bytes | tuple[bytes, bytes]) -> int:
-        """The signature id of a new piece (an INFO message up to the next record's
-        marker) or ("WARN", message) pair, parsing its message if the text is new."""
-        if key.__class__ is tuple:
-            cache, text_key = self._id_of_text, WARN_MARKER + key[1]
-            text = text_key
-        else:
-            end = key.find(b"\n")  # type: ignore[union-attr]
-            message = (key if end < 0 else key[:end]).rstrip(b"\r")  # type: ignore[index]
-            head = CHANNEL_HEAD_RE.match(message)
-            if head is not None and b" | " not in message:
-                cache, text_key = self._id_of_channel, message[head.end():]
-            else:
-                cache, text_key = self._id_of_text, message
-            text = INFO_MARKER + message
-        sid = cache.get(text_key)
-        if sid is None:
-            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
-            sid = self._id_of_sig.get(sig)
-            if sid is None:
-                sid = self._id_of_sig[sig] = len(self._sigs)
-                self._sigs.append(sig)
-                self._ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
-                if sig:
-                    self._open.add(sid)
-            cache[text_key] = sid
-        self._id_of_piece[key] = sid
-        return sid
-
     def _claim(self, sid: int) -> bool:
         """Whether a new piece with this signature is to be cited; if so its citation
         is counted now (it stands in this block, so locating it cannot fail)."""
-        if sid not in self._open:
+        if sid in self._closed:
             return False
-        cited, keys = self._cited, self._ev_keys[sid]
-        if all(cited[key] >= EXAMPLES_PER_FACT for key in keys):
-            self._open.discard(sid)  # citations only grow: never wanted again
+        cited, keys = self._cited, SIGNATURES.ev_keys[sid]
+        if all(cited[key] >= EXAMPLES_PER_FACT for key in keys):  # (none: means nothing)
+            self._closed.add(sid)  # citations only grow: never wanted again
             return False
         for key in keys:
             cited[key] += 1
@@ -313,7 +337,7 @@ class Tier1Counter:
         new += self._count_warns(head, new, before)
         todo = set()
         for key in new:
-            if self._claim(self._sig_id(key)):
+            if self._claim(SIGNATURES.id_of(key)):
                 todo.add(key)
             if not self._dense and key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
                 self._extra.add(key)  # type: ignore[arg-type]
@@ -359,12 +383,12 @@ class Tier1Counter:
         return self._new_keys(known)
 
     def _new_keys(self, known: int) -> list:
-        """Keys added to the counter since it held `known`, in the order first seen, less
-        those already given an id.  They are the newest in insertion order: read from the
-        end, since skipping the known ones from the start would walk all of them."""
+        """Keys added to the counter since it held `known`, in the order first seen.
+        They are the newest in insertion order: read from the end, since skipping the
+        known ones from the start would walk all of them."""
         added = list(itertools.islice(reversed(self._raw), len(self._raw) - known))
         added.reverse()
-        return [key for key in added if key not in self._id_of_piece]
+        return added
 
     def _end_of_input(self, data: bytes) -> bytes:
         """`data` ends the input without a newline.  If that last line is an NCCL
@@ -389,7 +413,7 @@ class Tier1Counter:
     def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
         start = data.rfind(b"\n", 0, at) + 1
         stop = data.find(b"\n", at)
-        self._examples.setdefault(self._id_of_piece[key], []).append(
+        self._examples.setdefault(SIGNATURES.id_of(key), []).append(
             (line_no, data[start:stop if stop >= 0 else len(data)]))
 
     def _locate(self, data: bytes, line_base: int, todo: set, parts: list[bytes],
@@ -416,26 +440,23 @@ class Tier1Counter:
 
     def _fold(self) -> None:
         """Move piece counts to their signatures and forget the pieces (bounded memory)."""
-        counts, id_of_piece = self._counts, self._id_of_piece
+        counts, id_of = self._counts, SIGNATURES.id_of
         for key, count in self._raw.items():
-            counts[id_of_piece[key]] += count
+            counts[id_of(key)] += count
         self._raw.clear()
-        id_of_piece.clear()
         self._warn_pieces.clear()
-        if len(self._id_of_text) + len(self._id_of_channel) >= KEY_CACHE_MAX:
-            self._id_of_text.clear()  # a message that comes back is parsed again
-            self._id_of_channel.clear()
+        SIGNATURES.trim()
 
     def finish(self) -> Tier1Counter:
-        """Fold, and key counts and examples by signature (ids mean nothing elsewhere)."""
+        """Fold, and key counts and examples by signature (ids mean nothing in other
+        processes)."""
         self._fold()
-        sigs = self._sigs
+        sigs = SIGNATURES.sigs
         self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
         self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
-        for table in (self._counts, self._id_of_text, self._id_of_channel, self._id_of_sig,
-                      self._open, self._cited, self._examples, self._extra, self._warn_pieces):
+        for table in (self._counts, self._closed, self._cited, self._examples, self._extra,
+                      self._warn_pieces):
             table.clear()
-        self._sigs, self._ev_keys = [], []
         return self
 
 
