@@ -9,7 +9,7 @@ from verify import __version__
 from verify.logparse import decide
 from verify.logparse.decide import Check, Finding
 from verify.logparse.model import Evidence, JobModel, is_efa_provider
-from verify.logparse.scan import Scanner
+from verify.logparse.scan import scan_sources
 from verify.logparse.sources import Source
 from verify.policy import Policy, apply, verdict
 from verify.profiles import Profile
@@ -28,12 +28,12 @@ class Options:
 def parse_sources(sources: list[Source]) -> tuple[JobModel, list[dict]]:
     model = JobModel()
     inputs = []
-    for source in sources:
-        scanner = Scanner(source, model).run()
-        inputs.append({"file": source.name, "lines": scanner.lines, "bytes": scanner.bytes,
+    for scanner in scan_sources(sources, model):
+        name = scanner.source.name
+        inputs.append({"file": name, "lines": scanner.lines, "bytes": scanner.bytes,
                        "problems": scanner.problems})
         for problem in scanner.problems:
-            model.truncated(source.name, scanner.lines, problem)
+            model.truncated(name, scanner.lines, problem)
     model.finish()
     return model, inputs
 

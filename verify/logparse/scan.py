@@ -26,7 +26,7 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -49,7 +49,8 @@ TIER1_MARKERS = (INFO_MARKER, WARN_MARKER)
 ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
             "uint32|int64|uint64|int|char"
 ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode())
-# Files this large are counted by several processes (EFAKIT_PARALLEL_MIN_BYTES overrides).
+# Regular files this large (one, or together) are counted by several processes
+# (EFAKIT_PARALLEL_MIN_BYTES overrides).
 PARALLEL_MIN_BYTES = int(os.environ.get("EFAKIT_PARALLEL_MIN_BYTES", 64 << 20))
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
 MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
@@ -479,6 +480,31 @@ def _split_points(path: str, size: int, parts: int) -> list[tuple[str, int, int]
     return [(path, a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
+def scan_sources(sources: list[Source], sink: Sink) -> list[Scanner]:
+    """Scan every source into the sink, in input order.
+
+    When the regular files are large together, a pool of processes counts them
+    (a file of PARALLEL_MIN_BYTES or more in one byte range per worker, smaller
+    files whole, so a directory of per-rank logs is spread too); the results
+    are delivered here in order.  stdin and .gz inputs are read in this process.
+    """
+    sizes = [s.path.stat().st_size if is_plain_file(s) else 0 for s in sources]  # type: ignore[union-attr]
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    if sum(sizes) < PARALLEL_MIN_BYTES:
+        return [Scanner(source, sink).run() for source in sources]
+    import multiprocessing
+
+    ranges = [_split_points(str(source.path), size,
+                            workers if size >= PARALLEL_MIN_BYTES else 1) if size else []
+              for source, size in zip(sources, sizes, strict=True)]
+    work = [item for items in ranges for item in items]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        counted = pool.imap(_range_worker, work, chunksize=max(1, len(work) // (workers * 16)))
+        return [Scanner(source, sink).take([next(counted) for _ in items], size) if items
+                else Scanner(source, sink).run()
+                for source, size, items in zip(sources, sizes, ranges, strict=True)]
+
+
 # -- tier 2 -------------------------------------------------------------------------
 def _tier2_python_lines(data: bytes, line_base: int) -> Iterator[tuple[int, bytes]]:
     """The lines of `data` that are not NCCL records and carry a tier-2 anchor.
@@ -506,36 +532,21 @@ class Scanner:
         self._columns: list[str] | None = None
 
     def run(self) -> Scanner:
-        path = self.source.path
-        size = path.stat().st_size if path is not None else 0
-        if size >= PARALLEL_MIN_BYTES and is_plain_file(self.source):
-            self._run_parallel(str(path), size)
-        else:
-            self._run_sequential()
-        return self
-
-    def _run_sequential(self) -> None:
-        counter = Tier1Counter()
+        """Count the whole source in this process."""
+        counter, size = Tier1Counter(), 0
         for chunk in chunks(self.source, problems=self.problems):
-            counter.scan(chunk, self.lines + 1)
-            self.lines = counter.lines
-            self.bytes += len(chunk)
-        self._deliver(counter.finish(), 0)
-        self.problems.extend(f"{self.source.name}: {p}" for p in counter.problems)
+            counter.scan(chunk, counter.lines + 1)
+            size += len(chunk)
+        return self.take([counter.finish()], size)
 
-    def _run_parallel(self, path: str, size: int) -> None:
-        import multiprocessing
-
-        workers = max(1, min(os.cpu_count() or 1, 4))
-        ranges = _split_points(path, size, workers)
-        with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
-            results = pool.map(_range_worker, ranges)
-        offset = 0
-        for result in results:
-            self._deliver(result, offset)
-            offset += result.lines
-            self.problems.extend(f"{self.source.name}: {p}" for p in result.problems)
-        self.lines, self.bytes = offset, size
+    def take(self, ranges: Iterable[Tier1Counter], size: int) -> Scanner:
+        """Deliver the source's counted byte ranges, in order."""
+        for counter in ranges:
+            self._deliver(counter, self.lines)
+            self.lines += counter.lines
+            self.problems.extend(f"{self.source.name}: {p}" for p in counter.problems)
+        self.bytes = size
+        return self
 
     def _deliver(self, counter: Tier1Counter, line_offset: int) -> None:
         """Hand counted events to the sink (located examples first as evidence),
