@@ -6,7 +6,10 @@ lines, nccl-tests rows of corpus 004) for 1024 ranks on 128 nodes, repeated as
 successive jobs until it reaches the target size.  Baseline and parser run on
 the same file in the same run; the ratio is what counts (machines are noisy).
 
-    python bench/parse.py [--size-mb 1024] [--repeat 3] [--keep]
+    python bench/parse.py [--size-mb 1024] [--repeat 3] [--per-rank-files] [--keep]
+
+--per-rank-files writes the same jobs as one file per rank in a directory (the
+NCCL_DEBUG_FILE=%h.%p layout) and runs `grep -r` against it.
 
 Each tool runs --repeat times, alternating, and its best time counts: the
 parser uses every core and grep one, so a busy neighbour on a shared machine
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,31 +84,39 @@ TABLE = """\
 ROW = "  {size:>10}  {count:>12}     float     sum      -1   4553.6  235.80  442.13      0   4553.0  235.83  442.19      0\n"
 
 
-def one_job() -> bytes:
-    parts = []
+def one_job() -> list[bytes]:
+    """Each rank's lines of one job, in rank order; rank 0 also prints the table."""
+    ranks = []
     for rank in range(RANKS):
         node, dev = divmod(rank, PER_NODE)
         ids = {"h": f"p5-node-{node:03d}", "pid": 4000 + dev, "t": 4100 + dev, "d": dev,
                "n": node, "r": rank, "p": (rank - PER_NODE) % RANKS,
                "q": (rank + PER_NODE) % RANKS, "e": (dev + 1) % PER_NODE}
-        parts.append(INIT.format(**ids))
+        lines = [INIT.format(**ids)]
         for channel in range(16):
-            parts.append(NET.format(c=channel, **ids))
-            parts.append(P2P.format(c=channel, **ids))
+            lines.append(NET.format(c=channel, **ids))
+            lines.append(P2P.format(c=channel, **ids))
+        ranks.append("".join(lines).encode())
     rows = "".join(ROW.format(size=8 << i, count=2 << i) for i in range(28))
-    parts.append(TABLE.format(rows=rows))
-    return "".join(parts).encode()
+    ranks[0] += TABLE.format(rows=rows).encode()
+    return ranks
 
 
-def build(path: Path, size_mb: int) -> int:
+def build(path: Path, size_mb: int, per_rank: bool) -> int:
+    """Jobs one after another until `size_mb`: one file with the ranks' lines in
+    turn, or (per_rank) a directory with one file per rank (NCCL_DEBUG_FILE=%h.%p)."""
     job = one_job()
-    target = size_mb << 20
-    written = 0
-    with path.open("wb") as handle:
-        while written < target:
-            handle.write(job)
-            written += len(job)
-    return written
+    repeats = -(-(size_mb << 20) // sum(map(len, job)))
+    if per_rank:
+        path.mkdir()
+        outputs = [((path / f"rank{rank:04d}.log"), [text]) for rank, text in enumerate(job)]
+    else:
+        outputs = [(path, [b"".join(job)])]
+    for file, texts in outputs:
+        with file.open("wb") as handle:
+            for _ in range(repeats):  # one job at a time: the bench holds no big buffer
+                handle.writelines(texts)
+    return sum(map(len, job)) * repeats
 
 
 def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -117,16 +129,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the best counts")
+    parser.add_argument("--per-rank-files", action="store_true",
+                        help="one file per rank in a directory (grep -r against it)")
     parser.add_argument("--keep", action="store_true", help="keep the generated log")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="efakit-bench-"))
-    log = workdir / "ranks.log"
-    size = build(log, args.size_mb)
-    subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
+    log = workdir / ("ranks" if args.per_rank_files else "ranks.log")
+    size = build(log, args.size_mb, args.per_rank_files)
+    files = sorted(log.iterdir()) if args.per_rank_files else [log]
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)  # warm
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     grep_runs, parse_runs = [], []
     for _ in range(args.repeat):
-        grep_runs.append(timed(["grep", "-cE", GREP_PATTERN, str(log)]))
+        grep_runs.append(timed(["grep", "-rcE", GREP_PATTERN, str(log)]))
         parse_runs.append(timed([sys.executable, "-m", "verify.cli", "parse", str(log),
                                  "--json", "--instance-type", "p5"]))
     peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
@@ -137,16 +152,17 @@ def main() -> int:
         return 1
     mb = size / 1e6
     ratio = grep_s / parse_s
-    print(f"log: {mb:.0f} MB, {RANKS} ranks per job, grep matched {grep.stdout.strip()} lines")
+    matched = sum(int(line.rsplit(":", 1)[-1]) for line in grep.stdout.split())
+    layout = f"{len(files)} per-rank files" if args.per_rank_files else "one file"
+    print(f"log: {mb:.0f} MB in {layout}, {RANKS} ranks per job, grep matched {matched} lines")
     print(f"{'tool':<12}{'best s':>10}{'MB/s':>10}  all runs (s)")
-    for name, best, runs in (("grep -cE", grep_s, grep_runs), ("efa-verify", parse_s, parse_runs)):
+    for name, best, runs in (("grep -rcE", grep_s, grep_runs), ("efa-verify", parse_s, parse_runs)):
         times = " ".join(f"{run[0]:.2f}" for run in runs)
         print(f"{name:<12}{best:>10.2f}{mb / best:>10.0f}  {times}")
     print(f"throughput ratio parser/grep: {ratio:.2f} (floor 0.25, stretch 0.50)")
     print(f"parser peak RSS: {peak_kb / 1024:.0f} MB (target < 200 MB)")
     if not args.keep:
-        log.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir)
     else:
         print(f"kept {log}")
     return 0
