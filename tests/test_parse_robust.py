@@ -142,3 +142,32 @@ def test_file_blocks_are_whole_lines_read_once(tmp_path, monkeypatch):
         assert cuts == 3  # the 5000-byte line once, the 9000-byte line twice
     start, end = (data.index(b"\n" + b"x" * n) + 1 for n in (100, 5000))
     assert b"".join(sources.file_blocks(path, start, end, size=64)) == data[start:end]
+
+
+def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
+    """With a timestamp on every line no piece ever repeats; after the first block the
+    scanner counts messages instead.  The report is the same either way."""
+    from tests.parsehelp import parse_paths
+    from tests.test_parse_formats import good, table
+    from verify.logparse import scan
+    from verify.logparse.sources import file_blocks
+
+    ranks = [good(f"node-{r:04d}", r, r ^ 1) for r in range(2400)]  # ~2.3 MB
+    lines = "".join(ranks).splitlines() + [
+        "node-0007:188:585 [0] misc.cc:12 NCCL WARN NET/OFI Unable to reach peer",
+        "a line from the training script"] + table().splitlines()
+    log = tmp_path / "stamped.log"
+    log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
+                           f"{i % 1000:03d}Z {line}\n" for i, line in enumerate(lines)))
+    counter = scan.Tier1Counter()
+    modes = []
+    for block in file_blocks(log):
+        counter.scan(block, counter.lines + 1)
+        modes.append(counter._by_message)
+    assert modes[0] is True and len(modes) >= 2  # switched after the first block
+    by_message = parse_paths([log])
+    monkeypatch.setattr(scan, "PREFIX_PROBE", 10 ** 9)
+    by_piece = parse_paths([log])
+    assert by_message == by_piece
+    assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352
+    assert [e["line"] for e in by_message["errors"]] == [len(ranks) * 8 + 1]

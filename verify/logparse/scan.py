@@ -45,6 +45,7 @@ INFO_MARKER = b"NCCL INFO "
 CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
 WARN_MARKER = b"NCCL WARN "
 WARN_RE = re.compile(WARN_MARKER + rb"([^\n]*)")
+INFO_MESSAGE_RE = re.compile(INFO_MARKER + rb"([^\n]*)")
 TIER1_MARKERS = (INFO_MARKER, WARN_MARKER)
 ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
             "uint32|int64|uint64|int|char"
@@ -53,6 +54,7 @@ ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode()
 # (EFAKIT_PARALLEL_MIN_BYTES overrides).
 PARALLEL_MIN_BYTES = int(os.environ.get("EFAKIT_PARALLEL_MIN_BYTES", 64 << 20))
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
+PREFIX_PROBE = 512  # new pieces in a block enough to tell whether line prefixes all differ
 MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
 
 
@@ -300,6 +302,7 @@ class Tier1Counter:
         self._examples: dict[int, list[tuple[int, bytes]]] = {}
         self._extra: set[bytes] = set()  # pieces that carry non-record lines
         self._dense = False  # too many such pieces: every line is checked instead
+        self._by_message = False  # line prefixes all differ: count messages, not pieces
         self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
         self.problems: list[str] = []
 
@@ -317,16 +320,29 @@ class Tier1Counter:
         return True
 
     def scan(self, data: bytes, line_base: int) -> None:
-        """Count `data` (whole lines; its first line is `line_base`) and locate examples.
+        """Count `data` (whole lines; its first line is `line_base`) and locate examples."""
+        if not data.endswith(b"\n"):
+            data = self._end_of_input(data)
+        lines = data.count(b"\n")
+        if self._by_message:
+            self._scan_messages(data, line_base, lines)
+        else:
+            self._scan_pieces(data, line_base)
+        if len(self._raw) >= KEY_CACHE_MAX:
+            self._fold()
+        self.lines += lines
 
-        Splitting on the `NCCL INFO ` marker is a C-speed scan; each piece is a
+    def _scan_pieces(self, data: bytes, line_base: int) -> None:
+        """Splitting on the `NCCL INFO ` marker is a C-speed scan; each piece is a
         record's message plus whatever follows up to the next record, and equal
         pieces are counted in C.  Lines that are not NCCL records sit inside
         pieces after their first line (or before the first record): those
         regions go to tier 2.
+
+        Where every line's prefix differs (a timestamp per line), no piece ever
+        repeats and each costs Python; once a block shows that, the counter
+        switches to counting messages instead.
         """
-        if not data.endswith(b"\n"):
-            data = self._end_of_input(data)
         parts = data.split(INFO_MARKER)
         head = parts[0]
         del parts[0]
@@ -335,6 +351,9 @@ class Tier1Counter:
         known = len(raw)
         raw.update(parts)  # counted in C; new keys are appended in insertion order
         new = self._new_keys(known)
+        if len(new) >= PREFIX_PROBE and \
+                len({key[key.rfind(b"\n"):] for key in new}) * 2 > len(new):
+            self._by_message = True  # the pieces' tails (next line's prefix) all differ
         new += self._count_warns(head, new, before)
         todo = set()
         for key in new:
@@ -354,9 +373,28 @@ class Tier1Counter:
                 regions.extend(_occurrences(data, key))
             if regions:
                 self._tier2(data, line_base, sorted(regions))
-        if len(raw) >= KEY_CACHE_MAX:
-            self._fold()
-        self.lines += data.count(b"\n")
+
+    def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
+        """Count each record's message (a line's text after its first marker) in C.
+        Slower than pieces where pieces repeat, but independent of line prefixes.
+        Other lines are found by their number: with none (one INFO record per line,
+        no WARN), tier 2 has nothing to read."""
+        raw, known = self._raw, len(self._raw)
+        infos = INFO_MESSAGE_RE.findall(data)
+        raw.update(infos)
+        warns = WARN_RE.findall(data) if WARN_MARKER in data else []
+        raw.update((b"WARN", m) for m in warns)
+        found, pos = [], 0
+        for key in self._new_keys(known):
+            if self._claim(SIGNATURES.id_of(key)):
+                if key.__class__ is tuple:
+                    found.append((data.find(WARN_MARKER + key[1]), key))
+                else:  # first occurrences come in order: each search starts at the last
+                    pos = data.find(INFO_MARKER + key + b"\n", pos)  # type: ignore[operator]
+                    found.append((pos, key))
+        self._cite(data, line_base, found)
+        if warns or lines > len(infos):
+            self.tier2.extend(_tier2_python_lines(data, line_base))
 
     def _count_warns(self, head: bytes, new: list, before: list[int]) -> list:
         """Count the block's WARN records; return the (WARN, message) keys new to it.
@@ -423,18 +461,21 @@ class Tier1Counter:
         on the INFO marker without its head, which ends at `pos`."""
         warn_todo = {key for key in todo if isinstance(key, tuple)}
         info_todo = todo - warn_todo
-        line_no, counted = line_base, 0
+        found = [(data.find(WARN_MARKER + key[1]), key) for key in warn_todo]
         for part in parts:
             if not info_todo:
                 break
             if part in info_todo:
                 info_todo.discard(part)
-                line_no += data.count(b"\n", counted, pos)
-                counted = pos
-                self._example(part, data, pos, line_no)
+                found.append((pos, part))
             pos += len(INFO_MARKER) + len(part)
+        self._cite(data, line_base, found)
+
+    def _cite(self, data: bytes, line_base: int, found: list[tuple[int, bytes | tuple]]
+              ) -> None:
+        """Keep the line at each (offset, key) as an example, numbered."""
         line_no, counted = line_base, 0
-        for at, key in sorted((data.find(WARN_MARKER + key[1]), key) for key in warn_todo):
+        for at, key in sorted(found, key=lambda item: item[0]):
             line_no += data.count(b"\n", counted, at)
             counted = at
             self._example(key, data, at, line_no)
