@@ -149,7 +149,7 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     scanner counts messages instead.  The report is the same either way."""
     from tests.parsehelp import parse_paths
     from tests.test_parse_formats import good, table
-    from verify.logparse import scan
+    from verify.logparse import tier1
     from verify.logparse.sources import file_blocks
 
     ranks = [good(f"node-{r:04d}", r, r ^ 1) for r in range(2400)]  # ~2.3 MB
@@ -159,14 +159,14 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     log = tmp_path / "stamped.log"
     log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
                            f"{i % 1000:03d}Z {line}\n" for i, line in enumerate(lines)))
-    counter = scan.Tier1Counter()
+    counter = tier1.Tier1Counter()
     modes = []
     for block in file_blocks(log):
         counter.scan(block, counter.lines + 1)
         modes.append(counter._by_message)
     assert modes[0] is True and len(modes) >= 2  # switched after the first block
     by_message = parse_paths([log])
-    monkeypatch.setattr(scan, "PREFIX_PROBE", 10 ** 9)
+    monkeypatch.setattr(tier1, "PREFIX_PROBE", 10 ** 9)
     by_piece = parse_paths([log])
     assert by_message == by_piece
     assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352

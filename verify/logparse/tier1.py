@@ -1,0 +1,335 @@
+"""Tier 1: count the NCCL records of one byte range by meaning, in C where possible.
+
+NCCL's own records (`NCCL INFO ` / `NCCL WARN `) are nearly every line of a
+big log.  Each block is split on the INFO marker (a C-speed scan) and equal
+pieces are counted in C.  Only distinct messages are parsed (channel lines
+once per text after their channel number), and only the first occurrences
+that a verdict needs as evidence are located for their line number.  Lines
+that are not NCCL records are found from the pieces that carry them and kept
+for tier 2.  Logs whose every line prefix differs are counted by message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+from verify.logparse.patterns import INFO_MARKER, WARN_MARKER, decode, parse_text, tier2_lines
+
+CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
+WARN_RE = re.compile(WARN_MARKER + rb"([^\n]*)")
+INFO_MESSAGE_RE = re.compile(INFO_MARKER + rb"([^\n]*)")
+KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
+PREFIX_PROBE = 512  # new pieces in a block enough to tell whether line prefixes all differ
+MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
+
+Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
+EXAMPLES_PER_FACT = 3  # located lines kept per evidence key in one byte range
+
+
+def evidence_key(kind: str, fields: dict[str, str | None]) -> tuple:
+    """What one located example stands for (a rank's connection kind, a fact's value)."""
+    if kind == "channel":
+        rank = fields["dst"] if fields.get("dir") == "receive" else fields["src"]
+        return (kind, rank, fields.get("net"), fields.get("gdr"))
+    if kind == "comm_init":
+        return (kind, fields.get("nnodes"))
+    return (kind, tuple(fields.items()))
+
+
+def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
+    """Where `piece` stands as a whole piece in `data`: the offsets of the lines it
+    carries after its record's own line."""
+    needle = INFO_MARKER + piece
+    start, end = piece.find(b"\n") + 1, piece.rfind(b"\n") + 1
+    at = data.find(needle)
+    while at >= 0:
+        after = at + len(needle)
+        if after == len(data) or data.startswith(INFO_MARKER, after):
+            base = at + len(INFO_MARKER)
+            yield base + start, base + end
+        at = data.find(needle, at + 1)
+
+
+class SignatureTable:
+    """What messages mean, shared by every counter in a process.
+
+    Per-rank files and byte ranges repeat the same messages (and often the same
+    pieces), so each distinct text is parsed once per process, not once per
+    input.  A message is looked up by text (a channel line by the text after
+    its channel number, which is no part of its meaning); signatures get small
+    int ids so per-piece work hashes ints rather than nested tuples.
+    """
+
+    def __init__(self) -> None:
+        self.id_of_piece: dict[bytes | tuple, int] = {}
+        self.id_of_text: dict[bytes, int] = {}
+        self.id_of_channel: dict[bytes, int] = {}  # by the text after "Channel NN/M : "
+        self.id_of_sig: dict[Signature, int] = {}
+        self.sigs: list[Signature] = []
+        self.ev_keys: list[tuple] = []  # per signature id
+
+    def id_of(self, key: bytes | tuple[bytes, bytes]) -> int:
+        """The signature id of a piece (an INFO message up to the next record's marker)
+        or ("WARN", message) pair, parsing its message if the text is new."""
+        sid = self.id_of_piece.get(key)
+        if sid is not None:
+            return sid
+        if key.__class__ is tuple:
+            cache, text_key = self.id_of_text, WARN_MARKER + key[1]
+            text = text_key
+        else:
+            end = key.find(b"\n")  # type: ignore[union-attr]
+            message = (key if end < 0 else key[:end]).rstrip(b"\r")  # type: ignore[index]
+            head = CHANNEL_HEAD_RE.match(message)
+            if head is not None and b" | " not in message:
+                cache, text_key = self.id_of_channel, message[head.end():]
+            else:
+                cache, text_key = self.id_of_text, message
+            text = INFO_MARKER + message
+        sid = cache.get(text_key)
+        if sid is None:
+            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
+            sid = self.id_of_sig.get(sig)
+            if sid is None:
+                sid = self.id_of_sig[sig] = len(self.sigs)
+                self.sigs.append(sig)
+                self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
+            cache[text_key] = sid
+        self.id_of_piece[key] = sid
+        return sid
+
+    def trim(self) -> None:
+        """Bounded memory: forget pieces and texts (they are parsed again if they
+        come back); called only when no counter holds unfolded pieces."""
+        if len(self.id_of_piece) >= KEY_CACHE_MAX:
+            self.id_of_piece.clear()
+        if len(self.id_of_text) + len(self.id_of_channel) >= KEY_CACHE_MAX:
+            self.id_of_text.clear()
+            self.id_of_channel.clear()
+
+
+SIGNATURES = SignatureTable()  # one per process (forked workers start from a copy)
+
+
+class Tier1Counter:
+    """NCCL records of one byte range, counted by meaning, with a few located examples.
+
+    Identical pieces are counted in C; a piece new to the range costs a little
+    Python (its signature id from SIGNATURES, and whether it is cited).  Memory
+    stays bounded: pieces are folded into per-signature counts whenever too many
+    pile up.
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.signatures: Counter = Counter()  # Signature -> count, filled by finish()
+        self.examples: dict[Signature, list[tuple[int, bytes]]] = {}  # by finish()
+        self.tier2: list[tuple[int, bytes]] = []  # (line in range, line) for tier 2
+        self._raw: Counter = Counter()  # piece (or WARN pair) -> count, until folded
+        self._counts: Counter = Counter()  # signature id -> folded count
+        self._closed: set[int] = set()  # ids whose evidence keys have their examples
+        self._cited: Counter = Counter()
+        self._examples: dict[int, list[tuple[int, bytes]]] = {}
+        self._extra: set[bytes] = set()  # pieces that carry non-record lines
+        self._dense = False  # too many such pieces: every line is checked instead
+        self._by_message = False  # line prefixes all differ: count messages, not pieces
+        self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
+        self.problems: list[str] = []
+
+    def _claim(self, sid: int) -> bool:
+        """Whether a new piece with this signature is to be cited; if so its citation
+        is counted now (it stands in this block, so locating it cannot fail)."""
+        if sid in self._closed:
+            return False
+        cited, keys = self._cited, SIGNATURES.ev_keys[sid]
+        if all(cited[key] >= EXAMPLES_PER_FACT for key in keys):  # (none: means nothing)
+            self._closed.add(sid)  # citations only grow: never wanted again
+            return False
+        for key in keys:
+            cited[key] += 1
+        return True
+
+    def scan(self, data: bytes, line_base: int) -> None:
+        """Count `data` (whole lines; its first line is `line_base`) and locate examples."""
+        if not data.endswith(b"\n"):
+            data = self._end_of_input(data)
+        lines = data.count(b"\n")
+        if self._by_message:
+            self._scan_messages(data, line_base, lines)
+        else:
+            self._scan_pieces(data, line_base)
+        if len(self._raw) >= KEY_CACHE_MAX:
+            self._fold()
+        self.lines += lines
+
+    def _scan_pieces(self, data: bytes, line_base: int) -> None:
+        """Splitting on the `NCCL INFO ` marker is a C-speed scan; each piece is a
+        record's message plus whatever follows up to the next record, and equal
+        pieces are counted in C.  Lines that are not NCCL records sit inside
+        pieces after their first line (or before the first record): those
+        regions go to tier 2.
+
+        Where every line's prefix differs (a timestamp per line), no piece ever
+        repeats and each costs Python; once a block shows that, the counter
+        switches to counting messages instead.
+        """
+        parts = data.split(INFO_MARKER)
+        head = parts[0]
+        del parts[0]
+        raw = self._raw
+        before = [raw[piece] for piece in self._warn_pieces]
+        known = len(raw)
+        raw.update(parts)  # counted in C; new keys are appended in insertion order
+        new = self._new_keys(known)
+        if len(new) >= PREFIX_PROBE and \
+                len({key[key.rfind(b"\n"):] for key in new}) * 2 > len(new):
+            self._by_message = True  # the pieces' tails (next line's prefix) all differ
+        new += self._count_warns(head, new, before)
+        todo = set()
+        for key in new:
+            if self._claim(SIGNATURES.id_of(key)):
+                todo.add(key)
+            if not self._dense and key.__class__ is bytes and key.count(b"\n") > 1:  # type: ignore[union-attr]
+                self._extra.add(key)  # type: ignore[arg-type]
+                if len(self._extra) > MAX_EXTRA_PIECES:
+                    self._dense, self._extra = True, set()
+        if todo:
+            self._locate(data, line_base, todo, parts, len(head))
+        if self._dense:
+            self.tier2.extend(tier2_lines(data, line_base))
+        else:
+            regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
+            for key in self._extra:
+                regions.extend(_occurrences(data, key))
+            if regions:
+                self._tier2(data, line_base, sorted(regions))
+
+    def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
+        """Count each record's message (a line's text after its first marker) in C.
+        Slower than pieces where pieces repeat, but independent of line prefixes.
+        Other lines are found by their number: with none (one INFO record per line,
+        no WARN), tier 2 has nothing to read."""
+        raw, known = self._raw, len(self._raw)
+        infos = INFO_MESSAGE_RE.findall(data)
+        raw.update(infos)
+        warns = WARN_RE.findall(data) if WARN_MARKER in data else []
+        raw.update((b"WARN", m) for m in warns)
+        found, pos = [], 0
+        for key in self._new_keys(known):
+            if self._claim(SIGNATURES.id_of(key)):
+                if key.__class__ is tuple:
+                    found.append((data.find(WARN_MARKER + key[1]), key))
+                else:  # first occurrences come in order: each search starts at the last
+                    pos = data.find(INFO_MARKER + key + b"\n", pos)  # type: ignore[operator]
+                    found.append((pos, key))
+        self._cite(data, line_base, found)
+        if warns or lines > len(infos):
+            self.tier2.extend(tier2_lines(data, line_base))
+
+    def _count_warns(self, head: bytes, new: list, before: list[int]) -> list:
+        """Count the block's WARN records; return the (WARN, message) keys new to it.
+
+        WARN records sit inside INFO pieces (or the block's head), so they are
+        counted from how often their pieces occurred (`before` holds the known WARN
+        pieces' counts before this block): a block without one costs no search.
+        """
+        raw, warn_pieces = self._raw, self._warn_pieces
+        for key in new:
+            if WARN_MARKER in key:
+                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key)]
+        warns: Counter = Counter()
+        if WARN_MARKER in head:
+            warns.update((b"WARN", m) for m in WARN_RE.findall(head))
+        for (piece, pairs), seen in itertools.zip_longest(warn_pieces.items(), before,
+                                                          fillvalue=0):
+            if (delta := raw[piece] - seen) > 0:  # type: ignore[operator]
+                for pair in pairs:  # type: ignore[union-attr]
+                    warns[pair] += delta
+        if not warns:
+            return []
+        known = len(raw)
+        raw.update(warns)
+        return self._new_keys(known)
+
+    def _new_keys(self, known: int) -> list:
+        """Keys added to the counter since it held `known`, in the order first seen.
+        They are the newest in insertion order: read from the end, since skipping the
+        known ones from the start would walk all of them."""
+        added = list(itertools.islice(reversed(self._raw), len(self._raw) - known))
+        added.reverse()
+        return added
+
+    def _end_of_input(self, data: bytes) -> bytes:
+        """`data` ends the input without a newline.  If that last line is an NCCL
+        record it may have been cut mid-word ('via NET/Libfabric/4/GD' would read as a
+        connection without GDR): it is left out, and said so.  Other lines are kept."""
+        start = data.rfind(b"\n") + 1
+        last = data[start:]
+        if INFO_MARKER in last or WARN_MARKER in last:
+            self.problems.append(f"input ends early: its last line has no newline, so the NCCL "
+                                 f"record on it may be cut short and is not used: "
+                                 f"{decode(last[:120])}")
+            return data[:start]
+        return data + b"\n"
+
+    def _tier2(self, data: bytes, line_base: int, regions: list[tuple[int, int]]) -> None:
+        line_no, counted = line_base, 0
+        for start, end in regions:
+            line_no += data.count(b"\n", counted, start)
+            counted = start
+            self.tier2.extend(tier2_lines(data[start:end], line_no))
+
+    def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
+        start = data.rfind(b"\n", 0, at) + 1
+        stop = data.find(b"\n", at)
+        self._examples.setdefault(SIGNATURES.id_of(key), []).append(
+            (line_no, data[start:stop if stop >= 0 else len(data)]))
+
+    def _locate(self, data: bytes, line_base: int, todo: set, parts: list[bytes],
+                pos: int) -> None:
+        """Cite the first occurrence of each piece in `todo`; `parts` is `data` split
+        on the INFO marker without its head, which ends at `pos`."""
+        warn_todo = {key for key in todo if isinstance(key, tuple)}
+        info_todo = todo - warn_todo
+        found = [(data.find(WARN_MARKER + key[1]), key) for key in warn_todo]
+        for part in parts:
+            if not info_todo:
+                break
+            if part in info_todo:
+                info_todo.discard(part)
+                found.append((pos, part))
+            pos += len(INFO_MARKER) + len(part)
+        self._cite(data, line_base, found)
+
+    def _cite(self, data: bytes, line_base: int, found: list[tuple[int, bytes | tuple]]
+              ) -> None:
+        """Keep the line at each (offset, key) as an example, numbered."""
+        line_no, counted = line_base, 0
+        for at, key in sorted(found, key=lambda item: item[0]):
+            line_no += data.count(b"\n", counted, at)
+            counted = at
+            self._example(key, data, at, line_no)
+
+    def _fold(self) -> None:
+        """Move piece counts to their signatures and forget the pieces (bounded memory)."""
+        counts, id_of = self._counts, SIGNATURES.id_of
+        for key, count in self._raw.items():
+            counts[id_of(key)] += count
+        self._raw.clear()
+        self._warn_pieces.clear()
+        SIGNATURES.trim()
+
+    def finish(self) -> Tier1Counter:
+        """Fold, and key counts and examples by signature (ids mean nothing in other
+        processes)."""
+        self._fold()
+        sigs = SIGNATURES.sigs
+        self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
+        self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
+        for table in (self._counts, self._closed, self._cited, self._examples, self._extra,
+                      self._warn_pieces):
+            table.clear()
+        return self
