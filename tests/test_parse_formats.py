@@ -222,12 +222,14 @@ def test_glued_duplicate_failure_lines_are_one_error(tmp_path):
             "NCCL WARN NET/OFI Initializing plugin failed | ip-10-36-29-253:82:2548 [0] "
             "nccl_net_ofi_init:155 NCCL WARN NET/OFI Initializing plugin failed\n")
     nested = ("h:1:2 [0] NCCL WARN libfabric:9:1::efa:cq:efa_cq_poll():12<warn> cq error\n")
-    errors = parse_text(tmp_path, line + nested)["errors"]
+    after_info = "h:1:2 [0] NCCL INFO Using network Libfabric | h:1:2 [0] NCCL WARN NET/OFI x\n"
+    errors = parse_text(tmp_path, line + nested + after_info)["errors"]
     assert [(e["line"], e["occurrences"], e["message"]) for e in errors] == [
         (1, 2, "fi_getinfo: provider efa output empty list"),
         (2, 2, "NET/OFI Initializing plugin failed"),
         (3, 1, "libfabric:9:1::efa:cq:efa_cq_poll():12<warn> cq error"),  # the WARN, whole
-        (3, 1, "cq error")]  # and libfabric's record it quotes
+        (3, 1, "cq error"),  # and libfabric's record it quotes
+        (4, 1, "NET/OFI x")]  # glued after an INFO record: counted once
 
 
 def test_gzip_directory_and_stdin(tmp_path):

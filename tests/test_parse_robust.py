@@ -155,6 +155,8 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     ranks = [good(f"node-{r:04d}", r, r ^ 1) for r in range(2400)]  # ~2.3 MB
     lines = "".join(ranks).splitlines() + [
         "node-0007:188:585 [0] misc.cc:12 NCCL WARN NET/OFI Unable to reach peer",
+        "node-0007:188:585 [0] NCCL INFO Using network Libfabric | node-0007:188:585 [0] "
+        "NCCL WARN NET/OFI glued after an INFO record",
         "a line from the training script"] + table().splitlines()
     log = tmp_path / "stamped.log"
     log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
@@ -170,4 +172,5 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     by_piece = parse_paths([log])
     assert by_message == by_piece
     assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352
-    assert [e["line"] for e in by_message["errors"]] == [len(ranks) * 8 + 1]
+    assert [(e["line"], e["occurrences"]) for e in by_message["errors"]] == \
+        [(len(ranks) * 8 + 1, 1), (len(ranks) * 8 + 2, 1)]

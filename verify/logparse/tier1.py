@@ -53,6 +53,20 @@ def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
         at = data.find(needle, at + 1)
 
 
+def _own_line_warns(data: bytes) -> list[bytes]:
+    """The messages of WARN records not glued after an INFO record on their line (those
+    are read with that INFO message), each cut where a glued INFO record begins, as
+    the pieces are."""
+    found = []
+    for match in WARN_RE.finditer(data):
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        if data.find(INFO_MARKER, start, match.start()) < 0:
+            message = match.group(1)
+            glued = message.find(INFO_MARKER)
+            found.append(message if glued < 0 else message[:glued])
+    return found
+
+
 class SignatureTable:
     """What messages mean, shared by every counter in a process.
 
@@ -215,7 +229,7 @@ class Tier1Counter:
         raw, known = self._raw, len(self._raw)
         infos = INFO_MESSAGE_RE.findall(data)
         raw.update(infos)
-        warns = WARN_RE.findall(data) if WARN_MARKER in data else []
+        warns = _own_line_warns(data) if WARN_MARKER in data else []
         raw.update((b"WARN", m) for m in warns)
         found, pos = [], 0
         for key in self._new_keys(known):
@@ -239,7 +253,11 @@ class Tier1Counter:
         raw, warn_pieces = self._raw, self._warn_pieces
         for key in new:
             if WARN_MARKER in key:
-                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key)]
+                # A WARN on the piece's first line is glued after its INFO record and is
+                # read with that message; only the lines after it hold WARN records.
+                lines_at = key.find(b"\n") + 1
+                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key, lines_at)] \
+                    if lines_at else []
         warns: Counter = Counter()
         if WARN_MARKER in head:
             warns.update((b"WARN", m) for m in WARN_RE.findall(head))
