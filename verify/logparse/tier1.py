@@ -53,6 +53,16 @@ def _occurrences(data: bytes, piece: bytes) -> Iterator[tuple[int, int]]:
         at = data.find(needle, at + 1)
 
 
+def _numbered(data: bytes, line_base: int, items: list[tuple]) -> Iterator[tuple[int, tuple]]:
+    """Each item, whose first element is an offset in `data` (ascending), with the
+    number of the line it falls on; newlines are counted once, in one pass."""
+    line_no, counted = line_base, 0
+    for item in items:
+        line_no += data.count(b"\n", counted, item[0])
+        counted = item[0]
+        yield line_no, item
+
+
 def _own_line_warns(data: bytes) -> list[bytes]:
     """The messages of WARN records not glued after an INFO record on their line (those
     are read with that INFO message), each cut where a glued INFO record begins, as
@@ -294,10 +304,7 @@ class Tier1Counter:
         return data + b"\n"
 
     def _tier2(self, data: bytes, line_base: int, regions: list[tuple[int, int]]) -> None:
-        line_no, counted = line_base, 0
-        for start, end in regions:
-            line_no += data.count(b"\n", counted, start)
-            counted = start
+        for line_no, (start, end) in _numbered(data, line_base, regions):
             self.tier2.extend(tier2_lines(data[start:end], line_no))
 
     def _example(self, key: bytes | tuple, data: bytes, at: int, line_no: int) -> None:
@@ -325,10 +332,8 @@ class Tier1Counter:
     def _cite(self, data: bytes, line_base: int, found: list[tuple[int, bytes | tuple]]
               ) -> None:
         """Keep the line at each (offset, key) as an example, numbered."""
-        line_no, counted = line_base, 0
-        for at, key in sorted(found, key=lambda item: item[0]):
-            line_no += data.count(b"\n", counted, at)
-            counted = at
+        for line_no, (at, key) in _numbered(data, line_base,
+                                            sorted(found, key=lambda item: item[0])):
             self._example(key, data, at, line_no)
 
     def _fold(self) -> None:
