@@ -25,10 +25,12 @@ class CliError(Exception):
 def input_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (exit 2), imported lazily to keep CLIs light."""
     from verify.profiles import UnknownInstance
+    from verify.report import WriteError
     from verify.tables import TableError
     from verify.versions import VersionError
 
-    return (UnknownInstance, TableError, VersionError)
+    # WriteError: a report path that cannot be written (-o, --junit, --markdown, --out)
+    return (UnknownInstance, TableError, VersionError, WriteError)
 
 
 def handle_errors(prog: str, extra: tuple[type[BaseException], ...] = ()) -> Callable[[F], F]:
