@@ -376,13 +376,29 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
                       "quick" if quick else "full",
                       job_name or time.strftime("efakit-verify-%Y%m%d-%H%M%S"))
     sm.validate(spec, local)
+    if poll <= 0:
+        raise CliError("--poll must be more than 0 seconds")
     req = sm.request(spec)
     if dry_run:
         click.echo(json.dumps(req, indent=2))
         return
     if local:
+        sm.prepare_out(out_dir, local=True)
         _sagemaker_local(spec, req, out_dir)
-    _sagemaker_remote(spec, req, out_dir, no_wait, poll)
+    # Every local precondition before CreateTrainingJob: a job bills from its creation.
+    made = sm.prepare_out(out_dir / spec.name)
+    try:
+        _sagemaker_remote(spec, req, out_dir, no_wait, poll)
+    except CliError:
+        sm.discard_out(made)  # what no job wrote into
+        raise
+    except Exception as exc:  # a local failure, or lost contact, once the job may exist
+        sm.discard_out(made)
+        error = sm.after_failure(exc, spec.name, spec.region,
+                                 lambda line: click.echo(line, err=True))
+        if error is None:
+            raise
+        raise error from None
 
 
 def _show_result(result: dict | None, where: Path, failure: str | None) -> int:

@@ -12,10 +12,15 @@ docker-compose v1.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import os
 import re
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from verify.cliutil import CliError
 from verify.exitcodes import Exit
@@ -26,6 +31,7 @@ IMAGE_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.
                       r"(?:\.cn)?/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
                       r"(?::(?P<tag>[\w][\w.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))$")
 S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName
 MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's ceiling for MaxRuntimeInSeconds
 TERMINAL = ("Completed", "Failed", "Stopped")
 METRICS = ("efa_verify_busbw_avg_GBps", "efa_verify_busbw_peak_GBps", "efa_verify_efa_used",
@@ -53,6 +59,9 @@ class JobSpec:
 
 def validate(spec: JobSpec, local: bool) -> None:
     """Every input error, before any AWS call: one line each, exit 2."""
+    if not JOB_NAME_RE.match(spec.name):
+        raise CliError(f"--job-name {spec.name!r}: 1 to 63 letters, digits and hyphens, "
+                       "starting and ending with a letter or digit")
     if spec.profile.efa_devices < 1:
         raise CliError(f"--instance-type {spec.instance_type} has no EFA: nothing to verify")
     if not spec.profile.sagemaker_name and not local:
@@ -78,6 +87,110 @@ def validate(spec: JobSpec, local: bool) -> None:
                        "arn:aws:iam::ACCOUNT:role/NAME")
     if not spec.output or not S3_RE.match(spec.output):
         raise CliError(f"--output {spec.output!r}: expected s3://bucket/prefix")
+
+
+def prepare_out(dest: Path, local: bool = False) -> list[Path]:
+    """Create `dest` and prove it writable, before anything costs money: one line, exit 2.
+
+    For a job (not `local`), also refuse a host without boto3, or with a Python
+    whose tarfile cannot extract the job's output safely (that would fail only
+    once the job has run).  Returns the directories this created, deepest first,
+    for `discard_out`.
+    """
+    if not local and importlib.util.find_spec("boto3") is None:
+        raise CliError("sagemaker-verify needs boto3: pip install 'efakit[build]'",
+                       Exit.NO_ENGINE)
+    if not local and not hasattr(tarfile, "data_filter"):
+        raise CliError("this Python's tarfile has no extraction filter, needed to unpack the "
+                       "job's output safely: use Python 3.12, 3.11.4+ or 3.10.12+")
+    made = []
+    for path in (dest, *dest.parents):
+        if os.path.lexists(path):
+            break
+        made.append(path)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".efakit-probe-", dir=dest)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        discard_out(made)
+        raise CliError(f"--out: cannot write {dest}: {_why(exc, dest)}") from None
+    return made
+
+
+def _why(exc: OSError, path: Path) -> str:
+    for part in (path, *path.parents):
+        if os.path.lexists(part) and not part.is_dir():
+            return f"{part} is not a directory"
+    return exc.strerror or str(exc)
+
+
+def discard_out(made: list[Path]) -> None:
+    """Remove the directories `prepare_out` made, where nothing was written into them."""
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def stop_command(name: str, region: str | None) -> str:
+    region_arg = f" --region {region}" if region else ""
+    return f"aws sagemaker stop-training-job --training-job-name {name}{region_arg}"
+
+
+def stop_unfollowed(name: str, region: str | None, echo, sm=None) -> None:
+    """A local step failed and this run cannot follow job `name` to its end: stop it if
+    it exists and still runs (it bills until then), or print the command that does."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    command = stop_command(name, region)
+    try:
+        sm = sm or client("sagemaker", region, attempts=3)
+        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ValidationException",
+                                                        "ResourceNotFound"):
+            return  # never created: nothing runs
+        echo(f"training job {name} may still be running ({_first(exc)}); stop it with: "
+             f"{command}")
+        return
+    except (BotoCoreError, CliError) as exc:
+        echo(f"training job {name} may still be running ({_first(exc)}); stop it with: "
+             f"{command}")
+        return
+    if status in TERMINAL or status == "Stopping":
+        return
+    try:
+        sm.stop_training_job(TrainingJobName=name)
+    except (BotoCoreError, ClientError) as exc:
+        echo(f"training job {name} is {status} and could not be stopped ({_first(exc)}); "
+             f"stop it with: {command}")
+        return
+    echo(f"stopping training job {name} (it was {status}): this run cannot follow it")
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def after_failure(exc: Exception, name: str, region: str | None, echo) -> CliError | None:
+    """Stop job `name` if it runs, and turn a local (OSError) or AWS failure into the one
+    line to print; None for anything else (a bug: its traceback is the report)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from verify.report import WriteError
+
+    stop_unfollowed(name, region, echo)
+    if isinstance(exc, WriteError):
+        return CliError(f"{exc} (training job {name})")
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return CliError(f"{where}{exc.strerror} (training job {name})")
+    if isinstance(exc, (BotoCoreError, ClientError)):
+        return CliError(f"training job {name}: {_first(exc)}", Exit.FAIL)
+    return None
 
 
 def request(spec: JobSpec) -> dict:

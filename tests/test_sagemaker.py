@@ -62,6 +62,9 @@ def test_dry_run_prints_the_exact_request_and_calls_nothing(tmp_path):
     (["--output", "bucket/prefix"], "--output 'bucket/prefix': expected s3://bucket/prefix"),
     (["--max-run", "99999999"], "--max-run must be between 60 and 2419200 seconds"),
     (["--subnets", "subnet-1"], "--subnets and --security-groups go together"),
+    (["--job-name", "my_job"], "--job-name 'my_job': 1 to 63 letters, digits and hyphens"),
+    (["--job-name", "x" * 64], "1 to 63 letters, digits and hyphens"),
+    (["--poll", "0"], "--poll must be more than 0 seconds"),
 ])
 def test_input_errors_stop_before_any_call(args, message):
     proc = efakit("sagemaker-verify", *BASE, *args, env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
