@@ -1,31 +1,41 @@
-"""The artifact mirror: the same files a build would download, checked by the same digests.
+"""The artifact mirror: the same files a build would download, checked by the same pins.
 
 Air-gapped builds (and every test here) read artifacts from a local directory
-instead of the network.  Downloads named in the spec keep their pinned sha256;
-Python wheels get a pip requirements file per purpose with `--hash` on every
-line, so pip itself refuses a tampered wheel.
+instead of the network.  Downloads named in the spec keep their pin: the
+publisher's sha256 or sha512 of the file, or for a source archive its git
+content tree id, which is the same for GitHub's tag archive and a `git archive`
+of the same tag, so one pin serves the mirror and the download alike.  Python
+wheels get a pip requirements file per purpose with `--hash` on every line, so
+pip itself refuses a tampered wheel.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from buildkit.paths import REPO_ROOT
 from buildkit.spec import Spec
 
 WHEELS = "wheels"
 # What each install step of the offline profile needs from the package index.
 WHEEL_SETS = {
-    "base": "torch=={torch} nvidia-nccl-cu12=={nccl}",
+    "base": "torch=={torch} nvidia-nccl-cu{cuda_major}=={nccl}",
+    "builder": "{builder}",
     "verifier": "click PyYAML nvidia-ml-py",
     "sagemaker": "sagemaker-training mpi4py",
 }
+# The air-gapped source mirror beside a checkout (shared/artifacts/SOURCES.md);
+# EFAKIT_SOURCES names another.  Without one, sources are downloaded.
+DEFAULT_SOURCES = REPO_ROOT.parent / "shared" / "artifacts" / "sources"
 PYTHON_TAG = ("3.11", "cp311")  # Debian bookworm's python3
 
 
@@ -57,9 +67,13 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     wheels = mirror / WHEELS
     wheels.mkdir(parents=True, exist_ok=True)
     written = []
-    values = {"torch": spec.base.get("torch"), "nccl": (spec.components.get("nccl") or {})
-              .get("version")}
+    values = {"torch": spec.base.get("torch"),
+              "nccl": (spec.components.get("nccl") or {}).get("version"),
+              "cuda_major": str(spec.base.get("cuda") or "12").split(".")[0],
+              "builder": " ".join(spec.base.get("builder_wheels") or [])}
     for name, template in WHEEL_SETS.items():
+        if not template.format(**values).strip():
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             staging = Path(tmp)
             _pip("download", "--quiet", "--dest", str(staging), *template.format(**values).split())
@@ -80,27 +94,89 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     return written
 
 
+def tree_id(archive: Path) -> str:
+    """The git content tree id of a source archive's top folder (what `tree:` pins)."""
+    with tempfile.TemporaryDirectory(prefix="efakit-tree-") as tmp:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            return f"unreadable ({exc})"
+        tops = os.listdir(tmp)
+        top = Path(tmp) / tops[0] if len(tops) == 1 and (Path(tmp) / tops[0]).is_dir() \
+            else Path(tmp)
+        env = {**os.environ, "GIT_DIR": str(Path(tmp) / ".efakit-git"),
+               "GIT_WORK_TREE": str(top), "GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp}
+        for cmd in (["init", "-q"], ["add", "-A", "-f"], ["write-tree"]):
+            proc = subprocess.run(["git", *cmd], cwd=top, env=env, capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                return f"unreadable (git {cmd[0]}: {proc.stderr.strip()[-200:]})"
+        return proc.stdout.strip()
+
+
+def pin_problem(name: str, comp: dict, path: Path) -> str | None:
+    """None when `path` matches the component's pin; else one line naming the artifact,
+    the expected and the actual digest."""
+    for kind in ("tree", "sha512", "sha256"):
+        want = comp.get(kind)
+        if not want:
+            continue
+        if kind == "tree":
+            have = tree_id(path)
+        else:
+            digest = hashlib.new(kind)
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            have = digest.hexdigest()
+        if have != want:
+            return f"artifact {path.name} ({name}): {kind} mismatch: expected {want}, " \
+                   f"actual {have}"
+        return None
+    return None
+
+
+def artifact_name(comp: dict) -> str:
+    return comp.get("file") or comp["url"].rsplit("/", 1)[-1]
+
+
+def sources_dir() -> Path | None:
+    """The local source mirror, if there is one."""
+    named = os.environ.get("EFAKIT_SOURCES")
+    path = Path(named) if named else DEFAULT_SOURCES
+    return path if path.is_dir() else None
+
+
 def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, str]:
-    """Download each pinned URL of the spec into the mirror and check (or compute) digests."""
+    """Bring each pinned download of the spec into the mirror (from the local source mirror
+    where it has the file, else from its URL) and check its pin, or compute the sha256."""
     computed = {}
+    local = sources_dir()
     for name, comp in spec.components.items():
         url = (comp or {}).get("url")
         if not url:
             continue
-        target = mirror / url.rsplit("/", 1)[-1]
+        target = mirror / artifact_name(comp)
+        partial = target.with_name(f".{target.name}.part")
+        source = local / target.name if local is not None else None
         try:
-            with urllib.request.urlopen(url, timeout=30) as resp, target.open("wb") as out:
-                shutil.copyfileobj(resp, out)
+            if source is not None and source.is_file():
+                shutil.copyfile(source, partial)
+            else:
+                with urllib.request.urlopen(url, timeout=30) as resp, partial.open("wb") as out:
+                    shutil.copyfileobj(resp, out)
         except (urllib.error.URLError, OSError) as exc:
-            target.unlink(missing_ok=True)
-            raise MirrorError(f"cannot download {name} from {url}: {exc} "
-                              "(no internet here? build with the offline profile)") from None
-        digest = sha256_of(target)
-        if comp.get("sha256") and comp["sha256"] != digest and not update_pins:
-            target.unlink()
-            raise MirrorError(f"{name}: sha256 mismatch: expected {comp['sha256']}, "
-                              f"actual {digest}")
-        computed[name] = digest
+            partial.unlink(missing_ok=True)
+            raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
+                              "and no copy in a local source mirror: set EFAKIT_SOURCES)") \
+                from None
+        problem = None if update_pins else pin_problem(name, comp, partial)
+        if problem:
+            partial.unlink()
+            raise MirrorError(problem)
+        partial.replace(target)
+        computed[name] = sha256_of(target)
     return computed
 
 
@@ -133,16 +209,21 @@ def _requirement_line_unhashed(wheel: Path) -> str:
 
 
 def check_mirror(spec: Spec, mirror: Path) -> list[str]:
-    """Problems with a mirror before a build uses it (missing or tampered files)."""
+    """Problems with a mirror before a build uses it: missing or tampered files."""
     if not mirror.is_dir():
         return [f"artifact mirror {mirror} does not exist (run: efakit fetch-artifacts)"]
     problems = check_wheels(mirror)
-    for comp in spec.components.values():
-        url, digest = (comp or {}).get("url"), (comp or {}).get("sha256")
-        target = mirror / url.rsplit("/", 1)[-1] if url else None
-        if target is not None and target.exists() and digest and sha256_of(target) != digest:
-            problems.append(f"artifact {target.name}: sha256 mismatch: expected {digest}, "
-                            f"actual {sha256_of(target)}")
+    for name, comp in spec.components.items():
+        if not (comp or {}).get("url"):
+            continue
+        target = mirror / artifact_name(comp)
+        if not target.is_file():
+            pin = next((f"{k} {comp[k]}" for k in ("tree", "sha512", "sha256") if comp.get(k)),
+                       "unpinned")
+            problems.append(f"artifact {target.name} ({name}): missing from the mirror "
+                            f"{mirror} (expected {pin}; run: efakit fetch-artifacts)")
+        elif problem := pin_problem(name, comp, target):
+            problems.append(problem)
     return problems
 
 

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from verify import envrules
+from verify.components import components as component_table
 from verify.profiles import UnknownInstance, known_archs, resolve
 from verify.tables import TableError, load_yaml_file
 from verify.versions import VersionError, parse_version
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$"),
+              "tree": re.compile(r"^[0-9a-f]{40}$")}
 FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 DISTRO_RE = re.compile(r"^(ubuntu\d{2}\.\d{2}|debian\d{2}|al2023)$")
 VARIANTS = ("ec2", "sagemaker")
 NCCL_POLICIES = ("keep", "pinned")
-OFI_SOURCES = ("installer", "build")
 
 TOP_KEYS = {
     "schema_version": int, "framework": str, "base": dict, "components": dict,
@@ -34,21 +35,21 @@ REQUIRED_TOP = ("schema_version", "framework", "base", "components", "gpu_archs"
                 "artifacts", "size_budget_GB", "gate_policy")
 PROFILE_KEYS = {"why", "base", "components", "gpu_archs", "instance_types", "artifacts",
                 "size_budget_GB", "gate_policy", "env_extra"}
-BASE_KEYS = {"image": str, "distro": str, "python": str, "cuda": (str, type(None)),
-             "torch": str, "torch_from_pip": bool, "why": str}
-# Per component: allowed keys and their types.
-DOWNLOAD = {"version": str, "url": str, "sha256": (str, type(None)), "reason": str,
+BASE_KEYS = {"image": str, "builder_image": str, "distro": str, "python": str,
+             "cuda": (str, type(None)), "torch": str, "torch_from_pip": bool,
+             "builder_wheels": list, "why": str}
+# Per component: allowed keys and their types.  Which components exist, and how
+# each may be provided (`source`), is the component table's.
+DOWNLOAD = {"version": str, "source": str, "url": str, "file": str,
+            "sha256": (str, type(None)), "sha512": str, "tree": str, "reason": str,
             "provenance": str}
-COMPONENT_KEYS: dict[str, dict[str, Any]] = {
-    "efa_installer": {**DOWNLOAD, "signature": dict, "bundles": dict},
-    "aws_ofi_nccl": {**DOWNLOAD, "source": str},
-    "nccl": {**DOWNLOAD, "policy": str},
-    "gdrcopy": DOWNLOAD,
-    "nccl_tests": DOWNLOAD,
-    "efa_debian": {"packages": list, "libfabric": str, "provenance": str},
+EXTRA_KEYS: dict[str, dict[str, Any]] = {
+    "efa_installer": {"signature": dict, "bundles": dict},
+    "nccl": {"policy": str},
 }
 SIGNATURE_KEYS = {"url": str, "key_url": str, "key_fingerprint": (str, type(None)), "reason": str}
-BUNDLE_KEYS = {"libfabric": str, "openmpi": str, "aws_ofi_nccl": str, "provenance": str}
+BUNDLE_KEYS = {"libfabric": str, "rdma_core": str, "openmpi": str, "aws_ofi_nccl": str,
+               "provenance": str}
 
 
 class SpecError(ValueError):
@@ -86,8 +87,8 @@ class Spec:
         comps = self.components
         ofi = comps.get("aws_ofi_nccl") or {}
         installer = comps.get("efa_installer") or {}
-        libfabric = (installer.get("bundles") or {}).get("libfabric") or \
-            (comps.get("efa_debian") or {}).get("libfabric")
+        libfabric = (comps.get("libfabric") or {}).get("version") or \
+            (installer.get("bundles") or {}).get("libfabric")
         return {
             "aws_ofi_nccl": ofi.get("version"),
             "aws_ofi_nccl_source": ofi.get("source"),
@@ -160,33 +161,57 @@ def _merge_profile(raw: dict[str, Any], profile: str | None, check: _Checker) ->
 
 
 def _check_download(check: _Checker, key: str, comp: dict[str, Any]) -> None:
+    """A download is pinned by one digest (sha256, sha512 or content tree), each with its
+    provenance, or has `sha256: null` with the reason it is not known yet."""
     if "version" not in comp:
         check.fail(f"{key}.version", "missing")
     check.version(f"{key}.version", comp["version"])
-    if "url" in comp:
-        if not str(comp["url"]).startswith("https://"):
-            check.fail(f"{key}.url", f"expected an https:// URL, got {comp['url']!r}")
-        if "sha256" not in comp:
-            check.fail(f"{key}.sha256", "missing (use null with a reason if not known yet)")
-        digest = comp["sha256"]
-        if digest is None:
-            if not comp.get("reason"):
-                check.fail(f"{key}.reason", "required when sha256 is null (say why it is unknown)")
-        elif not SHA256_RE.match(digest):
-            check.fail(f"{key}.sha256", f"expected 64 lowercase hex digits, got {digest!r}")
-        elif not comp.get("provenance"):
-            check.fail(f"{key}.provenance", "required with a sha256 (where was it published?)")
+    if "url" not in comp:
+        return
+    if not str(comp["url"]).startswith("https://"):
+        check.fail(f"{key}.url", f"expected an https:// URL, got {comp['url']!r}")
+    name = comp.get("file", str(comp["url"]).rsplit("/", 1)[-1])
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name):
+        check.fail(f"{key}.file", f"{name!r} is not a plain file name")
+    pins = [kind for kind in DIGEST_RES if kind in comp]
+    if not pins:
+        check.fail(f"{key}.sha256", "missing (pin sha256, sha512 or tree; or sha256: null "
+                   "with a reason if not known yet)")
+    if len(pins) > 1:
+        check.fail(key, f"pinned twice ({', '.join(pins)}): keep the one its publisher "
+                   "published")
+    kind = pins[0]
+    digest = comp[kind]
+    if digest is None:
+        if not comp.get("reason"):
+            check.fail(f"{key}.reason", "required when sha256 is null (say why it is unknown)")
+    elif not isinstance(digest, str) or not DIGEST_RES[kind].match(digest):
+        width = {"sha256": 64, "sha512": 128, "tree": 40}[kind]
+        check.fail(f"{key}.{kind}", f"expected {width} lowercase hex digits, got {digest!r}")
+    elif not comp.get("provenance"):
+        check.fail(f"{key}.provenance", f"required with a {kind} (where was it published?)")
 
 
 def _check_components(check: _Checker, comps: dict[str, Any]) -> None:
-    check.keys("components", comps, set(COMPONENT_KEYS))
+    table = component_table()
+    check.keys("components", comps, set(table))
     for name, comp in comps.items():
         key = f"components.{name}"
-        check.keys(key, comp, COMPONENT_KEYS[name])
-        if name == "efa_debian":
-            check.version(f"{key}.libfabric", comp.get("libfabric", ""))
-            continue
+        check.keys(key, comp, {**DOWNLOAD, **EXTRA_KEYS.get(name, {})})
         _check_download(check, key, comp)
+        source = comp.get("source")
+        allowed = [s for s in table[name].sources if s != "wheel"]
+        if name in ("efa_installer", "nccl"):
+            continue
+        if source not in allowed:
+            check.fail(f"{key}.source", f"expected one of {', '.join(allowed)}, got {source!r}")
+        if source in ("archive", "release") and "url" not in comp:
+            check.fail(f"{key}.url", f"required when source is {source}")
+        if source == "archive" and "tree" not in comp and comp.get("sha256", "") is not None:
+            check.fail(f"{key}.tree", "a source archive is pinned by its content tree id")
+        if source == "installer" and not comps.get("efa_installer"):
+            check.fail(f"{key}.source", "an installer-bundled component needs "
+                       "components.efa_installer")
     installer = comps.get("efa_installer")
     if installer:
         if "signature" in installer:
@@ -201,28 +226,18 @@ def _check_components(check: _Checker, comps: dict[str, Any]) -> None:
                            "required when key_fingerprint is null")
         bundles = installer.get("bundles") or {}
         check.keys("components.efa_installer.bundles", bundles, BUNDLE_KEYS)
-        for lib in ("libfabric", "openmpi"):
+        for lib in ("libfabric", "rdma_core", "openmpi", "aws_ofi_nccl"):
             if lib in bundles:
                 check.version(f"components.efa_installer.bundles.{lib}", bundles[lib])
-    ofi = comps.get("aws_ofi_nccl")
-    if ofi:
-        source = ofi.get("source")
-        if source not in OFI_SOURCES:
-            check.fail("components.aws_ofi_nccl.source",
-                       f"expected one of {', '.join(OFI_SOURCES)}, got {source!r}")
-        if source == "build" and "url" not in ofi:
-            check.fail("components.aws_ofi_nccl.url", "required when source is build")
-        if source == "installer" and not installer:
-            check.fail("components.aws_ofi_nccl.source",
-                       "installer-bundled plugin needs components.efa_installer")
     nccl = comps.get("nccl")
     if nccl and nccl.get("policy") not in NCCL_POLICIES:
         check.fail("components.nccl.policy",
                    f"expected one of {', '.join(NCCL_POLICIES)}, got {nccl.get('policy')!r}")
     if nccl and nccl.get("policy") == "pinned" and "url" not in nccl:
         check.fail("components.nccl.url", "required when policy is pinned")
-    if not installer and not comps.get("efa_debian"):
-        check.fail("components", "needs efa_installer (or efa_debian in an offline profile)")
+    if not installer and not (comps.get("rdma_core") and comps.get("libfabric")):
+        check.fail("components", "needs efa_installer, or rdma_core and libfabric built from "
+                   "source")
 
 
 def _check_base(check: _Checker, base: Any) -> tuple[str, dict[str, Any]]:

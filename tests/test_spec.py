@@ -12,10 +12,14 @@ from tests.conftest import FIXTURES, ROOT
 
 def test_the_real_spec_and_its_profiles_load():
     spec = load_spec(ROOT / "images" / "pytorch.yaml")
-    assert spec.base_name == "pytorch-devel"
-    assert spec.versions()["aws_ofi_nccl"] == "1.14.2"
+    assert spec.base_name == "pytorch-runtime"
+    assert spec.versions()["aws_ofi_nccl"] == "1.21.1"
+    assert spec.versions()["libfabric"] == "2.6.0amzn1.0"  # the installer's bundle
+    assert spec.gpu_archs == ["sm_80", "sm_90", "sm_100"]
     offline = load_spec(ROOT / "images" / "pytorch.yaml", profile="offline")
-    assert "aws_ofi_nccl" not in offline.components and offline.versions()["libfabric"] == "1.17.0"
+    assert "efa_installer" not in offline.components
+    assert offline.components["aws_ofi_nccl"]["source"] == "archive"
+    assert offline.versions()["libfabric"] == "2.6.0"
     assert load_spec(ROOT / "images" / "pytorch.yaml", base="ngc").base_name == "ngc"
 
 
@@ -38,7 +42,8 @@ def _set(path: str, value):
 
 
 DELETE = object()
-CHOICE = "base.choices.pytorch-devel"
+CHOICE = "base.choices.pytorch-runtime"
+RELEASE = {"version": "2.6", "source": "release", "url": "https://example.com/gdrcopy-2.6.tgz"}
 BAD_SPECS = [
     ("unknown top-level key", _set("colour", "blue"), "colour: unknown key"),
     ("schema version", _set("schema_version", 2), "schema_version: expected 1"),
@@ -50,8 +55,21 @@ BAD_SPECS = [
      "components.efa_installer.sha256: expected 64 lowercase hex digits"),
     ("uppercase digest", _set("components.efa_installer.sha256", "A" * 64),
      "expected 64 lowercase hex digits"),
-    ("null digest without reason", _set("components.gdrcopy.reason", DELETE),
+    ("null digest without reason", _set("components.gdrcopy", {**RELEASE, "sha256": None}),
      "components.gdrcopy.reason: required when sha256 is null"),
+    ("no pin at all", _set("components.gdrcopy", RELEASE),
+     "components.gdrcopy.sha256: missing (pin sha256, sha512 or tree"),
+    ("two pins", _set("components.gdrcopy.sha256", "ab" * 32), "pinned twice (sha256, tree)"),
+    ("malformed tree", _set("components.gdrcopy.tree", "xyz"),
+     "components.gdrcopy.tree: expected 40 lowercase hex digits"),
+    ("short sha512", _set("components.gdrcopy", {**RELEASE, "sha512": "ab" * 32,
+                                                 "provenance": "x"}),
+     "components.gdrcopy.sha512: expected 128 lowercase hex digits"),
+    ("archive pinned by a file digest", _set("components.gdrcopy", {
+        **RELEASE, "source": "archive", "sha256": "ab" * 32, "provenance": "x"}),
+     "components.gdrcopy.tree: a source archive is pinned by its content tree id"),
+    ("file name with a path", _set("components.gdrcopy.file", "../x.tgz"),
+     "components.gdrcopy.file: '../x.tgz' is not a plain file name"),
     ("digest without provenance", _set("components.efa_installer.provenance", DELETE),
      "components.efa_installer.provenance: required with a sha256"),
     ("plain http", _set("components.nccl_tests.url", "http://example.com/x.tgz"),
@@ -65,7 +83,7 @@ BAD_SPECS = [
     ("unpinned base", _set(f"{CHOICE}.image", "pytorch/pytorch"), "has no tag or digest"),
     ("default base missing", _set("base.default", "nope"), "base.default: 'nope' is not one of"),
     ("unknown plugin source", _set("components.aws_ofi_nccl.source", "magic"),
-     "components.aws_ofi_nccl.source: expected one of installer, build"),
+     "components.aws_ofi_nccl.source: expected one of installer, archive, release"),
     ("unknown nccl policy", _set("components.nccl.policy", "latest"),
      "components.nccl.policy: expected one of keep, pinned"),
     ("unknown component", _set("components.mystery", {"version": "1"}),
@@ -83,6 +101,12 @@ BAD_SPECS = [
      "forbidden combination: aws_ofi_nccl 1.5.0 does not meet >=1.7.2"),
     ("bad profile key", _set("profiles.offline.colour", "red"), None),
 ]
+
+
+def test_a_release_tarball_pinned_by_sha512_loads(pytorch_spec_raw, write_spec):
+    raw = copy.deepcopy(pytorch_spec_raw)
+    raw["components"]["gdrcopy"] = {**RELEASE, "sha512": "ab" * 64, "provenance": "release notes"}
+    assert load_spec(write_spec(raw)).components["gdrcopy"]["sha512"] == "ab" * 64
 
 
 @pytest.mark.parametrize("name,mutate,message", BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
@@ -124,15 +148,20 @@ def test_update_pins_writes_digest_and_provenance_keeping_comments(tmp_path):
     from buildkit.mirror import write_pins
 
     spec = tmp_path / "pytorch.yaml"
-    spec.write_text((ROOT / "images" / "pytorch.yaml").read_text())
+    text = (ROOT / "images" / "pytorch.yaml").read_text()
+    unpinned = text.replace(
+        "    sha256: fa6dff8593d866866c13cb4640d9059835cd4efa427971f100ab40c97bef2841\n"
+        "    provenance:", "    sha256: null\n    reason:", 1)
+    assert unpinned != text
+    spec.write_text(unpinned)
+    assert load_spec(spec).components["efa_installer"]["sha256"] is None
     digest = "ab" * 32
-    url = "https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.4.4.tar.gz"
-    assert write_pins(spec, {"gdrcopy": (digest, url)}, "2026-11-25") == ["gdrcopy"]
-    text = spec.read_text()
-    assert text.startswith("# PyTorch training image")  # comments survive
+    url = "https://efa-installer.amazonaws.com/aws-efa-installer-1.50.0.tar.gz"
+    assert write_pins(spec, {"efa_installer": (digest, url)}, "2026-11-25") == ["efa_installer"]
+    assert spec.read_text().startswith("# PyTorch training image")  # comments survive
     loaded = load_spec(spec)
-    gdr = loaded.components["gdrcopy"]
-    assert gdr["sha256"] == digest and "reason" not in gdr
-    assert gdr["provenance"] == f"computed by efakit fetch-artifacts --update-pins from {url} on 2026-11-25"
-    assert loaded.components["nccl_tests"]["sha256"] is None  # untouched
-    assert load_spec(spec, profile="offline").components.get("gdrcopy") is None
+    installer = loaded.components["efa_installer"]
+    assert installer["sha256"] == digest and "reason" not in installer
+    assert installer["provenance"] == \
+        f"computed by efakit fetch-artifacts --update-pins from {url} on 2026-11-25"
+    assert loaded.components["gdrcopy"]["tree"]  # untouched

@@ -48,7 +48,7 @@ def _matches(when: Mapping[str, object], versions: Mapping[str, str | None],
             if have is None or not satisfies(str(have), str(want)):
                 return False
         elif key in CHOICE_KEYS:
-            if versions.get(key) != want:
+            if versions.get(key) not in (want if isinstance(want, list) else [want]):
                 return False
         elif key in INSTANCE_KEYS:
             if facts is None:
