@@ -71,7 +71,7 @@ def content_tag(spec: Spec, variant: str, context: Path, base_id: str) -> str:
             continue  # wheels are pinned by the hashes in the requirements files
         digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     versions = spec.versions()
-    efa = _mm(versions["efa_installer"], "deb" if "efa_debian" in spec.components else "none")
+    efa = _mm(versions["efa_installer"], "src" if "libfabric" in spec.components else "none")
     return (f"{spec.framework}{_mm(spec.base.get('torch'))}-cuda{_mm(spec.base.get('cuda'))}"
             f"-efa{efa}-ofi{_mm(versions['aws_ofi_nccl'])}-nccl{_mm(versions['nccl'])}"
             f"-{variant}-{digest.hexdigest()[:12]}")

@@ -12,13 +12,13 @@ import re
 
 from buildkit.engine import Engine
 from buildkit.spec import Spec
+from verify.components import components
 from verify.envrules import lint_env
 from verify.logparse.decide import Check
 from verify.logparse.model import Evidence
 from verify.policy import Policy
 
-VERSION_LABELS = ("torch", "cuda", "efa-installer", "libfabric", "aws-ofi-nccl", "nccl",
-                  "gdrcopy", "nccl-tests")
+VERSION_LABELS = ("torch", "cuda", *(row.label for row in components().values()))
 CONTENT_TAG_RE = re.compile(r"-(ec2|sagemaker)-[0-9a-f]{12}$")
 ENTRYPOINT = ["/usr/local/bin/efakit-entrypoint"]
 COMMANDS = {"ec2": ["/bin/bash"], "sagemaker": ["train"]}

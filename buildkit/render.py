@@ -17,17 +17,30 @@ from typing import Any
 from buildkit.paths import REPO_ROOT, TEMPLATES_DIR
 from buildkit.spec import Spec
 from verify import __version__, envrules, layout
+from verify.components import components as component_table
+from verify.static import NCCL_TESTS
 
-# Packages every variant needs; grouped by why.
-BUILD_TOOLS = ["build-essential", "autoconf", "automake", "libtool", "pkg-config"]
-RUNTIME = ["ca-certificates", "curl", "openssh-client", "openssh-server", "hwloc",
-           "libhwloc-dev", "pciutils", "python3-dev"]
+# Packages the final image needs whatever its components; grouped by why.
+RUNTIME = ["ca-certificates", "curl", "openssh-client", "openssh-server", "hwloc", "pciutils"]
+# The builder stage's toolchain (never in the final image), plus git to check
+# source archives' content trees, plus each component's own build packages.
+BUILD_TOOLS = ["build-essential", "ca-certificates", "curl", "git", "python3-dev"]
 # Copied into the context so the image carries the verifier and its tables.
 VERIFIER_SOURCES = ("pyproject.toml", "README.md", "verify", "buildkit")
+# Open MPI where no EFA installer brings it: Debian's (runtime and, in the builder, headers).
+SYSTEM_MPI = {"runtime": ["openmpi-bin"], "build": ["libopenmpi-dev"]}
 
 
 class RenderError(RuntimeError):
     """The context could not be written."""
+
+
+def pin_of(comp: dict[str, Any]) -> str:
+    """The pin efakit-fetch-artifact checks: `KIND:HEX`, or UNPINNED."""
+    for kind in ("tree", "sha512", "sha256"):
+        if comp.get(kind):
+            return f"{kind}:{comp[kind]}"
+    return "UNPINNED"
 
 
 def _artifact(comp: dict[str, Any] | None, why_absent: str) -> dict[str, Any]:
@@ -38,8 +51,8 @@ def _artifact(comp: dict[str, Any] | None, why_absent: str) -> dict[str, Any]:
         "mode": "build" if url else "installer",
         "version": comp["version"],
         "url": url,
-        "file": url.rsplit("/", 1)[-1] if url else None,
-        "sha256": comp.get("sha256") or "UNPINNED",
+        "file": comp.get("file") or (url.rsplit("/", 1)[-1] if url else None),
+        "sha256": pin_of(comp),
     }
 
 
@@ -62,36 +75,73 @@ def gencode(archs: list[str]) -> str:
     return " ".join(f"-gencode=arch=compute_{a[3:]},code={a}" for a in archs)
 
 
+def _built(spec: Spec) -> dict[str, list[dict[str, Any]]]:
+    """Components compiled in a builder stage, grouped by stage in table order."""
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for name, row in component_table().items():
+        comp = spec.components.get(name)
+        if not comp or comp.get("source") not in ("archive", "release"):
+            continue
+        stages.setdefault(row.stage, []).append({
+            **_artifact(comp, ""), "name": name, "label": row.label, "source": comp["source"],
+            "prefix": row.prefix, "libdir": row.libdir, "license": list(row.license),
+            "licenses_dir": row.licenses_dir()})
+    return stages
+
+
+def _facts(spec: Spec) -> dict[str, str | None]:
+    comps = spec.components
+    return {"distro": spec.distro_family(),
+            "efa_installer": (comps.get("efa_installer") or {}).get("version"),
+            "source": (comps.get("aws_ofi_nccl") or {}).get("source"),
+            "efa_source": (comps.get("libfabric") or {}).get("source", "installer")}
+
+
+def _labels(spec: Spec, variant: str) -> dict[str, str]:
+    versions = {**{name: (comp or {}).get("version") for name, comp in spec.components.items()},
+                "libfabric": spec.versions()["libfabric"]}
+    bundles = (spec.components.get("efa_installer") or {}).get("bundles") or {}
+    labels = {
+        "org.opencontainers.image.title": f"efakit {spec.framework} ({variant})",
+        "org.opencontainers.image.base.name": spec.base["image"],
+        "dev.efakit.framework": spec.framework,
+        "dev.efakit.variant": variant,
+        "dev.efakit.profile": spec.profile or "default",
+        "dev.efakit.version.torch": spec.base.get("torch") or "none",
+        "dev.efakit.version.cuda": spec.base.get("cuda") or "none",
+    }
+    for name, row in component_table().items():
+        labels[f"dev.efakit.version.{row.label}"] = versions.get(name) or bundles.get(name) \
+            or "absent"
+    labels["dev.efakit.gpu-archs"] = ",".join(spec.gpu_archs) or "none"
+    return labels
+
+
 def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     """Everything the templates need, derived from the spec and tables."""
     if variant not in spec.variants:
         raise RenderError(f"variant {variant!r} not in spec (known: {', '.join(spec.variants)})")
     comps = spec.components
     versions = spec.versions()
-    distro = spec.distro_family()
-    facts = {"distro": distro, "efa_installer": versions["efa_installer"],
-             "source": versions["aws_ofi_nccl_source"]}
+    facts = _facts(spec)
     mpi_home = layout.lookup("mpi_home", facts)
     mpi_bin = layout.lookup("mpi_bin", facts)
-    offline_why = "cannot be obtained offline; the gate reports it missing"
+    table = component_table()
 
     installer = comps.get("efa_installer")
+    efa = None
     if installer:
         efa = dict(_artifact(installer, ""), mode="installer",
                    flags=layout.installer_flags(facts),
                    signature=installer.get("signature"),
-                   key_file="aws-efa-installer.key")
-    else:
-        deb = comps["efa_debian"]
-        efa = {"mode": "debian", "packages": deb["packages"], "libfabric": deb["libfabric"]}
+                   key_file="aws-efa-installer.key",
+                   bundled=[table[n].label for n, c in comps.items()
+                            if (c or {}).get("source") == "installer"])
 
     ofi_comp = comps.get("aws_ofi_nccl")
-    ofi = _artifact(ofi_comp, offline_why)
-    if ofi_comp:
-        ofi["mode"] = ofi_comp["source"]
-        ofi["libdir"] = layout.lookup("ofi_nccl_libdir", facts)
-        if ofi["libdir"] is None:
-            raise RenderError(f"layout table has no aws-ofi-nccl lib dir for {distro}")
+    ofi_libdir = layout.lookup("ofi_nccl_libdir", facts) if ofi_comp else None
+    if ofi_comp and ofi_libdir is None:
+        raise RenderError(f"layout table has no aws-ofi-nccl lib dir for {facts['distro']}")
 
     nccl_comp = comps.get("nccl") or {"policy": "keep", "version": "unknown"}
     nccl = dict(_artifact(nccl_comp, ""), policy=nccl_comp["policy"],
@@ -107,35 +157,28 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
                "libnccl.so.2 makes the NCCL in use depend on link order",
     }
 
-    system_packages = sorted(set(RUNTIME + (BUILD_TOOLS if spec.gpu_archs else [])
-                                 + (["gnupg"] if efa.get("signature") else [])))
+    stages = _built(spec)
+    present = [table[name] for name in comps if name in table]
+    system_mpi = not installer
+    system_packages = sorted(set(RUNTIME + [p for row in present for p in row.runtime_packages]
+                                 + (SYSTEM_MPI["runtime"] if system_mpi else [])
+                                 + (["gnupg"] if (efa or {}).get("signature") else [])))
+    build_packages = sorted(set(BUILD_TOOLS + [p for row in present for p in row.build_packages]
+                                + (SYSTEM_MPI["build"] if system_mpi else [])
+                                + (["gnupg"] if (efa or {}).get("signature") else [])))
 
     image_env = {d.var: d.value for d in envrules.image_env(versions).values() if d.is_set}
     env = {**image_env, **spec.env_extra}
-    libdirs = [layout.lookup("libfabric_libdir", facts)]
-    if ofi_comp:
-        libdirs.insert(0, ofi["libdir"])
+    libdirs = [d for d in (ofi_libdir, layout.lookup("libfabric_libdir", facts)) if d]
+    if not system_mpi:
+        libdirs.append(f"{mpi_home}/lib")
     path_prefix = [] if mpi_bin == "/usr/bin" else [mpi_bin]
     if comps.get("nccl_tests"):
-        path_prefix.append("/opt/nccl-tests")
+        path_prefix.append(table["nccl_tests"].prefix)
 
-    labels = {
-        "org.opencontainers.image.title": f"efakit {spec.framework} ({variant})",
-        "org.opencontainers.image.base.name": spec.base["image"],
-        "dev.efakit.framework": spec.framework,
-        "dev.efakit.variant": variant,
-        "dev.efakit.profile": spec.profile or "default",
-        "dev.efakit.version.torch": spec.base.get("torch") or "none",
-        "dev.efakit.version.cuda": spec.base.get("cuda") or "none",
-        "dev.efakit.version.efa-installer": versions["efa_installer"] or "absent",
-        "dev.efakit.version.libfabric": versions["libfabric"] or "absent",
-        "dev.efakit.version.aws-ofi-nccl": versions["aws_ofi_nccl"] or "absent",
-        "dev.efakit.version.nccl": versions["nccl"] or "absent",
-        "dev.efakit.version.gdrcopy": (comps.get("gdrcopy") or {}).get("version", "absent"),
-        "dev.efakit.version.nccl-tests": (comps.get("nccl_tests") or {}).get("version", "absent"),
-        "dev.efakit.gpu-archs": ",".join(spec.gpu_archs) or "none",
-    }
     mirror_pip = "--no-index --find-links /artifacts/wheels " if spec.mirror else ""
+    cuda_home = "/opt/cuda-wheels/nvidia/cu13" if spec.base.get("builder_wheels") \
+        else "/usr/local/cuda"
     return {
         "efakit_version": __version__,
         "spec_file": f"images/{spec.path.name}",
@@ -144,6 +187,9 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "profile": spec.profile,
         "base_name": spec.base_name,
         "base": spec.base,
+        "builder_image": spec.base.get("builder_image") or spec.base["image"],
+        "builder_wheels": bool(spec.base.get("builder_wheels")),
+        "cuda_home": cuda_home,
         "python": spec.base["python"],
         "mirror": bool(spec.mirror),
         "verifier_deps": verifier_dependencies(),
@@ -153,26 +199,34 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "pip_install": f"efakit-with-ca {spec.base['python']} -m pip install --no-compile "
                        f"{mirror_pip}".rstrip(),
         "system_packages": system_packages,
+        "build_packages": build_packages,
         "cleanup": cleanup,
         "efa": efa,
-        "ofi": ofi,
+        "stages": stages,
+        "comps": {c["name"]: c for built in stages.values() for c in built},
+        "copies": sorted({(stage, c["prefix"]) for stage, built in stages.items()
+                          for c in built}, key=lambda sp: sp[1]),
+        "ofi_libdir": ofi_libdir,
+        "ld_dirs": sorted({c["libdir"] for built in stages.values() for c in built
+                           if c["libdir"]}),
+        "libfabric_prefix": table["libfabric"].prefix,
+        "nccl_tests_bins": [name.removesuffix("_perf") for name in NCCL_TESTS],
+        "has_plugin": bool(ofi_comp),
         "nccl": nccl,
-        "gdrcopy": _artifact(comps.get("gdrcopy"), offline_why),
-        "nccl_tests": _artifact(comps.get("nccl_tests"), offline_why),
         "gencode": gencode(spec.gpu_archs),
         "mpi_home": mpi_home,
         "mpi_bin": mpi_bin,
         "env_lines": ([f"PATH={':'.join(path_prefix)}:$PATH"] if path_prefix else [])
-        + [f"LD_LIBRARY_PATH={':'.join(libdirs)}"]
+        + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
         + [f"{name}={value}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
-        "labels": labels,
+        "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,
                       "profile": spec.profile, "versions": versions, "env": env,
-                      "ofi_nccl_libdir": ofi.get("libdir"),
+                      "ofi_nccl_libdir": ofi_libdir,
+                      "gpu_archs": spec.gpu_archs,
                       "instance_types": spec.instance_types,
-                      "absent": sorted(k for k in ("aws_ofi_nccl", "gdrcopy", "nccl_tests",
-                                                    "efa_installer") if not comps.get(k))},
+                      "absent": sorted(name for name in table if not comps.get(name))},
     }
 
 
@@ -219,7 +273,8 @@ def render_context(spec: Spec, variant: str, out_dir: Path) -> Path:
         (tmp / "Dockerfile").write_text(dockerfile, encoding="utf-8")
         files = tmp / "efakit"
         (files / "src").mkdir(parents=True)
-        for script in ("fetch-artifact.sh", "verify-signature.sh", "entrypoint.sh", "with-ca.sh"):
+        for script in ("fetch-artifact.sh", "verify-signature.sh", "entrypoint.sh", "with-ca.sh",
+                       "strip-tree.sh"):
             shutil.copy2(TEMPLATES_DIR / "files" / script, files / script)
             os.chmod(files / script, 0o755)
         (files / "image-env.json").write_text(

@@ -21,7 +21,7 @@ PYTORCH = ROOT / "images" / "pytorch.yaml"
 SEED = FIXTURES / "specs" / "seed" / "pytorch.yaml"
 CASES = [
     (PYTORCH, None, base, variant)
-    for base in ("pytorch-devel", "ngc", "cuda-devel") for variant in ("ec2", "sagemaker")
+    for base in ("pytorch-runtime", "ngc", "cuda-runtime") for variant in ("ec2", "sagemaker")
 ] + [(PYTORCH, "offline", None, "ec2"), (PYTORCH, "offline", None, "sagemaker"),
      (SEED, None, None, "ec2")]
 
@@ -93,7 +93,8 @@ def test_render_is_byte_identical_and_atomic(tmp_path):
 def test_every_component_version_is_labelled(tmp_path):
     out = render_context(load_spec(PYTORCH), "ec2", tmp_path / "ctx")
     text = (out / "Dockerfile").read_text()
-    for label, value in (("efa-installer", "1.41.0"), ("aws-ofi-nccl", "1.14.2"),
-                         ("libfabric", "2.1.0"), ("nccl", "2.21.5"), ("gdrcopy", "2.4.4"),
-                         ("nccl-tests", "2.13.11"), ("torch", "2.5.1"), ("cuda", "12.4")):
+    for label, value in (("efa-installer", "1.50.0"), ("aws-ofi-nccl", "1.21.1"),
+                         ("libfabric", "2.6.0amzn1.0"), ("rdma-core", "64.0"),
+                         ("nccl", "2.29.7"), ("gdrcopy", "2.6"), ("nccl-tests", "2.19.6"),
+                         ("torch", "2.13.0"), ("cuda", "13.0")):
         assert f'dev.efakit.version.{label}="{value}"' in text

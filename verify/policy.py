@@ -100,7 +100,9 @@ def apply(policy: Policy, checks: Iterable, today: dt.date | None = None) -> Non
                 check.message += (f" (waiver expired {waiver.expires.isoformat()}, ignored: "
                                   f"{waiver.reason})")
                 continue
-            if check.status in ("fail", "unknown"):
+            # A skipped check is waived too: the policy then records that what it would
+            # have checked is knowingly absent (the offline profile's EFA installer).
+            if check.status in ("fail", "unknown", "skip"):
                 check.waiver = {"reason": waiver.reason, "expires": waiver.expires.isoformat(),
                                 "status_without_waiver": check.status}
                 check.status = "waived"

@@ -1,6 +1,79 @@
 # Rendered by efakit 0.1.0 from images/pytorch.yaml (variant sagemaker, base ngc).
 # Do not edit: change the spec or the templates and re-render.
-FROM nvcr.io/nvidia/pytorch:24.10-py3
+FROM nvcr.io/nvidia/pytorch:26.09-py3 AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# The build checks every artifact's pin; 1 lets unpinned ones through with a warning.
+ARG EFAKIT_ALLOW_UNPINNED=0
+COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
+COPY efakit/strip-tree.sh /usr/local/bin/efakit-strip
+
+# Compilers, autotools and each component's build packages; git checks source archives' content trees.
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends \
+        autoconf \
+        automake \
+        build-essential \
+        ca-certificates \
+        curl \
+        git \
+        gnupg \
+        libhwloc-dev \
+        libtool \
+        pkg-config \
+        python3-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+# EFA installer 1.50.0: Open MPI, aws-ofi-nccl.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=bind,source=efakit/verify-signature.sh,target=/usr/local/bin/efakit-verify-signature \
+    mkdir -p /tmp/efa && cd /tmp/efa \
+ && efakit-fetch-artifact aws-efa-installer-1.50.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.50.0.tar.gz sha256:fa6dff8593d866866c13cb4640d9059835cd4efa427971f100ab40c97bef2841 /tmp/efa/aws-efa-installer-1.50.0.tar.gz \
+ && efakit-fetch-artifact aws-efa-installer-1.50.0.tar.gz.sig https://efa-installer.amazonaws.com/aws-efa-installer-1.50.0.tar.gz.sig SIGNATURE /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig \
+ && efakit-fetch-artifact aws-efa-installer.key https://efa-installer.amazonaws.com/aws-efa-installer.key SIGNING-KEY /tmp/efa/aws-efa-installer.key \
+ && efakit-verify-signature /tmp/efa/aws-efa-installer-1.50.0.tar.gz /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig /tmp/efa/aws-efa-installer.key 4E9091BCBB97A96B26B15E59A05480B1DD2D3CCC \
+ && tar -xzf aws-efa-installer-1.50.0.tar.gz && cd aws-efa-installer \
+ && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
+
+# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13==2.29.7, which torch 2.13.0+cu130 requires (DLC PyTorch 2.13 ships the same wheel)) and make it the one libnccl.so.2
+# that nccl-tests, the plugin and torch all resolve.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
+ && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
+        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
+    else ln -sfn /usr /opt/efakit-nccl; fi \
+ && ldconfig
+
+FROM builder AS gdrcopy
+# GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
+ && efakit-fetch-artifact gdrcopy-2.6.tar.gz https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.6.tar.gz tree:6116cf78e9ea934379af84c15b4b61c12deba554 /tmp/gdrcopy-2.6.tar.gz \
+ && tar -xzf /tmp/gdrcopy-2.6.tar.gz --strip-components=1 && rm /tmp/gdrcopy-2.6.tar.gz \
+ && make -j"$(nproc)" prefix=/opt/gdrcopy CUDA=/usr/local/cuda lib lib_install \
+ && install -d /opt/gdrcopy/share/licenses/gdrcopy && cp LICENSE /opt/gdrcopy/share/licenses/gdrcopy/ \
+ && efakit-strip /opt/gdrcopy && cd / && rm -rf /tmp/src
+
+FROM builder AS nccl-tests
+# nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
+# the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/nccl_tests && cd /tmp/src/nccl_tests \
+ && efakit-fetch-artifact nccl-tests-2.19.6.tar.gz https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v2.19.6.tar.gz tree:9becab77026c39199b89e9d94921cbf590dbc6cf /tmp/nccl-tests-2.19.6.tar.gz \
+ && tar -xzf /tmp/nccl-tests-2.19.6.tar.gz --strip-components=1 && rm /tmp/nccl-tests-2.19.6.tar.gz \
+ && make -j"$(nproc)" MPI=1 MPI_HOME=/opt/amazon/openmpi NCCL_HOME=/opt/efakit-nccl CUDA_HOME=/usr/local/cuda \
+        NVCC_GENCODE="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_100,code=sm_100" BIN_FILES_LIST="all_reduce all_gather reduce_scatter alltoall" \
+ && install -d /opt/nccl-tests && cp build/*_perf /opt/nccl-tests/ \
+ && install -d /opt/nccl-tests/share/licenses/nccl-tests && cp LICENSE.txt /opt/nccl-tests/share/licenses/nccl-tests/ \
+ && efakit-strip /opt/nccl-tests && cd / && rm -rf /tmp/src
+
+FROM nvcr.io/nvidia/pytorch:26.09-py3
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
 # The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
@@ -15,20 +88,14 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
-        autoconf \
-        automake \
-        build-essential \
         ca-certificates \
         curl \
         gnupg \
         hwloc \
-        libhwloc-dev \
-        libtool \
+        libhwloc15 \
         openssh-client \
         openssh-server \
         pciutils \
-        pkg-config \
-        python3-dev \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
@@ -37,19 +104,30 @@ RUN rm -rf /opt/hpcx /usr/local/mpi \
  && { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ibverbs-providers libibverbs1 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
  && ldconfig
 
-# EFA installer 1.41.0: libfabric (efa provider), rdma-core, Open MPI, aws-ofi-nccl.
+# EFA installer 1.50.0: Open MPI, aws-ofi-nccl.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=bind,source=efakit/verify-signature.sh,target=/usr/local/bin/efakit-verify-signature \
     mkdir -p /tmp/efa && cd /tmp/efa \
- && efakit-fetch-artifact aws-efa-installer-1.41.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.41.0.tar.gz 3506354cdfbe31ff552fe75f5d0d9bb7efd29cf79bd99457347d29c751c38f9f /tmp/efa/aws-efa-installer-1.41.0.tar.gz \
- && efakit-fetch-artifact aws-efa-installer-1.41.0.tar.gz.sig https://efa-installer.amazonaws.com/aws-efa-installer-1.41.0.tar.gz.sig SIGNATURE /tmp/efa/aws-efa-installer-1.41.0.tar.gz.sig \
+ && efakit-fetch-artifact aws-efa-installer-1.50.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.50.0.tar.gz sha256:fa6dff8593d866866c13cb4640d9059835cd4efa427971f100ab40c97bef2841 /tmp/efa/aws-efa-installer-1.50.0.tar.gz \
+ && efakit-fetch-artifact aws-efa-installer-1.50.0.tar.gz.sig https://efa-installer.amazonaws.com/aws-efa-installer-1.50.0.tar.gz.sig SIGNATURE /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig \
  && efakit-fetch-artifact aws-efa-installer.key https://efa-installer.amazonaws.com/aws-efa-installer.key SIGNING-KEY /tmp/efa/aws-efa-installer.key \
- && efakit-verify-signature /tmp/efa/aws-efa-installer-1.41.0.tar.gz /tmp/efa/aws-efa-installer-1.41.0.tar.gz.sig /tmp/efa/aws-efa-installer.key UNPINNED \
- && tar -xzf aws-efa-installer-1.41.0.tar.gz && cd aws-efa-installer \
+ && efakit-verify-signature /tmp/efa/aws-efa-installer-1.50.0.tar.gz /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig /tmp/efa/aws-efa-installer.key 4E9091BCBB97A96B26B15E59A05480B1DD2D3CCC \
+ && tar -xzf aws-efa-installer-1.50.0.tar.gz && cd aws-efa-installer \
  && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
  && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
 
-# NCCL 2.21.5: keep the base's (nvidia-nccl-cu12 wheel that torch 2.5.1 depends on) and make it the one libnccl.so.2
+# The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
+COPY --from=gdrcopy /opt/gdrcopy /opt/gdrcopy
+COPY --from=nccl-tests /opt/nccl-tests /opt/nccl-tests
+# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
+# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
+RUN printf '%s\n' /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-stack.conf \
+ && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
+ && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
+ && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+ && ldconfig
+
+# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13==2.29.7, which torch 2.13.0+cu130 requires (DLC PyTorch 2.13 ships the same wheel)) and make it the one libnccl.so.2
 # that nccl-tests, the plugin and torch all resolve.
 RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
  && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
@@ -58,31 +136,6 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
      && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
     else ln -sfn /usr /opt/efakit-nccl; fi \
  && ldconfig
-
-# aws-ofi-nccl 1.14.2 came with the EFA installer, in /opt/amazon/ofi-nccl/lib/x86_64-linux-gnu.
-# The plugin dlopens the unversioned libcudart.so; runtime-only CUDA layouts lack that link.
-RUN test -e /opt/amazon/ofi-nccl/lib/x86_64-linux-gnu/libnccl-net.so \
- && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
- && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$cudart" /usr/local/cuda/lib64/libcudart.so; fi
-
-# GDRCopy 2.4.4: user-space library only; the kernel module comes from the host.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
-    mkdir -p /tmp/gdrcopy && cd /tmp/gdrcopy \
- && efakit-fetch-artifact v2.4.4.tar.gz https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.4.4.tar.gz UNPINNED /tmp/gdrcopy/v2.4.4.tar.gz \
- && tar -xzf v2.4.4.tar.gz --strip-components=1 \
- && make -j"$(nproc)" prefix=/opt/gdrcopy CUDA=/usr/local/cuda lib lib_install \
- && echo /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-gdrcopy.conf \
- && cd / && rm -rf /tmp/gdrcopy && ldconfig
-
-# nccl-tests 2.13.11 over MPI, for every targeted GPU arch.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
-    mkdir -p /tmp/nccl-tests && cd /tmp/nccl-tests \
- && efakit-fetch-artifact v2.13.11.tar.gz https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v2.13.11.tar.gz UNPINNED /tmp/nccl-tests/v2.13.11.tar.gz \
- && tar -xzf v2.13.11.tar.gz --strip-components=1 \
- && make -j"$(nproc)" MPI=1 MPI_HOME=/opt/amazon/openmpi NCCL_HOME=/opt/efakit-nccl CUDA_HOME=/usr/local/cuda \
-        NVCC_GENCODE="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90" \
- && mkdir -p /opt/nccl-tests && cp -a build/*_perf /opt/nccl-tests/ \
- && cd / && rm -rf /tmp/nccl-tests
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
 # starts (never baked in).  The cluster-internal root key pair is generated per
@@ -124,23 +177,24 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
 ENV PATH=/opt/amazon/openmpi/bin:/opt/nccl-tests:$PATH \
-    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu:/opt/amazon/efa/lib
+    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:/opt/amazon/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["train"]
 
 # Every component version, for the gate and for people reading `docker inspect`.
 LABEL \
     org.opencontainers.image.title="efakit pytorch (sagemaker)" \
-    org.opencontainers.image.base.name="nvcr.io/nvidia/pytorch:24.10-py3" \
+    org.opencontainers.image.base.name="nvcr.io/nvidia/pytorch:26.09-py3" \
     dev.efakit.framework="pytorch" \
     dev.efakit.variant="sagemaker" \
     dev.efakit.profile="default" \
-    dev.efakit.version.torch="2.5.0a0" \
-    dev.efakit.version.cuda="12.6" \
-    dev.efakit.version.efa-installer="1.41.0" \
-    dev.efakit.version.libfabric="2.1.0" \
-    dev.efakit.version.aws-ofi-nccl="1.14.2" \
-    dev.efakit.version.nccl="2.21.5" \
-    dev.efakit.version.gdrcopy="2.4.4" \
-    dev.efakit.version.nccl-tests="2.13.11" \
-    dev.efakit.gpu-archs="sm_80,sm_90"
+    dev.efakit.version.torch="2.13.0a0" \
+    dev.efakit.version.cuda="13.0" \
+    dev.efakit.version.efa-installer="1.50.0" \
+    dev.efakit.version.rdma-core="64.0" \
+    dev.efakit.version.libfabric="2.6.0amzn1.0" \
+    dev.efakit.version.aws-ofi-nccl="1.21.1" \
+    dev.efakit.version.nccl="2.29.7" \
+    dev.efakit.version.gdrcopy="2.6" \
+    dev.efakit.version.nccl-tests="2.19.6" \
+    dev.efakit.gpu-archs="sm_80,sm_90,sm_100"

@@ -1,5 +1,119 @@
 # Rendered by efakit 0.1.0 from images/pytorch.yaml (variant sagemaker, base debian-local, profile offline).
 # Do not edit: change the spec or the templates and re-render.
+FROM efakit/base:bookworm AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# The build checks every artifact's pin; 1 lets unpinned ones through with a warning.
+ARG EFAKIT_ALLOW_UNPINNED=0
+COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
+COPY efakit/strip-tree.sh /usr/local/bin/efakit-strip
+
+# Compilers, autotools and each component's build packages; git checks source archives' content trees.
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends \
+        autoconf \
+        automake \
+        build-essential \
+        ca-certificates \
+        cmake \
+        curl \
+        git \
+        libhwloc-dev \
+        libnl-3-dev \
+        libnl-route-3-dev \
+        libopenmpi-dev \
+        libtool \
+        pkg-config \
+        python3 \
+        python3-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+# CUDA 13.3 toolchain from pinned wheels: nvcc, headers, libcudart, nvml.h.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes --target /opt/cuda-wheels -r /artifacts/wheels/requirements-builder.txt \
+ && ln -s lib /opt/cuda-wheels/nvidia/cu13/lib64 && ln -s libcudart.so.13 /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so \
+ && /opt/cuda-wheels/nvidia/cu13/bin/nvcc --version
+ENV PATH=/opt/cuda-wheels/nvidia/cu13/bin:$PATH
+
+# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13 wheel in the artifact mirror (the one torch 2.13.0+cu130 requires)) and make it the one libnccl.so.2
+# that nccl-tests, the plugin and torch all resolve.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
+ && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
+        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
+    else ln -sfn /usr /opt/efakit-nccl; fi \
+ && ldconfig
+
+FROM builder AS efa
+# rdma-core 64.0 (libibverbs, libefa) from its source archive (content tree pinned), in the installer's prefix.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/rdma_core && cd /tmp/src/rdma_core \
+ && efakit-fetch-artifact rdma-core-64.0.tar.gz https://github.com/linux-rdma/rdma-core/archive/refs/tags/v64.0.tar.gz tree:99abc56eee53264382d9e74f3d29ddafb8f9cc81 /tmp/rdma-core-64.0.tar.gz \
+ && tar -xzf /tmp/rdma-core-64.0.tar.gz --strip-components=1 && rm /tmp/rdma-core-64.0.tar.gz \
+ && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/opt/amazon/efa \
+        -DCMAKE_INSTALL_LIBDIR=lib -DNO_MAN_PAGES=1 -DNO_PYVERBS=1 -DENABLE_RESOLVE_NEIGH=0 \
+ && cmake --build build -j"$(nproc)" && cmake --install build \
+ && install -d /opt/amazon/efa/share/licenses/rdma-core && cp COPYING.md COPYING.BSD_MIT COPYING.BSD_FB COPYING.GPL2 /opt/amazon/efa/share/licenses/rdma-core/ \
+ && efakit-strip /opt/amazon/efa && cd / && rm -rf /tmp/src
+# libfabric 2.6.0 from its source archive (content tree pinned): the efa provider (explicit: the default
+# silently drops it when rdma-core is not found) and CUDA memory support loaded at run time.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/libfabric && cd /tmp/src/libfabric \
+ && efakit-fetch-artifact libfabric-2.6.0.tar.gz https://github.com/ofiwg/libfabric/archive/refs/tags/v2.6.0.tar.gz tree:9e46915894d66f8c367468baf809121e4e181c03 /tmp/libfabric-2.6.0.tar.gz \
+ && tar -xzf /tmp/libfabric-2.6.0.tar.gz --strip-components=1 && rm /tmp/libfabric-2.6.0.tar.gz \
+ && ./autogen.sh \
+ && ./configure --prefix=/opt/amazon/efa --libdir=/opt/amazon/efa/lib --enable-efa=/opt/amazon/efa \
+        --with-cuda=/opt/cuda-wheels/nvidia/cu13 --enable-cuda-dlopen --disable-static \
+        --disable-verbs --disable-psm2 --disable-psm3 --disable-usnic --disable-opx --disable-ucx \
+ && make -j"$(nproc)" && make install \
+ && /opt/amazon/efa/bin/fi_info -l | grep -q '^efa:' \
+ && install -d /opt/amazon/efa/share/licenses/libfabric && cp COPYING /opt/amazon/efa/share/licenses/libfabric/ \
+ && efakit-strip /opt/amazon/efa && cd / && rm -rf /tmp/src
+# aws-ofi-nccl 1.21.1 from its source archive (content tree pinned), with --enable-platform-aws explicit
+# (configure cannot detect AWS inside a container build); its unit tests run here, no GPU needed.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/aws_ofi_nccl && cd /tmp/src/aws_ofi_nccl \
+ && efakit-fetch-artifact aws-ofi-nccl-1.21.1.tar.gz https://github.com/aws/aws-ofi-nccl/archive/refs/tags/v1.21.1.tar.gz tree:84d98ab9b9e288839fe5bf09f4fdf0ef6a72eb8f /tmp/aws-ofi-nccl-1.21.1.tar.gz \
+ && tar -xzf /tmp/aws-ofi-nccl-1.21.1.tar.gz --strip-components=1 && rm /tmp/aws-ofi-nccl-1.21.1.tar.gz \
+ && echo 1.21.1 > .release_version && ./autogen.sh \
+ && ./configure --prefix=/opt/amazon/ofi-nccl --libdir=/opt/amazon/ofi-nccl/lib \
+        --with-libfabric=/opt/amazon/efa --with-cuda=/opt/cuda-wheels/nvidia/cu13 --with-mpi=no \
+        --enable-platform-aws \
+ && make -j"$(nproc)" && make install \
+ && make -C tests/unit -j"$(nproc)" check \
+ && install -d /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl && cp LICENSE NOTICE /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl/ \
+ && efakit-strip /opt/amazon/ofi-nccl && cd / && rm -rf /tmp/src
+
+FROM builder AS gdrcopy
+# GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
+ && efakit-fetch-artifact gdrcopy-2.6.tar.gz https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.6.tar.gz tree:6116cf78e9ea934379af84c15b4b61c12deba554 /tmp/gdrcopy-2.6.tar.gz \
+ && tar -xzf /tmp/gdrcopy-2.6.tar.gz --strip-components=1 && rm /tmp/gdrcopy-2.6.tar.gz \
+ && make -j"$(nproc)" prefix=/opt/gdrcopy CUDA=/opt/cuda-wheels/nvidia/cu13 lib lib_install \
+ && install -d /opt/gdrcopy/share/licenses/gdrcopy && cp LICENSE /opt/gdrcopy/share/licenses/gdrcopy/ \
+ && efakit-strip /opt/gdrcopy && cd / && rm -rf /tmp/src
+
+FROM builder AS nccl-tests
+# nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
+# the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/src/nccl_tests && cd /tmp/src/nccl_tests \
+ && efakit-fetch-artifact nccl-tests-2.19.6.tar.gz https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v2.19.6.tar.gz tree:9becab77026c39199b89e9d94921cbf590dbc6cf /tmp/nccl-tests-2.19.6.tar.gz \
+ && tar -xzf /tmp/nccl-tests-2.19.6.tar.gz --strip-components=1 && rm /tmp/nccl-tests-2.19.6.tar.gz \
+ && make -j"$(nproc)" MPI=1 MPI_HOME=/usr/lib/x86_64-linux-gnu/openmpi NCCL_HOME=/opt/efakit-nccl CUDA_HOME=/opt/cuda-wheels/nvidia/cu13 \
+        NVCC_GENCODE="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_100,code=sm_100" BIN_FILES_LIST="all_reduce all_gather reduce_scatter alltoall" \
+ && install -d /opt/nccl-tests && cp build/*_perf /opt/nccl-tests/ \
+ && install -d /opt/nccl-tests/share/licenses/nccl-tests && cp LICENSE.txt /opt/nccl-tests/share/licenses/nccl-tests/ \
+ && efakit-strip /opt/nccl-tests && cd / && rm -rf /tmp/src
+
 FROM efakit/base:bookworm
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
@@ -18,11 +132,13 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         ca-certificates \
         curl \
         hwloc \
-        libhwloc-dev \
+        libhwloc15 \
+        libnl-3-200 \
+        libnl-route-3-200 \
+        openmpi-bin \
         openssh-client \
         openssh-server \
         pciutils \
-        python3-dev \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
@@ -30,22 +146,21 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
  && ldconfig
 
-# EFA layer from Debian packages (offline profile): libfabric 1.17.0 with its efa
-# provider, rdma-core with libefa, Open MPI.  No EFA installer: it cannot be downloaded here.
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends \
-        libfabric1 \
-        libfabric-bin \
-        rdma-core \
-        ibverbs-providers \
-        libibverbs1 \
-        openmpi-bin \
-        libopenmpi-dev \
- && rm -rf /var/lib/apt/lists/*
+# The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
+COPY --from=efa /opt/amazon/efa /opt/amazon/efa
+COPY --from=efa /opt/amazon/ofi-nccl /opt/amazon/ofi-nccl
+COPY --from=gdrcopy /opt/gdrcopy /opt/gdrcopy
+COPY --from=nccl-tests /opt/nccl-tests /opt/nccl-tests
+COPY --from=builder /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so.13 /usr/local/cuda/lib64/libcudart.so.13
+# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
+# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
+RUN printf '%s\n' /opt/amazon/efa/lib /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-stack.conf \
+ && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
+ && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
+ && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+ && ldconfig
 
-# NCCL 2.21.5: keep the base's (nvidia-nccl-cu12 wheel in the artifact mirror) and make it the one libnccl.so.2
+# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13 wheel in the artifact mirror (the one torch 2.13.0+cu130 requires)) and make it the one libnccl.so.2
 # that nccl-tests, the plugin and torch all resolve.
 RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
  && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
@@ -54,12 +169,6 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
      && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
     else ln -sfn /usr /opt/efakit-nccl; fi \
  && ldconfig
-
-# aws-ofi-nccl: absent in this profile (cannot be obtained offline; the gate reports it missing).
-
-# GDRCopy: absent in this profile (cannot be obtained offline; the gate reports it missing).
-
-# nccl-tests: absent in this profile (cannot be obtained offline; the gate reports it missing).
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
 # starts (never baked in).  The cluster-internal root key pair is generated per
@@ -100,8 +209,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
-ENV LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu \
-    FI_EFA_USE_DEVICE_RDMA=1
+ENV PATH=/opt/nccl-tests:$PATH \
+    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["train"]
 
@@ -113,11 +222,12 @@ LABEL \
     dev.efakit.variant="sagemaker" \
     dev.efakit.profile="offline" \
     dev.efakit.version.torch="2.13.0" \
-    dev.efakit.version.cuda="none" \
+    dev.efakit.version.cuda="13.3" \
     dev.efakit.version.efa-installer="absent" \
-    dev.efakit.version.libfabric="1.17.0" \
-    dev.efakit.version.aws-ofi-nccl="absent" \
-    dev.efakit.version.nccl="2.21.5" \
-    dev.efakit.version.gdrcopy="absent" \
-    dev.efakit.version.nccl-tests="absent" \
-    dev.efakit.gpu-archs="none"
+    dev.efakit.version.rdma-core="64.0" \
+    dev.efakit.version.libfabric="2.6.0" \
+    dev.efakit.version.aws-ofi-nccl="1.21.1" \
+    dev.efakit.version.nccl="2.29.7" \
+    dev.efakit.version.gdrcopy="2.6" \
+    dev.efakit.version.nccl-tests="2.19.6" \
+    dev.efakit.gpu-archs="sm_80,sm_90,sm_100"

@@ -1,15 +1,15 @@
 # Rendered by efakit 0.1.0 from images/pytorch.yaml (variant ec2, base cuda-devel).
 # Do not edit: change the spec or the templates and re-render.
-FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
+FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04 AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
-# The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
+# The build checks every artifact's pin; 1 lets unpinned ones through with a warning.
 ARG EFAKIT_ALLOW_UNPINNED=0
 COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
 COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
+COPY efakit/strip-tree.sh /usr/local/bin/efakit-strip
 
-# System packages the EFA stack, the builds and MPI-over-ssh need.  openssh-server's
-# postinst makes host keys: removed in this same layer, so no layer ever holds them.
+# Compilers, autotools and each component's build packages; git checks source archives' content trees.
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
@@ -20,28 +20,14 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         build-essential \
         ca-certificates \
         curl \
-        hwloc \
+        git \
         libhwloc-dev \
         libtool \
-        openssh-client \
-        openssh-server \
-        pciutils \
         pkg-config \
         python3-dev \
- && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
-# PyTorch 2.0.1 from pip for CUDA 11.8; it brings the nvidia-nccl wheel.
-RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=artifacts,target=/artifacts \
-    --mount=type=secret,id=ca-bundle \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
-
-# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
-RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
- && ldconfig
-
-# EFA installer 1.25.0: libfabric (efa provider), rdma-core, Open MPI.
+# EFA installer 1.25.0: Open MPI.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/efa && cd /tmp/efa \
  && efakit-fetch-artifact aws-efa-installer-1.25.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.25.0.tar.gz UNPINNED /tmp/efa/aws-efa-installer-1.25.0.tar.gz \
@@ -59,25 +45,82 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
     else ln -sfn /usr /opt/efakit-nccl; fi \
  && ldconfig
 
+FROM builder AS efa
 # aws-ofi-nccl 1.5.0 from its release tarball, with --enable-platform-aws explicit
-# (configure cannot detect AWS inside a container build).
+# (configure cannot detect AWS inside a container build); its unit tests run here, no GPU needed.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
-    mkdir -p /tmp/ofi && cd /tmp/ofi \
- && efakit-fetch-artifact aws-ofi-nccl-1.5.0-aws.tar.gz https://github.com/aws/aws-ofi-nccl/releases/download/v1.5.0-aws/aws-ofi-nccl-1.5.0-aws.tar.gz UNPINNED /tmp/ofi/aws-ofi-nccl-1.5.0-aws.tar.gz \
- && tar -xzf aws-ofi-nccl-1.5.0-aws.tar.gz --strip-components=1 \
+    mkdir -p /tmp/src/aws_ofi_nccl && cd /tmp/src/aws_ofi_nccl \
+ && efakit-fetch-artifact aws-ofi-nccl-1.5.0-aws.tar.gz https://github.com/aws/aws-ofi-nccl/releases/download/v1.5.0-aws/aws-ofi-nccl-1.5.0-aws.tar.gz UNPINNED /tmp/aws-ofi-nccl-1.5.0-aws.tar.gz \
+ && tar -xzf /tmp/aws-ofi-nccl-1.5.0-aws.tar.gz --strip-components=1 && rm /tmp/aws-ofi-nccl-1.5.0-aws.tar.gz \
  && ./configure --prefix=/opt/amazon/ofi-nccl --libdir=/opt/amazon/ofi-nccl/lib \
-        --with-libfabric=/opt/amazon/efa --with-cuda=/usr/local/cuda \
-        --with-mpi=/opt/amazon/openmpi --enable-platform-aws --disable-tests \
+        --with-libfabric=/opt/amazon/efa --with-cuda=/usr/local/cuda --with-mpi=no \
+        --enable-platform-aws \
  && make -j"$(nproc)" && make install \
- && cd / && rm -rf /tmp/ofi
-# The plugin dlopens the unversioned libcudart.so; runtime-only CUDA layouts lack that link.
-RUN test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so \
- && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
- && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$cudart" /usr/local/cuda/lib64/libcudart.so; fi
+ && make -C tests/unit -j"$(nproc)" check \
+ && install -d /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl && cp LICENSE NOTICE /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl/ \
+ && efakit-strip /opt/amazon/ofi-nccl && cd / && rm -rf /tmp/src
 
-# GDRCopy: absent in this profile (cannot be obtained offline; the gate reports it missing).
+FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
+ARG EFAKIT_ALLOW_UNPINNED=0
+COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
 
-# nccl-tests: absent in this profile (cannot be obtained offline; the gate reports it missing).
+# System packages the EFA stack, the builds and MPI-over-ssh need.  openssh-server's
+# postinst makes host keys: removed in this same layer, so no layer ever holds them.
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends \
+        ca-certificates \
+        curl \
+        hwloc \
+        libhwloc15 \
+        openssh-client \
+        openssh-server \
+        pciutils \
+ && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
+ && rm -rf /var/lib/apt/lists/*
+
+# PyTorch 2.0.1 from pip for CUDA 11.8; it brings the nvidia-nccl wheel.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
+
+# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
+RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
+ && ldconfig
+
+# EFA installer 1.25.0: Open MPI.
+RUN --mount=type=bind,source=artifacts,target=/artifacts \
+    mkdir -p /tmp/efa && cd /tmp/efa \
+ && efakit-fetch-artifact aws-efa-installer-1.25.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.25.0.tar.gz UNPINNED /tmp/efa/aws-efa-installer-1.25.0.tar.gz \
+ && tar -xzf aws-efa-installer-1.25.0.tar.gz && cd aws-efa-installer \
+ && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
+
+# The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
+COPY --from=efa /opt/amazon/ofi-nccl /opt/amazon/ofi-nccl
+# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
+# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
+RUN cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
+ && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
+ && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+ && ldconfig
+
+# NCCL 2.14.3: keep the base's (test fixture) and make it the one libnccl.so.2
+# that nccl-tests, the plugin and torch all resolve.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
+ && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
+        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
+    else ln -sfn /usr /opt/efakit-nccl; fi \
+ && ldconfig
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
 # starts (never baked in).  The cluster-internal root key pair is generated per
@@ -110,7 +153,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
 ENV PATH=/opt/amazon/openmpi/bin:$PATH \
-    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib \
+    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:/opt/amazon/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
     FI_PROVIDER=efa \
     NCCL_PROTO=simple \
     FI_EFA_USE_DEVICE_RDMA=1 \
@@ -129,6 +172,7 @@ LABEL \
     dev.efakit.version.torch="2.0.1" \
     dev.efakit.version.cuda="11.8" \
     dev.efakit.version.efa-installer="1.25.0" \
+    dev.efakit.version.rdma-core="absent" \
     dev.efakit.version.libfabric="1.18.1" \
     dev.efakit.version.aws-ofi-nccl="1.5.0" \
     dev.efakit.version.nccl="2.14.3" \
