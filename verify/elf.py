@@ -112,3 +112,54 @@ def unresolved(lib: Path, root: Path, dirs: list[str], depth: int = 6) -> dict[s
             elif left > 0:
                 todo.append((found, left - 1))
     return missing
+
+
+FATBIN_MAGIC = 0xBA55ED50
+FATBIN_ELF, FATBIN_PTX = 2, 1
+
+
+def section(path: Path, name: str) -> bytes | None:
+    """The bytes of section `name` of a 64-bit little-endian ELF file, or None."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
+    try:
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+        headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
+                   for i in range(shnum)]
+        names = headers[shstrndx][4] if shnum else 0
+        for name_off, sh_type, _flags, _addr, offset, size in headers:
+            end = data.index(b"\0", names + name_off)
+            if data[names + name_off:end].decode("ascii", "replace") == name:
+                return None if sh_type == 8 else data[offset:offset + size]  # 8: NOBITS
+    except (struct.error, IndexError, ValueError):
+        raise ElfError(f"{path}: malformed section headers") from None
+    return None
+
+
+def fatbin_archs(path: Path) -> dict[str, set[str]]:
+    """GPU code a CUDA binary carries, from its `.nv_fatbin` section:
+    {"sass": {"sm_80", ...}, "ptx": {"sm_90", ...}}.  Reading the fatbin headers
+    needs no GPU and no CUDA tool, and works whether the payloads are compressed."""
+    found: dict[str, set[str]] = {"sass": set(), "ptx": set()}
+    blob = section(path, ".nv_fatbin")
+    if not blob:
+        return found
+    pos = 0
+    while pos + 16 <= len(blob):
+        magic, _version, header_size, fat_size = struct.unpack_from("<IHHQ", blob, pos)
+        if magic != FATBIN_MAGIC:
+            pos += 8  # containers are 8-byte aligned, padding between them
+            continue
+        entry, end = pos + header_size, min(pos + header_size + fat_size, len(blob))
+        while entry + 32 <= end:
+            kind, _, entry_header, payload = struct.unpack_from("<HHIQ", blob, entry)
+            arch, = struct.unpack_from("<I", blob, entry + 28)
+            if kind in (FATBIN_ELF, FATBIN_PTX):
+                found["sass" if kind == FATBIN_ELF else "ptx"].add(f"sm_{arch}")
+            if entry_header == 0:
+                break
+            entry += entry_header + payload
+        pos = max(end, pos + 8)
+    return found

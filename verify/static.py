@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verify import elf, envrules
+from verify.components import owner_of
 from verify.logparse.decide import Check
 from verify.logparse.model import Evidence
 from verify.profiles import Profile
@@ -47,23 +48,38 @@ class Image:
     def absent(self, component: str) -> bool:
         return component in self.record.get("absent", [])
 
-    def ev(self, path: Path | str, text: str) -> Evidence:
+    def show(self, path: Path | str) -> str:
+        """`path` as seen from inside the image."""
         shown = str(path)
         root = str(self.root).rstrip("/")
         if root and shown.startswith(root):
             shown = shown[len(root):] or "/"
-        return Evidence(shown, 1, None, text)
+        return shown
+
+    def ev(self, path: Path | str, text: str) -> Evidence:
+        return Evidence(self.show(path), 1, None, text)
 
 
-def _absent_check(name: str, image: Image, component: str, what: str) -> Check | None:
-    if image.absent(component):
-        return Check(name, "fail", True, f"{what} is absent from this image (its profile "
-                     "leaves it out: it cannot be obtained offline)")
+def _absent_check(name: str, image: Image) -> Check | None:
+    """A fail naming the component when the image's record says its spec left it out."""
+    owner = owner_of(name)
+    if owner is not None and image.absent(owner.name):
+        return Check(name, "fail", True, f"{owner.label} is absent from this image (its "
+                     "spec leaves it out)")
     return None
 
 
+def _same_version(found: str, expected: str | None) -> bool:
+    """`1.21.1`, `v1.21.1`, `1.21.1-aws` and `1.21.1aws` are one release; `1.21.10` is not."""
+    if not expected:
+        return True
+    release = re.match(r"v?(\d+(?:\.\d+)*)", found)
+    return bool(release) and release.group(1) == re.match(r"v?(\d+(?:\.\d+)*)",
+                                                          expected).group(1)
+
+
 def check_plugin(image: Image) -> list[Check]:
-    absent = _absent_check("plugin", image, "aws_ofi_nccl", "the aws-ofi-nccl plugin")
+    absent = _absent_check("plugin", image)
     if absent:
         return [absent, Check("plugin_deps", "skip", True, "no plugin to resolve")]
     dirs = ([image.record["ofi_nccl_libdir"]] if image.record.get("ofi_nccl_libdir") else []) \
@@ -77,7 +93,7 @@ def check_plugin(image: Image) -> list[Check]:
     version = PLUGIN_VERSION_RE.search(plugin.read_bytes())
     found = version.group(1).decode() if version else None
     expected = image.record["versions"].get("aws_ofi_nccl")
-    status = "pass" if found and (not expected or found.lstrip("v").startswith(expected)) \
+    status = "pass" if found and _same_version(found, expected) \
         else "fail" if found else "unknown"
     checks = [Check("plugin", status, True, f"aws-ofi-nccl {found or 'version unreadable'} "
                     f"(expected {expected})", [image.ev(plugin, f"aws-ofi-nccl {found}")])]
@@ -149,31 +165,77 @@ def check_nccl(image: Image) -> list[Check]:
     return checks
 
 
-def check_files(image: Image) -> list[Check]:
-    checks = []
-    absent = _absent_check("efa_installer", image, "efa_installer", "the EFA installer")
+def check_installer(image: Image) -> Check:
+    absent = image.absent("efa_installer")
     record = image.path("/opt/amazon/efa_installed_packages")
-    checks.append(absent or Check(
-        "efa_installer", "pass" if record.exists() else "fail", True,
-        "EFA installer packages recorded" if record.exists() else
-        "/opt/amazon/efa_installed_packages missing", [image.ev(record, "installed")]
-        if record.exists() else []))
-    absent = _absent_check("nccl_tests", image, "nccl_tests", "nccl-tests")
+    if absent and not image.absent("libfabric"):
+        return Check("efa_installer", "skip", True, "no EFA installer in this image: its spec "
+                     "builds libfabric and rdma-core from pinned sources into the installer's "
+                     "layout (/opt/amazon/efa)")
+    if absent:
+        return _absent_check("efa_installer", image) or Check("efa_installer", "fail", True,
+                                                              "no EFA installer")
+    return Check("efa_installer", "pass" if record.exists() else "fail", True,
+                 "EFA installer packages recorded" if record.exists() else
+                 "/opt/amazon/efa_installed_packages missing",
+                 [image.ev(record, "installed")] if record.exists() else [])
+
+
+def check_nccl_tests(image: Image) -> list[Check]:
+    """nccl-tests: present, linked to MPI, GPU code for every arch the spec targets, and
+    the one libnccl.so.2 of the image is the one they resolve."""
+    names = ("nccl_tests", "nccl_tests_archs", "nccl_tests_nccl")
+    absent = _absent_check("nccl_tests", image)
     binaries = [image.path("/opt/nccl-tests") / b for b in NCCL_TESTS]
     present = [b for b in binaries if b.exists()]
-    if absent:
-        checks.append(absent)
-    elif not present:
-        checks.append(Check("nccl_tests", "fail", True, "no nccl-tests binaries in "
-                            "/opt/nccl-tests"))
+    if absent or not present:
+        first = absent or Check("nccl_tests", "fail", True, "no nccl-tests binaries in "
+                                "/opt/nccl-tests")
+        return [first] + [Check(n, "skip", True, "no nccl-tests binaries") for n in names[1:]]
+    needed = elf.read_dynamic(present[0]).needed
+    mpi = any(n.startswith("libmpi") for n in needed)
+    checks = [Check("nccl_tests", "pass" if mpi else "fail", True,
+                    f"{len(present)} nccl-tests binaries, "
+                    + ("linked to MPI" if mpi else "not linked to MPI (MPI=1 missing)"),
+                    [image.ev(present[0], " ".join(needed))])]
+    wanted = set(image.record.get("gpu_archs") or [])
+    short = {}
+    evidence = []
+    for binary in present:
+        sass = elf.fatbin_archs(binary)["sass"]
+        evidence.append(image.ev(binary, "SASS " + (",".join(sorted(sass)) or "none")))
+        if wanted - sass:
+            short[binary.name] = sorted(wanted - sass)
+    if not wanted:
+        checks.append(Check("nccl_tests_archs", "unknown", True, "the image's record names no "
+                            "gpu_archs to compare with", evidence))
     else:
-        needed = elf.read_dynamic(present[0]).needed
-        mpi = any(n.startswith("libmpi") for n in needed)
-        checks.append(Check("nccl_tests", "pass" if mpi else "fail", True,
-                            f"{len(present)} nccl-tests binaries, "
-                            + ("linked to MPI" if mpi else "not linked to MPI (MPI=1 missing)"),
-                            [image.ev(present[0], " ".join(needed))]))
-    absent = _absent_check("gdrcopy", image, "gdrcopy", "GDRCopy")
+        checks.append(Check(
+            "nccl_tests_archs", "fail" if short else "pass", True,
+            "no GPU code for " + "; ".join(f"{b}: {', '.join(a)}" for b, a in short.items())
+            + " (those GPUs would fail with 'no kernel image is available')" if short else
+            f"every binary carries GPU code for {', '.join(sorted(wanted))}", evidence))
+    copies = _nccl_copies(image)
+    resolved = {}
+    for binary in present:
+        dyn = elf.read_dynamic(binary)
+        dirs = [p.replace("$ORIGIN", "/opt/nccl-tests") for p in dyn.runpath] + image.dirs
+        lib = elf.find_library("libnccl.so.2", image.root, dirs)
+        resolved[binary.name] = lib.resolve() if lib else None
+    wrong = {b: r for b, r in resolved.items() if r is None or copies[:1] != [r]}
+    checks.append(Check(
+        "nccl_tests_nccl", "fail" if wrong or len(copies) != 1 else "pass", True,
+        "nccl-tests resolve the image's one libnccl.so.2" if not wrong and len(copies) == 1
+        else "nccl-tests resolve " + ", ".join(
+            f"{b}: {image.show(r) if r else 'no libnccl.so.2'}" for b, r in
+            (wrong or resolved).items()) + f" among {len(copies)} copies of libnccl.so.2",
+        [image.ev(r, f"{b} -> libnccl.so.2") for b, r in resolved.items() if r][:4]))
+    return checks
+
+
+def check_files(image: Image) -> list[Check]:
+    checks = [check_installer(image)] + check_nccl_tests(image)
+    absent = _absent_check("gdrcopy", image)
     gdr = elf.find_library("libgdrapi.so.2", image.root, image.dirs)
     checks.append(absent or Check("gdrcopy", "pass" if gdr else "fail", True,
                                   f"GDRCopy library {gdr.name}" if gdr
