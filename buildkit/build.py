@@ -50,7 +50,8 @@ def unpinned(spec: Spec) -> list[str]:
     """Downloads whose digest (or signing key) is not pinned yet, with the spec's reason."""
     out = []
     for name, comp in spec.components.items():
-        if comp and comp.get("url") and comp.get("sha256") is None:
+        if comp and comp.get("url") and not any(comp.get(k) for k in ("sha256", "sha512",
+                                                                       "tree")):
             out.append(f"{name} ({comp.get('reason', 'no reason given')})")
         signature = (comp or {}).get("signature")
         if signature and signature.get("key_fingerprint") is None:
