@@ -262,14 +262,43 @@ def _normalise(root: Path) -> None:
         os.utime(path, (0, 0), follow_symlinks=False)
 
 
+MARKER = ".efakit-render"
+
+
+def _check_target(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier efakit render: `-o .` or a directory of
+    the user's must never be wiped."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise RenderError(f"{out_dir} exists and is not a directory: choose a new or empty "
+                          "directory for the build context")
+    ancestor = out_dir.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RenderError(f"cannot write the build context to {out_dir}: {ancestor} is not a "
+                          "directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise RenderError(f"refusing to replace {out_dir}: it is not empty and not an earlier "
+                          f"efakit render (no {MARKER}); choose a new or empty directory")
+
+
 def render_context(spec: Spec, variant: str, out_dir: Path) -> Path:
-    """Write the build context to `out_dir` (replaced whole, never half-written)."""
+    """Write the build context to `out_dir`: a new directory, or one an earlier render wrote
+    (replaced whole by a rename, never half-written, never anything of the user's)."""
     values = context_values(spec, variant)
     dockerfile = render_dockerfile(values)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    _check_target(out_dir)
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise RenderError(f"cannot write the build context to {out_dir}: "
+                          f"{exc.strerror or exc}") from None
+    old = None
+    try:
+        (tmp / MARKER).write_text("A build context written by efakit render; the next render "
+                                  "replaces this directory whole.\n", encoding="utf-8")
         (tmp / "Dockerfile").write_text(dockerfile, encoding="utf-8")
         files = tmp / "efakit"
         (files / "src").mkdir(parents=True)
@@ -283,12 +312,22 @@ def render_context(spec: Spec, variant: str, out_dir: Path) -> Path:
         (tmp / "artifacts").mkdir()
         (tmp / "artifacts" / "README").write_text(
             "Artifact mirror: efakit build copies the mirror's files here; the build checks\n"
-            "each against the spec's sha256 before use.\n", encoding="utf-8")
+            "each against the spec's pin before use.\n", encoding="utf-8")
         _normalise(tmp)
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            out_dir.rename(old / "context")
         tmp.rename(out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out_dir.exists():
+            (old / "context").rename(out_dir)  # put the earlier render back
+        raise RenderError(f"cannot write the build context to {out_dir}: "
+                          f"{exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return out_dir
