@@ -265,6 +265,14 @@ def _normalise(root: Path) -> None:
 MARKER = ".efakit-render"
 
 
+def _is_render(directory: Path) -> bool:
+    """Written by efakit render: its marker, or (renders before the marker) exactly the
+    three entries a render writes, with the image's env record."""
+    return (directory / MARKER).is_file() or (
+        {p.name for p in directory.iterdir()} == {"Dockerfile", "efakit", "artifacts"}
+        and (directory / "efakit" / "image-env.json").is_file())
+
+
 def _check_target(out_dir: Path) -> None:
     """Refuse to replace anything but an earlier efakit render: `-o .` or a directory of
     the user's must never be wiped."""
@@ -277,7 +285,7 @@ def _check_target(out_dir: Path) -> None:
     if not ancestor.is_dir():
         raise RenderError(f"cannot write the build context to {out_dir}: {ancestor} is not a "
                           "directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _is_render(out_dir):
         raise RenderError(f"refusing to replace {out_dir}: it is not empty and not an earlier "
                           f"efakit render (no {MARKER}); choose a new or empty directory")
 

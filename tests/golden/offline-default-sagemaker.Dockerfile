@@ -87,7 +87,8 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
         --with-libfabric=/opt/amazon/efa --with-cuda=/opt/cuda-wheels/nvidia/cu13 --with-mpi=no \
         --enable-platform-aws \
  && make -j"$(nproc)" && make install \
- && make -C tests/unit -j"$(nproc)" check \
+ && { LD_LIBRARY_PATH=/opt/amazon/efa/lib make -C tests/unit -j"$(nproc)" check \
+      || { cat tests/unit/test-suite.log; exit 1; }; } \
  && install -d /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl && cp LICENSE NOTICE /opt/amazon/ofi-nccl/share/licenses/aws-ofi-nccl/ \
  && efakit-strip /opt/amazon/ofi-nccl && cd / && rm -rf /tmp/src
 
