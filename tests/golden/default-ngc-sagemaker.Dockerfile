@@ -51,6 +51,7 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
  && ldconfig
 
 FROM builder AS gdrcopy
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
@@ -61,6 +62,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/gdrcopy && cd / && rm -rf /tmp/src
 
 FROM builder AS nccl-tests
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
 # the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
@@ -72,6 +74,16 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && install -d /opt/nccl-tests && cp build/*_perf /opt/nccl-tests/ \
  && install -d /opt/nccl-tests/share/licenses/nccl-tests && cp LICENSE.txt /opt/nccl-tests/share/licenses/nccl-tests/ \
  && efakit-strip /opt/nccl-tests && cd / && rm -rf /tmp/src
+FROM nvcr.io/nvidia/pytorch:26.09-py3 AS sagemaker-wheels
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY efakit/with-ca.sh /usr/local/bin/efakit-with-ca
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+ && apt-get update && apt-get install -y --no-install-recommends build-essential \
+ && efakit-with-ca /usr/bin/python3 -m pip wheel --no-deps --wheel-dir /wheels sagemaker-training
 
 FROM nvcr.io/nvidia/pytorch:26.09-py3
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -156,12 +168,13 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile 'click>=8.0' 'PyYAML>=5.4' 'nvidia-ml-py>=12.535'
 
-# SageMaker training: the toolkit (an sdist with a C extension: gcc and Python
-# headers come from the system packages), /opt/ml, and `train` on PATH.
+# SageMaker training: the toolkit (its C extension compiled apart: no compiler here),
+# /opt/ml, and `train` on PATH.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile sagemaker-training mpi4py \
+    --mount=type=bind,from=sagemaker-wheels,source=/wheels,target=/wheels \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --find-links /wheels sagemaker-training mpi4py \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
  && command -v train
 

@@ -51,6 +51,7 @@ RUN nccl_lib="$(/opt/conda/bin/python -c 'import nvidia.nccl, os; print(os.path.
  && ldconfig
 
 FROM builder AS gdrcopy
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
@@ -61,6 +62,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/gdrcopy && cd / && rm -rf /tmp/src
 
 FROM builder AS nccl-tests
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
 # the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
 RUN --mount=type=bind,source=artifacts,target=/artifacts \

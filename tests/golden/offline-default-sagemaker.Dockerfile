@@ -52,6 +52,7 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
  && ldconfig
 
 FROM builder AS efa
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # rdma-core 64.0 (libibverbs, libefa) from its source archive (content tree pinned), in the installer's prefix.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/src/rdma_core && cd /tmp/src/rdma_core \
@@ -93,6 +94,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/amazon/ofi-nccl && cd / && rm -rf /tmp/src
 
 FROM builder AS gdrcopy
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
@@ -103,6 +105,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/gdrcopy && cd / && rm -rf /tmp/src
 
 FROM builder AS nccl-tests
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
 # the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
@@ -190,8 +193,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-verifier.txt
 
-# SageMaker training: the toolkit (an sdist with a C extension: gcc and Python
-# headers come from the system packages), /opt/ml, and `train` on PATH.
+# SageMaker training: the toolkit (its C extension compiled apart: no compiler here),
+# /opt/ml, and `train` on PATH.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \

@@ -46,6 +46,7 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
  && ldconfig
 
 FROM builder AS efa
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # aws-ofi-nccl 1.5.0 from its release tarball, with --enable-platform-aws explicit
 # (configure cannot detect AWS inside a container build); its unit tests run here, no GPU needed.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
