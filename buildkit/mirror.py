@@ -26,6 +26,9 @@ from buildkit.paths import REPO_ROOT
 from buildkit.spec import Spec
 
 WHEELS = "wheels"
+# The builder's toolchain wheels live apart: a build step binds only its own
+# directory, so a change among the image's wheels does not recompile the stack.
+WHEEL_DIRS = {"builder": "toolchain"}
 # What each install step of the offline profile needs from the package index.
 WHEEL_SETS = {
     "base": "torch=={torch} nvidia-nccl-cu{cuda_major}=={nccl}",
@@ -64,8 +67,6 @@ def _requirement_line(wheel: Path) -> str:
 
 def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     """Download (and, for sdists, build) every wheel the offline images install."""
-    wheels = mirror / WHEELS
-    wheels.mkdir(parents=True, exist_ok=True)
     written = []
     values = {"torch": spec.base.get("torch"),
               "nccl": (spec.components.get("nccl") or {}).get("version"),
@@ -74,6 +75,8 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     for name, template in WHEEL_SETS.items():
         if not template.format(**values).strip():
             continue
+        wheels = mirror / WHEEL_DIRS.get(name, WHEELS)
+        wheels.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             staging = Path(tmp)
             _pip("download", "--quiet", "--dest", str(staging), *template.format(**values).split())
@@ -186,7 +189,13 @@ def _requirement_key(line: str) -> str:
 
 def check_wheels(mirror: Path) -> list[str]:
     """Every wheel a requirements file pins must be present with that sha256."""
-    wheels = mirror / WHEELS
+    problems = []
+    for directory in sorted({WHEELS, *WHEEL_DIRS.values()}):
+        problems += _check_wheel_dir(mirror / directory)
+    return problems
+
+
+def _check_wheel_dir(wheels: Path) -> list[str]:
     by_key = {_requirement_key(_requirement_line_unhashed(w)): w for w in wheels.glob("*.whl")}
     problems = []
     for requirements in sorted(wheels.glob("requirements-*.txt")):

@@ -34,9 +34,10 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 
 # CUDA 13.3 toolchain from pinned wheels: nvcc, headers, libcudart, nvml.h.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=bind,source=artifacts/toolchain,target=/artifacts/toolchain \
     --mount=type=secret,id=ca-bundle \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes --target /opt/cuda-wheels -r /artifacts/wheels/requirements-builder.txt \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/toolchain \
+        --require-hashes --target /opt/cuda-wheels -r /artifacts/toolchain/requirements-builder.txt \
  && ln -s lib /opt/cuda-wheels/nvidia/cu13/lib64 && ln -s libcudart.so.13 /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so \
  && /opt/cuda-wheels/nvidia/cu13/bin/nvcc --version
 ENV PATH=/opt/cuda-wheels/nvidia/cu13/bin:$PATH
@@ -54,7 +55,7 @@ RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(
 FROM builder AS efa
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # rdma-core 64.0 (libibverbs, libefa) from its source archive (content tree pinned), in the installer's prefix.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
+RUN --mount=type=bind,source=artifacts/rdma-core-64.0.tar.gz,target=/artifacts/rdma-core-64.0.tar.gz \
     mkdir -p /tmp/src/rdma_core && cd /tmp/src/rdma_core \
  && efakit-fetch-artifact rdma-core-64.0.tar.gz https://github.com/linux-rdma/rdma-core/archive/refs/tags/v64.0.tar.gz tree:99abc56eee53264382d9e74f3d29ddafb8f9cc81 /tmp/rdma-core-64.0.tar.gz \
  && tar -xzf /tmp/rdma-core-64.0.tar.gz --strip-components=1 && rm /tmp/rdma-core-64.0.tar.gz \
@@ -65,7 +66,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/amazon/efa && cd / && rm -rf /tmp/src
 # libfabric 2.6.0 from its source archive (content tree pinned): the efa provider (explicit: the default
 # silently drops it when rdma-core is not found) and CUDA memory support loaded at run time.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
+RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz,target=/artifacts/libfabric-2.6.0.tar.gz \
     mkdir -p /tmp/src/libfabric && cd /tmp/src/libfabric \
  && efakit-fetch-artifact libfabric-2.6.0.tar.gz https://github.com/ofiwg/libfabric/archive/refs/tags/v2.6.0.tar.gz tree:9e46915894d66f8c367468baf809121e4e181c03 /tmp/libfabric-2.6.0.tar.gz \
  && tar -xzf /tmp/libfabric-2.6.0.tar.gz --strip-components=1 && rm /tmp/libfabric-2.6.0.tar.gz \
@@ -79,7 +80,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-strip /opt/amazon/efa && cd / && rm -rf /tmp/src
 # aws-ofi-nccl 1.21.1 from its source archive (content tree pinned), with --enable-platform-aws explicit
 # (configure cannot detect AWS inside a container build); its unit tests run here, no GPU needed.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
+RUN --mount=type=bind,source=artifacts/aws-ofi-nccl-1.21.1.tar.gz,target=/artifacts/aws-ofi-nccl-1.21.1.tar.gz \
     mkdir -p /tmp/src/aws_ofi_nccl && cd /tmp/src/aws_ofi_nccl \
  && efakit-fetch-artifact aws-ofi-nccl-1.21.1.tar.gz https://github.com/aws/aws-ofi-nccl/archive/refs/tags/v1.21.1.tar.gz tree:84d98ab9b9e288839fe5bf09f4fdf0ef6a72eb8f /tmp/aws-ofi-nccl-1.21.1.tar.gz \
  && tar -xzf /tmp/aws-ofi-nccl-1.21.1.tar.gz --strip-components=1 && rm /tmp/aws-ofi-nccl-1.21.1.tar.gz \
@@ -96,7 +97,7 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
 FROM builder AS gdrcopy
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # GDRCopy 2.6 from its source archive (content tree pinned): user-space library only; the kernel module is the host's.
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
+RUN --mount=type=bind,source=artifacts/gdrcopy-2.6.tar.gz,target=/artifacts/gdrcopy-2.6.tar.gz \
     mkdir -p /tmp/src/gdrcopy && cd /tmp/src/gdrcopy \
  && efakit-fetch-artifact gdrcopy-2.6.tar.gz https://github.com/NVIDIA/gdrcopy/archive/refs/tags/v2.6.tar.gz tree:6116cf78e9ea934379af84c15b4b61c12deba554 /tmp/gdrcopy-2.6.tar.gz \
  && tar -xzf /tmp/gdrcopy-2.6.tar.gz --strip-components=1 && rm /tmp/gdrcopy-2.6.tar.gz \
@@ -108,7 +109,7 @@ FROM builder AS nccl-tests
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
 # the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
-RUN --mount=type=bind,source=artifacts,target=/artifacts \
+RUN --mount=type=bind,source=artifacts/nccl-tests-2.19.6.tar.gz,target=/artifacts/nccl-tests-2.19.6.tar.gz \
     mkdir -p /tmp/src/nccl_tests && cd /tmp/src/nccl_tests \
  && efakit-fetch-artifact nccl-tests-2.19.6.tar.gz https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v2.19.6.tar.gz tree:9becab77026c39199b89e9d94921cbf590dbc6cf /tmp/nccl-tests-2.19.6.tar.gz \
  && tar -xzf /tmp/nccl-tests-2.19.6.tar.gz --strip-components=1 && rm /tmp/nccl-tests-2.19.6.tar.gz \
@@ -189,14 +190,14 @@ RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
 # The verifier's dependencies, in a layer of their own: a change to the verifier
 # or the env rules then rebuilds only the last, small layers.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=bind,source=artifacts/wheels,target=/artifacts/wheels \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-verifier.txt
 
 # SageMaker training: the toolkit (its C extension compiled apart: no compiler here),
 # /opt/ml, and `train` on PATH.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=bind,source=artifacts/wheels,target=/artifacts/wheels \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile --no-index --find-links /artifacts/wheels --require-hashes -r /artifacts/wheels/requirements-sagemaker.txt \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
