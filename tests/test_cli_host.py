@@ -84,17 +84,31 @@ def test_lint_without_hadolint_says_what_is_missing(tmp_path):
     assert proc.returncode == 4 and "hadolint not found" in proc.stderr
 
 
-def test_build_refuses_unpinned_artifacts_before_asking_docker():
-    proc = efakit("build", "pytorch", "--variant", "ec2")
-    assert proc.returncode == 2
-    assert "unpinned artifacts" in proc.stderr and "gdrcopy" in proc.stderr
-    assert "nccl_tests" in proc.stderr and "signing key" in proc.stderr
+def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
+    spec = (ROOT / "images" / "pytorch.yaml").read_text()
+    unpinned = spec.replace(
+        "    sha256: fa6dff8593d866866c13cb4640d9059835cd4efa427971f100ab40c97bef2841\n"
+        "    provenance:", "    sha256: null\n    reason:", 1).replace(
+        "      key_fingerprint: 4E9091BCBB97A96B26B15E59A05480B1DD2D3CCC",
+        "      key_fingerprint: null", 1)
+    assert unpinned.count("null") >= spec.count("null") + 2
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "pytorch.yaml").write_text(unpinned)
+    (tmp_path / "templates").symlink_to(ROOT / "templates")
+    env = {**os.environ, "EFAKIT_HOME": str(tmp_path),
+           "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "unpinned artifacts" in proc.stderr and "efa_installer (" in proc.stderr
+    assert "efa_installer signing key" in proc.stderr
 
 
 def test_build_without_an_engine_says_so(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
-    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline",
-                           "--artifacts", str(tmp_path), "--out", str(tmp_path / "b")],
+    # The production spec: every artifact pinned, so the engine is the first thing missing.
+    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2",
+                           "--out", str(tmp_path / "b")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr
