@@ -94,6 +94,9 @@ def test_forbidden_p5_minimums():
     assert envrules.forbidden(MODERN, ["sm_80", "sm_90"]) == []
 
 
-def test_forbidden_source_build_needs_new_libfabric():
-    versions = {**MODERN, "aws_ofi_nccl_source": "build", "libfabric": "1.19"}
+@pytest.mark.parametrize("source", ["archive", "release"])
+def test_forbidden_source_build_needs_new_libfabric(source):
+    versions = {**MODERN, "aws_ofi_nccl_source": source, "libfabric": "1.19"}
     assert any("libfabric 1.19" in p for p in envrules.forbidden(versions, ["sm_80"]))
+    installer = {**versions, "aws_ofi_nccl_source": "installer"}
+    assert not any("libfabric" in p for p in envrules.forbidden(installer, ["sm_80"]))
