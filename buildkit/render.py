@@ -172,7 +172,8 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     libdirs = [d for d in (ofi_libdir, layout.lookup("libfabric_libdir", facts)) if d]
     if not system_mpi:
         libdirs.append(f"{mpi_home}/lib")
-    path_prefix = [] if mpi_bin == "/usr/bin" else [mpi_bin]
+    path_prefix = ([] if mpi_bin == "/usr/bin" else [mpi_bin]) \
+        + [f"{table['libfabric'].prefix}/bin"]  # fi_info, fi_pingpong, as the installer has them
     if comps.get("nccl_tests"):
         path_prefix.append(table["nccl_tests"].prefix)
 

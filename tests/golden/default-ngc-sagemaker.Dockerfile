@@ -189,7 +189,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
-ENV PATH=/opt/amazon/openmpi/bin:/opt/nccl-tests:$PATH \
+ENV PATH=/opt/amazon/openmpi/bin:/opt/amazon/efa/bin:/opt/nccl-tests:$PATH \
     LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:/opt/amazon/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["train"]
