@@ -208,5 +208,7 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
     assert check(result, "efa_devices")["message"].startswith("no EFA device on algo-1, algo-2")
     assert result["verdict"] == "fail"
     failure = (tmp_path / "local1" / "algo-1" / "output" / "failure").read_text()
-    assert failure.startswith("efa-verify FAIL: gpus:")
+    # The image's nccl-tests really ran and failed without a GPU: its error line and the
+    # missing GPUs are both named.
+    assert failure.startswith("efa-verify FAIL: ") and "gpus" in failure
     assert "efa_verify_pass=0" in proc.stdout and "VERDICT: FAIL" in proc.stdout
