@@ -13,6 +13,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 CORPUS = ROOT.parent / "shared" / "corpus" / "nccl-logs"
+# Nothing a test runs may ask an instance-metadata address (169.254.169.254).
+QUIET_ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(autouse=True)
+def _no_metadata_service(monkeypatch):
+    for key, value in QUIET_ENV.items():
+        monkeypatch.setenv(key, value)
 
 
 def docker_available() -> str | None:

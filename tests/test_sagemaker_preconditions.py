@@ -19,15 +19,10 @@ from click.testing import CliRunner
 from buildkit import cli
 from buildkit import sagemaker as sm
 from tests import services
+from tests.conftest import QUIET_ENV
 from tests.test_sagemaker import BASE, efakit
 
-QUIET = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _no_imds(monkeypatch):
-    for key, value in QUIET.items():
-        monkeypatch.setenv(key, value)
+QUIET = QUIET_ENV
 
 
 @pytest.fixture

@@ -21,19 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import QUIET_ENV, ROOT
 from tests.parsehelp import parse_text
 from tests.test_parse_formats import good, table
 from verify import report
 from verify.report import WriteError, write_atomic
 
-ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _no_imds(monkeypatch):
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
+ENV = QUIET_ENV
 
 
 @pytest.fixture
