@@ -24,7 +24,7 @@ from buildkit.engine import Engine, image_exists, image_id, repo_root_revision
 from buildkit.mirror import check_mirror
 from buildkit.paths import REPO_ROOT
 from buildkit.render import render_context
-from buildkit.spec import Spec
+from buildkit.spec import PIN_KINDS, Spec
 from verify.cliutil import CliError
 from verify.exitcodes import Exit
 from verify.versions import major_minor
@@ -50,8 +50,7 @@ def unpinned(spec: Spec) -> list[str]:
     """Downloads whose digest (or signing key) is not pinned yet, with the spec's reason."""
     out = []
     for name, comp in spec.components.items():
-        if comp and comp.get("url") and not any(comp.get(k) for k in ("sha256", "sha512",
-                                                                       "tree")):
+        if comp and comp.get("url") and not any(comp.get(k) for k in PIN_KINDS):
             out.append(f"{name} ({comp.get('reason', 'no reason given')})")
         signature = (comp or {}).get("signature")
         if signature and signature.get("key_fingerprint") is None:

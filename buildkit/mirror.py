@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from buildkit.paths import REPO_ROOT
-from buildkit.spec import Spec
+from buildkit.spec import PIN_KINDS, Spec
 
 WHEELS = "wheels"
 # The builder's toolchain wheels live apart: a build step binds only its own
@@ -121,7 +121,7 @@ def tree_id(archive: Path) -> str:
 def pin_problem(name: str, comp: dict, path: Path) -> str | None:
     """None when `path` matches the component's pin; else one line naming the artifact,
     the expected and the actual digest."""
-    for kind in ("tree", "sha512", "sha256"):
+    for kind in PIN_KINDS:
         want = comp.get(kind)
         if not want:
             continue
@@ -227,7 +227,7 @@ def check_mirror(spec: Spec, mirror: Path) -> list[str]:
             continue
         target = mirror / artifact_name(comp)
         if not target.is_file():
-            pin = next((f"{k} {comp[k]}" for k in ("tree", "sha512", "sha256") if comp.get(k)),
+            pin = next((f"{k} {comp[k]}" for k in PIN_KINDS if comp.get(k)),
                        "unpinned")
             problems.append(f"artifact {target.name} ({name}): missing from the mirror "
                             f"{mirror} (expected {pin}; run: efakit fetch-artifacts)")

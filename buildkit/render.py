@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from buildkit.paths import REPO_ROOT, TEMPLATES_DIR
-from buildkit.spec import Spec
+from buildkit.spec import PIN_KINDS, Spec
 from verify import __version__, envrules, layout
 from verify.components import components as component_table
 from verify.static import NCCL_TESTS
@@ -37,18 +37,16 @@ class RenderError(RuntimeError):
 
 def pin_of(comp: dict[str, Any]) -> str:
     """The pin efakit-fetch-artifact checks: `KIND:HEX`, or UNPINNED."""
-    for kind in ("tree", "sha512", "sha256"):
+    for kind in PIN_KINDS:
         if comp.get(kind):
             return f"{kind}:{comp[kind]}"
     return "UNPINNED"
 
 
-def _artifact(comp: dict[str, Any] | None, why_absent: str) -> dict[str, Any]:
-    if not comp:
-        return {"mode": "absent", "why": why_absent}
+def _artifact(comp: dict[str, Any]) -> dict[str, Any]:
+    """What a template needs to fetch a pinned download (or name a bundled component)."""
     url = comp.get("url")
     return {
-        "mode": "build" if url else "installer",
         "version": comp["version"],
         "url": url,
         "file": comp.get("file") or (url.rsplit("/", 1)[-1] if url else None),
@@ -83,7 +81,7 @@ def _built(spec: Spec) -> dict[str, list[dict[str, Any]]]:
         if not comp or comp.get("source") not in ("archive", "release"):
             continue
         stages.setdefault(row.stage, []).append({
-            **_artifact(comp, ""), "name": name, "label": row.label, "source": comp["source"],
+            **_artifact(comp), "name": name, "label": row.label, "source": comp["source"],
             "prefix": row.prefix, "libdir": row.libdir, "license": list(row.license),
             "licenses_dir": row.licenses_dir()})
     return stages
@@ -131,7 +129,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     installer = comps.get("efa_installer")
     efa = None
     if installer:
-        efa = dict(_artifact(installer, ""), mode="installer",
+        efa = dict(_artifact(installer),
                    flags=layout.installer_flags(facts),
                    signature=installer.get("signature"),
                    key_file="aws-efa-installer.key",
@@ -144,7 +142,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         raise RenderError(f"layout table has no aws-ofi-nccl lib dir for {facts['distro']}")
 
     nccl_comp = comps.get("nccl") or {"policy": "keep", "version": "unknown"}
-    nccl = dict(_artifact(nccl_comp, ""), policy=nccl_comp["policy"],
+    nccl = dict(_artifact(nccl_comp), policy=nccl_comp["policy"],
                 provider=nccl_comp.get("provenance", "base image"))
 
     ngc = spec.base_name == "ngc"
@@ -204,7 +202,6 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "cleanup": cleanup,
         "efa": efa,
         "stages": stages,
-        "comps": {c["name"]: c for built in stages.values() for c in built},
         "copies": sorted({(stage, c["prefix"]) for stage, built in stages.items()
                           for c in built}, key=lambda sp: sp[1]),
         "ofi_libdir": ofi_libdir,

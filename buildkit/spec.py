@@ -21,6 +21,8 @@ from verify.versions import VersionError, parse_version
 
 DIGEST_RES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$"),
               "tree": re.compile(r"^[0-9a-f]{40}$")}
+# The kinds of pin a download may carry, the content pin first.
+PIN_KINDS = ("tree", "sha512", "sha256")
 FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 DISTRO_RE = re.compile(r"^(ubuntu\d{2}\.\d{2}|debian\d{2}|al2023)$")
 VARIANTS = ("ec2", "sagemaker")
