@@ -140,6 +140,10 @@ def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
         sys.exit(int(Exit.FAIL))
     click.echo(f"efakit lint: {framework} clean ({', '.join(spec.variants)})")
 
+# A result of a 1,000-node run is a few MiB; more is not a result.
+REPORT_MAX_BYTES = 256 * 1024 * 1024
+
+
 @main.command()
 @click.argument("result_file", type=click.Path(path_type=Path))
 @click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None,
@@ -151,17 +155,22 @@ def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None
     """Show an efa-verify JSON result; optionally plot it (on the host, not in the image)."""
     import json
 
+    from buildkit import schemas
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
+    from verify.tables import read_input_text
 
     try:
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"{result_file}: {exc.strerror}") from None
+        result = json.loads(read_input_text(result_file, REPORT_MAX_BYTES))
     except json.JSONDecodeError as exc:
         raise CliError(f"{result_file}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(result, dict) or result.get("schema_version") != 1:
         raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
+    try:
+        schemas.check(result, "verify", "result.schema.json",
+                      f"{result_file}: not a valid efa-verify result")
+    except schemas.SchemaError as exc:
+        raise CliError(str(exc)) from None
     click.echo(reports.to_table(result), nl=False)
     if markdown_file:
         reports.write_atomic(markdown_file, reports.to_markdown(result))

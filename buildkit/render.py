@@ -55,8 +55,8 @@ def _artifact(comp: dict[str, Any]) -> dict[str, Any]:
 
 
 def verifier_dependencies() -> list[str]:
-    """The plain install's requirements, read from pyproject.toml (the one place they live),
-    shell-quoted for the Dockerfile."""
+    """The in-image verifier's requirements ([tool.efakit] image-dependencies in
+    pyproject.toml, the one place they live), shell-quoted for the Dockerfile."""
     import shlex
 
     try:
@@ -65,7 +65,8 @@ def verifier_dependencies() -> list[str]:
         import tomli as tomllib
 
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
-        return [shlex.quote(d) for d in tomllib.load(handle)["project"]["dependencies"]]
+        pyproject = tomllib.load(handle)
+    return [shlex.quote(d) for d in pyproject["tool"]["efakit"]["image-dependencies"]]
 
 
 def gencode(archs: list[str]) -> str:

@@ -13,6 +13,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.tables import TableError, read_input_text
+
 HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -66,11 +68,9 @@ def parse_hosts(text: str) -> tuple[Host, ...]:
 def read_hostfile(path: str) -> tuple[Host, ...]:
     """Open MPI hostfiles (`node slots=8`) and plain `node[:8]` lines; # comments."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HostsError(f"--hostfile {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise HostsError(f"--hostfile {path}: not UTF-8 text") from None
+        lines = read_input_text(path).splitlines()
+    except TableError as exc:
+        raise HostsError(f"--hostfile {exc}") from None
     hosts = []
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()

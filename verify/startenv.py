@@ -16,6 +16,7 @@ from pathlib import Path
 
 from verify.detect import Detection
 from verify.envrules import StartChange, start_changes
+from verify.tables import TableError, read_input_text
 
 IMAGE_ENV = "/etc/efakit/image-env.json"
 
@@ -30,13 +31,18 @@ class StartPlan:
 def load_image_env(path: str | Path) -> dict:
     """The image's record of its versions and baked env (written by efakit render)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the image env record ({exc.strerror})") from None
+        data = json.loads(read_input_text(path))
+    except TableError as exc:
+        raise ValueError(f"cannot read the image env record: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "versions" not in data or "env" not in data:
         raise ValueError(f"{path}: not an efakit image env record (no versions/env)")
+    for key in ("versions", "env"):
+        table = data[key]
+        if not isinstance(table, dict) or not all(
+                isinstance(v, (str, type(None))) for v in table.values()):
+            raise ValueError(f"{path}: {key} must map names to strings or null")
     return data
 
 
