@@ -6,9 +6,11 @@ Kept out of the verifier so the image stays light: matplotlib is the host's
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from verify.profiles import UnknownInstance, resolve
+from verify.report import write_atomic
 
 
 class PlotError(RuntimeError):
@@ -53,9 +55,8 @@ def plot_busbw(result: dict, out: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(out)
-    return out
+    write_atomic(out, png.getvalue())  # a WriteError is one line, like every report's
+    return Path(out)

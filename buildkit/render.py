@@ -240,7 +240,12 @@ def render_dockerfile(values: dict[str, Any]) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    template = env.get_template(f"{values['framework']}.Dockerfile.j2")
+    name = f"{values['framework']}.Dockerfile.j2"
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"no template {name} in {TEMPLATES_DIR} for framework "
+                          f"{values['framework']!r}: add one to render this spec") from None
     return template.render(**values)
 
 

@@ -33,8 +33,9 @@ class WriteError(OSError):
         return f"cannot write {self.filename}: {self.strerror}"
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path`, never leaving a half-written report or a temp file.
+def write_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write `text` (UTF-8; bytes as given) to `path`, never leaving a half-written
+    report or a temp file.
 
     A regular file or a new path gets a temporary file in the same directory,
     fsync'd and renamed over it: an existing file keeps its mode (and, where
@@ -44,7 +45,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     redirection would.  Every failure (a directory at `path`, a missing or
     unwritable directory, a full disk) is a `WriteError`.
     """
-    data = text.encode("utf-8")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     where = Path(path)  # what a failure's reason is about: the link's target once known
     try:
         descriptor = _own_descriptor(str(path))
