@@ -13,7 +13,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.nodelist import expand_nodelist
 from verify.tables import TableError, read_input_text
+
+# More hosts than any one verification run launches; a larger list is a mistake.
+MAX_SLURM_HOSTS = 16384
 
 HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -102,31 +106,17 @@ def from_sagemaker(path: str) -> HostPlan | None:
                     f"sagemaker-resource-config ({path})")
 
 
-def expand_nodelist(text: str) -> list[str]:
-    """Slurm's compressed node list: `p5-[001-003,007],login` -> names."""
-    names: list[str] = []
-    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,]*", text):
-        match = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
-        if not match:
-            names.append(part)
-            continue
-        prefix, ranges, suffix = match.groups()
-        for item in ranges.split(","):
-            low, _, high = item.partition("-")
-            if not low.isdigit() or (high and not high.isdigit()):
-                raise HostsError(f"SLURM_JOB_NODELIST: cannot expand {part!r}")
-            for number in range(int(low), int(high or low) + 1):
-                names.append(f"{prefix}{number:0{len(low)}d}{suffix}")
-    return names
-
-
 def from_slurm(env: dict[str, str]) -> HostPlan | None:
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
         return None
     per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
     slots = int(per_node) if per_node.isdigit() else None
-    hosts = [Host(_host(n, "SLURM_JOB_NODELIST").name, slots) for n in expand_nodelist(nodelist)]
+    try:
+        names = expand_nodelist(nodelist, MAX_SLURM_HOSTS)
+    except ValueError as exc:
+        raise HostsError(f"SLURM_JOB_NODELIST: {exc}") from None
+    hosts = [Host(_host(n, "SLURM_JOB_NODELIST").name, slots) for n in names]
     return HostPlan(_unique(hosts, "SLURM_JOB_NODELIST"), "slurm (SLURM_JOB_NODELIST)")
 
 
