@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,6 +68,23 @@ def verifier_dependencies() -> list[str]:
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
         pyproject = tomllib.load(handle)
     return [shlex.quote(d) for d in pyproject["tool"]["efakit"]["image-dependencies"]]
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:,=+@%-]*")
+
+
+def dockerfile_quote(value: str) -> str:
+    """An ENV value in Dockerfile syntax: as it is when plain, else in double quotes with
+    backslash, double quote and dollar escaped (so `a b` stays one value and `$X` stays
+    literal).  A newline or control character cannot be carried safely and is refused
+    (the spec schema refuses it first; this is the last guard before a value could add
+    an instruction)."""
+    if _PLAIN_VALUE.fullmatch(value):
+        return value
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise RenderError(f"env value {value!r} holds a control character")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def gencode(archs: list[str]) -> str:
@@ -217,7 +235,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "mpi_bin": mpi_bin,
         "env_lines": ([f"PATH={':'.join(path_prefix)}:$PATH"] if path_prefix else [])
         + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
-        + [f"{name}={value}" for name, value in env.items()],
+        + [f"{name}={dockerfile_quote(value)}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
         "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,
