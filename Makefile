@@ -4,6 +4,8 @@
 FRAMEWORK ?= pytorch
 PROFILE ?=
 OUT ?= out
+# Build contexts, logs and last-build.json (the tests point this at a temporary folder).
+BUILD_OUT ?= $(OUT)/build
 
 ifdef VIRTUAL_ENV
 VENV := $(VIRTUAL_ENV)
@@ -107,8 +109,9 @@ base-image: mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
 ci-image: base-image
-	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci
-	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker
+	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci --out $(BUILD_OUT)
+	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker \
+		--out $(BUILD_OUT)
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py

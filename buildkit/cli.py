@@ -210,16 +210,28 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
 @click.option("--cache-repo", default=None, metavar="REPO",
               help="Registry repository for BuildKit's cache (buildx only), e.g. an ECR "
                    "repository of its own.")
+@click.option("--reuse-from", default=None, metavar="ECR-URI",
+              help="Registry repository gate --push pushes to: an image already there under "
+                   "the content tag is pulled, not rebuilt to a new digest.")
+@click.option("--registry", default=None, metavar="HOST:PORT",
+              help="With --reuse-from: talk to this registry instead of ECR's endpoint.")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
           out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
-          cache_repo: str | None) -> None:
+          cache_repo: str | None, reuse_from: str | None, registry: str | None) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, preflight
     from buildkit.engine import find_engine
 
     spec = _load(framework, profile, base)
+    target = None
+    if reuse_from:
+        import os
+
+        from buildkit.ecr import parse_target
+
+        target = parse_target(reuse_from, registry, dict(os.environ))
     preflight(spec, _mirror_path(spec, artifacts), allow_unpinned)
     engine = find_engine()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +240,8 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
-                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo)
+                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo,
+                             reuse_from=target)
         click.echo(f"built {framework} {name}: {result.image_id}")
         for tag in result.tags:
             click.echo(f"  tag {tag}")
