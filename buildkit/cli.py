@@ -153,17 +153,13 @@ REPORT_MAX_BYTES = 256 * 1024 * 1024
 @errors
 def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None) -> None:
     """Show an efa-verify JSON result; optionally plot it (on the host, not in the image)."""
-    import json
 
     from buildkit import schemas
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
-    from verify.tables import read_input_text
+    from verify.tables import load_json_file
 
-    try:
-        result = json.loads(read_input_text(result_file, REPORT_MAX_BYTES))
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{result_file}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    result = load_json_file(result_file, REPORT_MAX_BYTES)
     if not isinstance(result, dict) or result.get("schema_version") != 1:
         raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
     try:

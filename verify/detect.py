@@ -8,14 +8,13 @@ its evidence.
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from verify.profiles import Profile, UnknownInstance, candidates_for_gpu, resolve
-from verify.tables import read_input_text
+from verify.tables import load_json_file
 
 SM_RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
 IMDS_DEFAULT = "http://169.254.169.254"
@@ -41,8 +40,8 @@ def from_env() -> Detection | None:
 def from_sagemaker(path: str | None = None) -> Detection | None:
     path = path or os.environ.get("EFAKIT_SM_RESOURCE_CONFIG", SM_RESOURCE_CONFIG)
     try:
-        config = json.loads(read_input_text(path))
-    except ValueError:  # TableError (missing, unreadable, not a file) or not JSON
+        config = load_json_file(path)
+    except ValueError:  # TableError: missing, unreadable, not a file, not JSON
         return None
     name = config.get("current_instance_type") if isinstance(config, dict) else None
     if not name:

@@ -7,14 +7,12 @@ a run over the wrong host list proves nothing about the cluster.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from verify.nodelist import expand_nodelist
-from verify.tables import TableError, read_input_text
+from verify.tables import TableError, load_json_file, read_input_text
 
 # More hosts than any one verification run launches; a larger list is a mistake.
 MAX_SLURM_HOSTS = 16384
@@ -96,8 +94,8 @@ def read_hostfile(path: str) -> tuple[Host, ...]:
 def from_sagemaker(path: str) -> HostPlan | None:
     """SageMaker's resource config: every host, the first is the MPI launcher."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = load_json_file(path)
+    except ValueError:  # TableError: missing, unreadable, not a file, not JSON
         return None
     hosts = config.get("hosts") if isinstance(config, dict) else None
     if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):

@@ -8,7 +8,6 @@ to something other than the image's value is never touched.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from verify.detect import Detection
 from verify.envrules import StartChange, start_changes
-from verify.tables import TableError, read_input_text
+from verify.tables import TableError, load_json_file
 
 IMAGE_ENV = "/etc/efakit/image-env.json"
 
@@ -31,11 +30,9 @@ class StartPlan:
 def load_image_env(path: str | Path) -> dict:
     """The image's record of its versions and baked env (written by efakit render)."""
     try:
-        data = json.loads(read_input_text(path))
+        data = load_json_file(path)
     except TableError as exc:
         raise ValueError(f"cannot read the image env record: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "versions" not in data or "env" not in data:
         raise ValueError(f"{path}: not an efakit image env record (no versions/env)")
     for key in ("versions", "env"):

@@ -13,6 +13,7 @@ crashes the C parser, so all of that is refused in one line before parsing.
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import stat
@@ -84,6 +85,24 @@ def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "too many levels of symbolic links"
     return exc.strerror or str(exc)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json_file(path: Path | str, limit: int = MAX_INPUT_BYTES) -> Any:
+    """Read a JSON file through `read_input`: not JSON, NaN/Infinity or nesting past
+    Python's recursion limit are each one TableError line."""
+    text = read_input_text(path, limit)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise TableError(f"{path}: not JSON this program reads (nested too deep)") from None
+    except ValueError as exc:
+        raise TableError(f"{path}: not JSON ({exc})") from None
 
 
 class _UniqueKeyLoader(_YAML_LOADER_BASE):  # type: ignore[misc,valid-type]
