@@ -43,3 +43,24 @@ def test_workflow_only_calls_make_targets():
     for cmd in runs:
         target = cmd.split()[1]
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_plain_install_brings_the_host_cli_and_images_install_the_verifier_only():
+    """`pip install efakit` renders, lints and validates without an extra; images install
+    [tool.efakit] image-dependencies, each also a plain dependency, and no host library."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    plain = pyproject["project"]["dependencies"]
+    image = pyproject["tool"]["efakit"]["image-dependencies"]
+    names = {re.split(r"[<>=;\[ ]", d, maxsplit=1)[0].lower() for d in plain}
+    assert {"jinja2", "jsonschema", "boto3"} <= names
+    assert set(image) <= set(plain)
+    image_names = {re.split(r"[<>=;\[ ]", d, maxsplit=1)[0].lower() for d in image}
+    assert image_names.isdisjoint({"jinja2", "jsonschema", "boto3", "matplotlib"})
+    from buildkit.render import verifier_dependencies
+
+    assert [d.strip("'") for d in verifier_dependencies()] == image
