@@ -393,6 +393,9 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
                       region, split(subnets), split(security_groups),
                       "quick" if quick else "full",
                       job_name or time.strftime("efakit-verify-%Y%m%d-%H%M%S"))
+    if dry_run and local:
+        raise CliError("--dry-run and --local do not go together (--dry-run prints the "
+                       "SageMaker request; --local runs the job here)")
     sm.validate(spec, local)
     if poll <= 0:
         raise CliError("--poll must be more than 0 seconds")

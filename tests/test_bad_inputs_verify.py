@@ -283,3 +283,19 @@ def test_report_outputs_that_cannot_be_written(scratch, good_result, option, tar
     assert result.stderr.count("\n") == 1 and "cannot write" in result.stderr
     assert not (result.exception and not isinstance(result.exception, SystemExit))
     assert sorted(p.name for p in scratch.iterdir()) == before
+
+
+SM = ("sagemaker-verify", "--image-uri",
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com/efakit-pytorch:t1",
+      "--role", "arn:aws:iam::123456789012:role/EfakitSageMaker", "--output", "s3://bucket/pfx",
+      "--dry-run")
+
+
+@pytest.mark.parametrize("extra", [
+    ("--instance-count", "100000"), ("--instance-count", "1"), ("--instance-count", "-3"),
+    ("--subnets", "subnet-1", "--security-groups", ",,,"), ("--local",),
+    ("--job-name", "bad name!"), ("--job-name", "x" * 200), ("--max-run", "5"),
+    ("--instance-type", "ml.t3.medium"), ("--instance-type", "g5"), ("--region", "eu-west-1"),
+])
+def test_sagemaker_verify_refuses_before_any_call(scratch, extra):
+    check(host_cli.main, Case(f"sm-{'-'.join(extra)[:30]}", (*SM, *extra), 2), scratch)
