@@ -119,7 +119,7 @@ def test_unwritable_report_paths(scratch, option, target):
                                 2, "cannot write"), scratch)
 
 
-@pytest.mark.parametrize("value", ["bogus", " ", "ml.", "p5.48xlarge.x", "p5;rm", "p5 5",
+@pytest.mark.parametrize("value", ["", "bogus", " ", "ml.", "p5.48xlarge.x", "p5;rm", "p5 5",
                                    "ml.t3.medium.x", "z1d.large", "p5\nx", "../p5"])
 def test_unknown_instance_types(scratch, value):
     check(verify_cli.main, Case(f"inst-{value!r}", ("parse", "good.log", "--instance-type",
@@ -127,7 +127,8 @@ def test_unknown_instance_types(scratch, value):
 
 
 @pytest.mark.parametrize("option,value", [("--expect-nodes", "0"), ("--expect-nodes", "abc"),
-                                          ("--expect-nodes", "-1")])
+                                          ("--expect-nodes", "-1"), ("--expect-provider", ""),
+                                          ("--expect-provider", "efa;rm -rf /")])
 def test_bad_numbers(scratch, option, value):
     case = Case(f"parse{option}{value}", ("parse", "good.log", option, value), 2)
     from click.testing import CliRunner
