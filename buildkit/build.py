@@ -199,11 +199,11 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
 def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
     """Pull the content tag from the registry it is pushed to, when it is there.
 
-    Two clean builds of the same inputs differ in digest (the created label; apt and
-    pip versions resolved at build time; Docker 20.10's BuildKit predates
-    SOURCE_DATE_EPOCH), and `gate --push` refuses a content tag whose digest moved.
-    So the registry's copy is reused; where it cannot be asked, one line says so and
-    the build goes on."""
+    Two clean builds of the same inputs differ in digest (the image config's created
+    times and label; apt and pip versions resolved at build time; Docker 20.10's
+    BuildKit predates SOURCE_DATE_EPOCH: tests/test_build_reuse.py shows it), and
+    `gate --push` refuses a content tag whose digest moved.  So the registry's copy is
+    reused; where it cannot be asked, one line says so and the build goes on."""
     name = tag.rsplit(":", 1)[1]
     if target is None:
         print(f"efakit: content tag {name} checked in the local engine only (no --reuse-from "
