@@ -12,7 +12,6 @@ crashes the C parser, so all of that is refused in one line before parsing.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -80,10 +79,6 @@ def read_input_text(path: Path | str, limit: int = MAX_INPUT_BYTES) -> str:
 
 
 def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOENT:
-        return "no such file"
-    if exc.errno == errno.ELOOP:
-        return "too many levels of symbolic links"
     return exc.strerror or str(exc)
 
 
