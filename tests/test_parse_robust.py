@@ -174,3 +174,84 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352
     assert [(e["line"], e["occurrences"]) for e in by_message["errors"]] == \
         [(len(ranks) * 8 + 1, 1), (len(ranks) * 8 + 2, 1)]
+
+
+def _glued_log(ranks: int, size: int) -> tuple[bytes, bytes]:
+    """A log of `ranks` ranks repeated to `size` bytes with its newlines, and the same
+    records glued onto one line (as when a log's newlines are lost), newline-ended."""
+    from tests.test_parse_formats import good
+
+    text = "".join(good(f"node-{r:04d}", r, r ^ 1) for r in range(ranks)).encode()
+    text = text * (size // len(text) + 1)
+    return text, text.replace(b"\n", b" ") + b"\n"
+
+
+def _limited(cmd: list[str], stdin=None, memory: int = 1 << 30) -> subprocess.CompletedProcess:
+    """Run with at most `memory` bytes of address space (a blow-up dies, not the host)."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return subprocess.run(cmd, capture_output=True, cwd=ROOT, stdin=stdin, preexec_fn=limit,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("form", ["plain", "gz"])
+def test_records_glued_onto_one_line_cost_bounded_time_and_memory(tmp_path, form):
+    """50 MB of records on one line (once minutes and 6 GB) is read in pieces cut before
+    records: within 1 GiB of address space and a time any loaded machine meets, with the
+    same facts as the log with its newlines, and a warning in every output format."""
+    lines, glued = _glued_log(64, 50 << 20)
+    log = tmp_path / ("glued.log.gz" if form == "gz" else "glued.log")
+    log.write_bytes(gzip.compress(glued, 1) if form == "gz" else glued)
+    out = {fmt: tmp_path / f"r.{fmt}" for fmt in ("json", "md")}
+    start = time.perf_counter()
+    proc = _limited([sys.executable, "-m", "verify.cli", "parse", str(log),
+                     "-o", str(out["json"]), "--markdown", str(out["md"])])
+    seconds = time.perf_counter() - start
+    assert proc.returncode in (0, 1), proc.stderr
+    assert seconds < 120, seconds
+    import json
+
+    from verify.report import to_table
+
+    result = json.loads(out["json"].read_text())
+    reference = parse_text(tmp_path, lines[:1 << 20])
+    for key in ("transport", "provider", "efa_used", "gdr_used", "nodes", "ranks"):
+        assert result[key] == reference[key] is not None, key
+    warning = "a line over 64 KiB at byte 0 (records glued together?)"
+    assert any(warning in e["message"] for e in result["errors"]
+               if e["kind"] == "truncated_input")
+    assert warning in out["md"].read_text()
+    assert f"WARNING: {log}: {warning}" in proc.stdout.decode() + to_table(result)
+
+
+def test_long_lines_are_cut_before_records_and_nothing_is_lost(tmp_path, monkeypatch):
+    """A line over MAX_LINE is cut where a record (with its host:pid:tid prefix) starts,
+    or at MAX_LINE when none does; every byte is kept, once, in order, by both readers."""
+    from verify.logparse import sources
+
+    monkeypatch.setattr(sources, "MAX_LINE", 256)
+    record = b"[1,3]<stdout>:node-a:12:34 [3] NCCL INFO Channel 00 : 3 -> 4 via P2P/IPC"
+    data = b"short\n" + b" ".join([record] * 40) + b"\n" + b"y" * 1000 + b"\nend\n"
+    path, gz = tmp_path / "long.log", tmp_path / "long.log.gz"
+    path.write_bytes(data)
+    gz.write_bytes(gzip.compress(data))
+    for reader in ("file", "stream"):
+        problems: list[str] = []
+        blocks = sources.file_blocks(path, size=64, problems=problems) if reader == "file" \
+            else sources._stream_blocks(sources.Source("s", gz), 64, None, problems)
+        pieces = b"".join(blocks).split(b"\n")
+        assert all(len(p) <= 256 for p in pieces)
+        assert b" ".join(p.rstrip(b" ") for p in pieces if p.startswith(b"[1,3]")) == \
+            b" ".join([record] * 40)  # each cut falls before a record's prefix
+        assert b"".join(pieces) == data.replace(b"\n", b"")
+        assert len(problems) == 1 and "at byte 6 " in problems[0], problems
+    # A byte range for a worker starts where the long line is cut, never after reading it whole.
+    monkeypatch.setattr(sources, "MAX_CARRY", 512)
+    with open(path, "rb") as handle:
+        cut = sources.range_start(handle.fileno(), 100, len(data))
+    assert 100 < cut <= 612 and data[cut:].startswith(b"[1,3]<stdout>:node-a")
+    head, tail = (b"".join(sources.file_blocks(path, a, b)) for a, b in ((0, cut), (cut, len(data))))
+    assert head.endswith(b"\n") and (head + tail).replace(b"\n", b"") == data.replace(b"\n", b"")

@@ -24,7 +24,7 @@ from verify.logparse.patterns import (
     decode,
     parse_text,
 )
-from verify.logparse.sources import Source, chunks, file_blocks, is_plain_file
+from verify.logparse.sources import Source, chunks, file_blocks, is_plain_file, range_start
 from verify.logparse.tier1 import Tier1Counter
 
 # Regular files this large (one, or together) are counted by several processes
@@ -65,7 +65,7 @@ class Sink(Protocol):
 def _range_worker(args: tuple[str, int, int]) -> Tier1Counter:
     path, start, end = args
     counter = Tier1Counter()
-    for block in file_blocks(path, start, end):
+    for block in file_blocks(path, start, end, problems=counter.problems):
         counter.scan(block, counter.lines + 1)
     return counter.finish()
 
@@ -74,9 +74,7 @@ def _split_points(path: str, size: int, parts: int) -> list[tuple[str, int, int]
     bounds = [0]
     with open(path, "rb") as handle:
         for i in range(1, parts):
-            handle.seek(size * i // parts)
-            handle.readline()
-            bounds.append(max(handle.tell(), bounds[-1]))
+            bounds.append(max(range_start(handle.fileno(), size * i // parts, size), bounds[-1]))
     bounds.append(size)
     return [(path, a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 

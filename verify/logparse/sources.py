@@ -10,6 +10,7 @@ costs as much as counting their records does.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -21,7 +22,16 @@ from typing import BinaryIO
 # (measured: 1 MiB blocks count ~25% faster than 8 MiB ones).
 CHUNK = 1 << 20
 PROBE = 64 << 10  # how far a block's end is searched for a newline per read
-MAX_CARRY = 64 << 20  # a line longer than this is cut, never held whole
+# A line longer than MAX_LINE (records glued together when their newlines were lost)
+# is read in pieces of at most that, each cut before a record where one starts: every
+# later step costs what a line's length says, so one 50 MB line would cost minutes and
+# gigabytes.  64 KiB holds the longest real NCCL line, a ring of ~12k ranks.
+MAX_LINE = 64 << 10
+MAX_CARRY = 4 << 20  # the most a block reads past its size looking for a line's end
+# A record's `host:pid:tid [dev] ` prefix (with any tag glued on, `[1,0]<stdout>:`)
+# ending where its marker begins.
+RECORD_PREFIX_RE = re.compile(rb"(?<!\S)\S*:\d+:\d+ \[\d+\] $")
+MARKERS = (b"NCCL INFO ", b"NCCL WARN ")
 # A .gz that decodes to more than this, at more than MAX_RATIO times its compressed
 # size, is a bomb, not a log (real NCCL logs compress 10-30x): it stops there.
 BOMB_BYTES = 256 << 20
@@ -73,7 +83,8 @@ def is_plain_file(source: Source) -> bool:
 
 def _line_end(fd: int, start: int, at: int, end: int) -> int:
     """The offset just past the last newline before `at` (not before `start`), else
-    past the first one after it; a line longer than MAX_CARRY is cut."""
+    past the first one after it; a line longer than MAX_CARRY is cut (before a record
+    where one starts) and cut further by LongLines."""
     if at >= end:
         return end
     low = max(start, at - PROBE)
@@ -89,27 +100,98 @@ def _line_end(fd: int, start: int, at: int, end: int) -> int:
         if newline >= 0:
             return pos + newline + 1
         pos += len(probe)
-    return max(pos, at)
+    if pos <= at:
+        return at
+    low = max(at, pos - MAX_LINE)
+    return low + _cut_at(os.pread(fd, pos - low, low))
+
+
+def range_start(fd: int, at: int, end: int) -> int:
+    """Where a byte range starting near `at` begins: past the first newline from `at`
+    on, or where file_blocks would cut a long line there (never a whole line read)."""
+    return _line_end(fd, at, at, end)
+
+
+def _cut_at(window: bytes) -> int:
+    """Where a line is cut within `window`, its next MAX_LINE bytes at most: before
+    the last record that starts in it (with the record's prefix), so no record is
+    split; at the window's end when no record starts past its first byte."""
+    marker = max(window.rfind(m) for m in MARKERS)
+    if marker <= 0:
+        return len(window)
+    prefix = RECORD_PREFIX_RE.search(window, max(0, marker - 512), marker)
+    return prefix.start() if prefix and prefix.start() > 0 else marker
+
+
+class LongLines:
+    """Lines over MAX_LINE in one input or byte range, cut into pieces; one warning."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None  # byte offset of the first long line
+        self.cuts = 0
+
+    def bounded(self, block: bytes, offset: int) -> bytes:
+        """The block with every line over MAX_LINE cut into pieces of at most that.
+
+        A line of MAX_LINE bytes covers a whole aligned half-window with no newline,
+        so a block without one (any real log) is checked by a few C-speed finds."""
+        half = MAX_LINE // 2
+        if all(block.find(b"\n", k, k + half) >= 0
+               for k in range(0, len(block) - half + 1, half)):
+            return block
+        out, start = [], 0
+        while start < len(block):
+            stop = block.find(b"\n", start) + 1 or len(block)
+            if stop - start > MAX_LINE + 1 and self.first is None:
+                self.first = offset + start
+            while stop - start > MAX_LINE + 1:
+                cut = start + _cut_at(block[start:start + MAX_LINE])
+                out += (block[start:cut], b"\n")
+                self.cuts += 1
+                start = cut
+            out.append(block[start:stop])
+            start = stop
+        return b"".join(out)
+
+    def problem(self) -> list[str]:
+        """The warning, when a line was cut: evidence cited after it counts each
+        piece as a line, and a record longer than MAX_LINE is split mid-text."""
+        if self.first is None:
+            return []
+        return [f"a line over {MAX_LINE >> 10} KiB at byte {self.first} (records glued "
+                f"together?) is read in pieces cut before records ({self.cuts} cuts); "
+                f"line numbers after it count each piece as a line"]
 
 
 def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
-                size: int = CHUNK) -> Iterator[bytes]:
-    """Blocks of whole lines covering bytes [start, end) of a regular file.  Only the
-    input's end may be unterminated (the scanner decides what a cut last line is
-    worth); a line cut at MAX_CARRY gets a newline."""
+                size: int = CHUNK, problems: list[str] | None = None) -> Iterator[bytes]:
+    """Blocks of whole lines covering bytes [start, end) of a regular file (`start`
+    and `end` at line starts or at range_start's cuts).  Only the file's end may be
+    unterminated (the scanner decides what a cut last line is
+    worth); a line over MAX_LINE is cut into pieces that end with a newline, and
+    `problems` gets one warning saying so."""
+    long_lines = LongLines()
     try:
         with open(path, "rb", buffering=0) as handle:
             fd = handle.fileno()
-            end = os.fstat(fd).st_size if end is None else end
+            total = os.fstat(fd).st_size
+            end = total if end is None else end
             pos = start
             while pos < end:
                 block = os.pread(fd, _line_end(fd, pos, min(pos + size, end), end) - pos, pos)
                 if not block:
                     break  # the file shrank under us
-                pos += len(block)
-                yield block if block.endswith(b"\n") or pos >= end else block + b"\n"
+                offset, pos = pos, pos + len(block)
+                block = long_lines.bounded(block, offset)
+                if block.endswith(b"\n") or pos >= total:
+                    yield block
+                else:  # cut at MAX_CARRY, or where range_start cut a long line
+                    long_lines.cuts += 1
+                    yield block + b"\n"
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+    if problems is not None:
+        problems += long_lines.problem()
 
 
 def _raw(source: Source) -> BinaryIO:
@@ -177,31 +259,40 @@ def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
     is kept and the problem is appended to `problems` (a truncated input is
     evidence too, and must not cost the rest of the report).
     """
+    found: list[str] = []
     if is_plain_file(source):
-        yield from file_blocks(source.path)  # type: ignore[arg-type]
-        return
+        yield from file_blocks(source.path, problems=found)  # type: ignore[arg-type]
+    else:
+        yield from _stream_blocks(source, size, problems, found)
+    if problems is not None:
+        problems += [f"{source.name}: {problem}" for problem in found]
+
+
+def _stream_blocks(source: Source, size: int, problems: list[str] | None, found: list[str]
+                   ) -> Iterator[bytes]:
+    """Blocks of whole lines from stdin or a .gz: a line with no newline in sight is
+    held to MAX_LINE bytes, then cut as a plain file's is."""
     raw = _raw(source)
+    long_lines, offset = LongLines(), 0  # offset: where `carry` starts in the input
     carry = bytearray()  # grows in place: a line with no newline costs linear time
     try:
         for block in _decoded(raw, size, problems, source.name):
             cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                carry += block
-                if len(carry) > MAX_CARRY:
-                    yield bytes(carry) + b"\n"
-                    carry = bytearray()
+            carry += block[:cut] if cut else block
+            if not cut and len(carry) <= MAX_LINE:
                 continue
-            if carry:
-                carry += block[:cut]
-                yield bytes(carry)
-                carry = bytearray(block[cut:])
-            else:
-                yield block[:cut]
-                carry = bytearray(block[cut:])
+            whole = long_lines.bounded(bytes(carry), offset)
+            rest = b"" if cut else whole[whole.rfind(b"\n") + 1:]  # an unterminated piece
+            if len(rest) < len(whole):
+                yield whole[:len(whole) - len(rest)]
+            offset += len(carry) - len(rest)
+            carry = bytearray(rest)
+            carry += block[cut:] if cut else b""
         if carry:
-            yield bytes(carry)
+            yield long_lines.bounded(bytes(carry), offset)
     except OSError as exc:
         raise SourceError(f"{source.name}: cannot read ({exc.strerror or exc})") from None
     finally:
         if source.path is not None:
             raw.close()
+    found += long_lines.problem()
