@@ -13,7 +13,7 @@ from buildkit.paths import IMAGES_DIR, REPO_ROOT
 from buildkit.render import RenderError, render_context
 from buildkit.spec import Spec, SpecError, load_spec, spec_path
 from verify import __version__
-from verify.cliutil import CliError, handle_errors
+from verify.cliutil import CliError, OneLineGroup, handle_errors
 from verify.exitcodes import Exit
 
 errors = handle_errors("efakit", (SpecError, RenderError))
@@ -29,7 +29,8 @@ base_option = click.option("--base", default=None,
                            help="Choose a base from the spec's base.choices.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("efakit", cls=OneLineGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="efakit")
 def main() -> None:
     """Build GPU training images with AWS EFA networking, and prove they use it."""

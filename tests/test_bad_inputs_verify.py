@@ -130,13 +130,39 @@ def test_unknown_instance_types(scratch, value):
                                           ("--expect-nodes", "-1"), ("--expect-provider", ""),
                                           ("--expect-provider", "efa;rm -rf /")])
 def test_bad_numbers(scratch, option, value):
-    case = Case(f"parse{option}{value}", ("parse", "good.log", option, value), 2)
-    from click.testing import CliRunner
+    check(verify_cli.main, Case(f"parse{option}{value}", ("parse", "good.log", option, value),
+                                2, option), scratch)
 
-    result = CliRunner().invoke(verify_cli.main, list(case.argv))
-    # click's usage errors are its own few lines (usage, hint, error): no traceback.
-    assert result.exit_code == 2 and "Traceback" not in result.stderr
-    assert not (result.exception and not isinstance(result.exception, SystemExit))
+
+@pytest.mark.parametrize("cli,argv,line", [
+    ("verify", ("parse", "--foo"), "efa-verify parse: error: no such option '--foo'. "
+                                   "(see efa-verify parse --help)"),
+    ("verify", ("parse",), "efa-verify parse: error: missing argument 'PATHS...'. "
+                           "(see efa-verify parse --help)"),
+    ("verify", ("nope",), "efa-verify: error: no such command 'nope'. (see efa-verify --help)"),
+    ("verify", ("--nope",), "efa-verify: error: no such option '--nope'. (see efa-verify --help)"),
+    ("verify", ("parse", "good.log", "--expect-nodes", "abc"),
+     "efa-verify parse: error: invalid value for '--expect-nodes': 'abc' is not a valid "
+     "integer range. (see efa-verify parse --help)"),
+    ("verify", ("parse", "good.log", "--format", "x"), None),
+    ("verify", ("run", "--timeout", "-5"), None),
+    ("verify", ("static", "--root"), None),
+    ("host", ("render",), "efakit render: error: missing argument 'FRAMEWORK'. "
+                          "(see efakit render --help)"),
+    ("host", ("build", "--nope"), None),
+    ("host", ("report",), None),
+    ("host", ("sagemaker-verify", "--instance-count", "x"), None),
+    ("host", ("frobnicate",), "efakit: error: no such command 'frobnicate'. "
+                              "(see efakit --help)"),
+])
+def test_usage_errors_are_one_line(scratch, cli, argv, line):
+    """click's usage errors (unknown option or command, missing argument, a value of the
+    wrong type) are one line naming the command and where its help is, exit 2."""
+    main, prog = (verify_cli.main, "efa-verify") if cli == "verify" else (host_cli.main, "efakit")
+    err = check(main, Case(f"usage-{cli}-{'-'.join(argv)}", argv, 2), scratch)
+    assert err.startswith(f"{prog}") and ": error: " in err and "--help)" in err, err
+    if line:
+        assert err == line + "\n"
 
 
 HOSTFILES = {

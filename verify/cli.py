@@ -8,10 +8,11 @@ import re
 import click
 
 from verify import __version__
-from verify.cliutil import CliError, handle_errors
+from verify.cliutil import CliError, OneLineGroup, handle_errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("efa-verify", cls=OneLineGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="efa-verify")
 def main() -> None:
     """Prove that NCCL in this image really uses EFA and GPUDirect RDMA.

@@ -8,7 +8,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -23,6 +23,48 @@ class CliError(Exception):
     def __init__(self, message: str, code: Exit = Exit.USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OneLineGroup(click.Group):
+    """A command group whose usage errors are one line on stderr, exit 2.
+
+    Click's own form is three lines (Usage:, Try ..., Error:); the project's rule is
+    one line for any bad input.  Errors of parsing (the group's options, the command
+    name, a command's options and arguments) and ClickExceptions a command raises
+    all pass through here."""
+
+    def make_context(self, info_name: str | None, *args: Any, **kwargs: Any
+                     ) -> click.Context:
+        try:
+            return super().make_context(info_name, *args, **kwargs)
+        except click.ClickException as exc:
+            _usage_line(exc, self.name or "")
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            _usage_line(exc, self.name or "")
+
+
+def _usage_line(exc: click.ClickException, prog: str) -> NoReturn:
+    """`efa-verify parse: error: no such option '--foo'. (see efa-verify parse --help)`:
+    the command named as the program's own name, however it was started (an entry
+    point, `python -m`, a test runner)."""
+    # click 8.2+: a bare group shows its help (older click prints it without raising)
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        exc.show()
+        sys.exit(exc.exit_code)
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None:
+        names.append(ctx.info_name if ctx.parent is not None else prog)
+        ctx = ctx.parent
+    where = " ".join(reversed(names)) or prog
+    message = " ".join(exc.format_message().split())
+    message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+    hint = f" (see {where} --help)" if isinstance(exc, click.UsageError) else ""
+    click.echo(f"{where}: error: {message}{hint}", err=True)
+    sys.exit(exc.exit_code)
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
