@@ -21,6 +21,8 @@ PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
 
 VARIANT ?=
 TAG ?=
+# Images are tagged NAMESPACE/FRAMEWORK; the tests set efakit-test, never moving a user's tags.
+NAMESPACE ?= $(or $(EFAKIT_NAMESPACE),efakit)
 MIRROR ?= out/mirror
 VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
@@ -35,7 +37,7 @@ POLICY ?=
 REGISTRY ?=
 
 help:
-	@echo "make ci-image                                   build efakit/pytorch:ci and :ci-sagemaker offline"
+	@echo "make ci-image [NAMESPACE=efakit]                build NAMESPACE/pytorch:ci and :ci-sagemaker offline"
 	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
@@ -69,7 +71,8 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 image: $(STAMP)
-	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG)
+	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
+		--namespace $(NAMESPACE)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
@@ -109,9 +112,10 @@ base-image: mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
 ci-image: base-image
-	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci --out $(BUILD_OUT)
+	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci --out $(BUILD_OUT) \
+		--namespace $(NAMESPACE)
 	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker \
-		--out $(BUILD_OUT)
+		--out $(BUILD_OUT) --namespace $(NAMESPACE)
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py

@@ -144,6 +144,21 @@ def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
             raise CliError("; ".join(problems))
 
 
+# A Docker repository path: lowercase components joined by '/' (no registry, no tag).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPO_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+
+
+def image_repo(namespace: str, framework: str) -> str:
+    """The repository a build tags into: NAMESPACE/FRAMEWORK (efakit/pytorch by default,
+    efakit-test/pytorch in the tests)."""
+    repo = f"{namespace}/{framework}"
+    if not REPO_PATH_RE.fullmatch(repo) or len(repo) > 255:
+        raise CliError(f"--namespace {namespace!r}: not a Docker repository path "
+                       "(lowercase letters, digits, '.', '_', '-', components joined by '/')")
+    return repo
+
+
 def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
                 mirror: Path | None, aliases: list[str], allow_unpinned: bool,
                 repo: str | None = None, force: bool = False, ca_bundle: Path | None = None,

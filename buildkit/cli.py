@@ -212,16 +212,21 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
                    "the content tag is pulled, not rebuilt to a new digest.")
 @click.option("--registry", default=None, metavar="HOST:PORT",
               help="With --reuse-from: talk to this registry instead of ECR's endpoint.")
+@click.option("--namespace", default="efakit", show_default=True, envvar="EFAKIT_NAMESPACE",
+              help="Tag into NAMESPACE/FRAMEWORK (the tests build into efakit-test, so they "
+                   "never move a user's tags).")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
           out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
-          cache_repo: str | None, reuse_from: str | None, registry: str | None) -> None:
+          cache_repo: str | None, reuse_from: str | None, registry: str | None,
+          namespace: str) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
-    from buildkit.build import build_image, preflight
+    from buildkit.build import build_image, image_repo, preflight
     from buildkit.engine import find_engine
 
     spec = _load(framework, profile, base)
+    repo = image_repo(namespace, spec.framework)
     target = None
     if reuse_from:
         import os
@@ -237,8 +242,8 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
-                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo,
-                             reuse_from=target)
+                             repo=repo, ca_bundle=ca_bundle, no_cache=no_cache,
+                             cache_repo=cache_repo, reuse_from=target)
         click.echo(f"built {framework} {name}: {result.image_id}")
         for tag in result.tags:
             click.echo(f"  tag {tag}")

@@ -17,10 +17,39 @@ CORPUS = ROOT.parent / "shared" / "corpus" / "nccl-logs"
 QUIET_ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
+# Images the tests build or tag live in their own namespace: a user's efakit/* tags never
+# move (`efakit build --namespace`, EFAKIT_NAMESPACE, `make ci-image NAMESPACE=`).
+TEST_NAMESPACE = "efakit-test"
+TEST_REPO = f"{TEST_NAMESPACE}/pytorch"
+CI_EC2, CI_SAGEMAKER = f"{TEST_REPO}:ci", f"{TEST_REPO}:ci-sagemaker"
+
+
 @pytest.fixture(autouse=True)
-def _no_metadata_service(monkeypatch):
+def _no_metadata_service(monkeypatch, request):
     for key, value in QUIET_ENV.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("EFAKIT_NAMESPACE", TEST_NAMESPACE)
+    if request.node.get_closest_marker("docker"):
+        request.getfixturevalue("user_tags_kept")
+
+
+def user_tags() -> dict[str, str]:
+    """Every image tag in the user's namespace (efakit/*) with its image id."""
+    proc = subprocess.run(["docker", "images", "--no-trunc", "--filter", "reference=efakit/*",
+                           "--filter", "reference=efakit/*:*", "--format",
+                           "{{.Repository}}:{{.Tag}} {{.ID}}"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return dict(line.split() for line in proc.stdout.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="session")
+def user_tags_kept():
+    """Around every Docker test of the session: each efakit/* tag still names the image it
+    named before, and no tag was added or removed there."""
+    before = user_tags()
+    yield before
+    after = user_tags()
+    assert after == before, f"the tests changed the user's tags: before {before}, after {after}"
 
 
 def docker_available() -> str | None:
@@ -85,9 +114,11 @@ def ci_build_out(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ci_images(ci_build_out):
-    """The offline CI images, built once per session by the target users run."""
-    proc = subprocess.run(["make", "ci-image", f"BUILD_OUT={ci_build_out}"], cwd=ROOT,
+def ci_images(ci_build_out, user_tags_kept):
+    """The offline CI images, built once per session by the target users run, into the
+    tests' namespace (CI_EC2, CI_SAGEMAKER)."""
+    proc = subprocess.run(["make", "ci-image", f"BUILD_OUT={ci_build_out}",
+                           f"NAMESPACE={TEST_NAMESPACE}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

@@ -16,11 +16,11 @@ import boto3
 import pytest
 
 from tests import services
-from tests.conftest import ROOT
+from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT, TEST_NAMESPACE
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-EC2, SAGEMAKER = "efakit/pytorch:ci", "efakit/pytorch:ci-sagemaker"
+EC2, SAGEMAKER = CI_EC2, CI_SAGEMAKER
 OFFLINE_POLICY = ROOT / "images" / "policies" / "offline-gate.yaml"
 URI = f"{services.MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -151,7 +151,7 @@ def test_a_different_image_under_a_taken_tag_is_refused(ci_images, aws):
     first, result = gate(EC2, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)
     assert first.returncode == 0, first.stderr
     tag = result["image"]["content_tag"]
-    impostor = f"efakit/impostor:{tag}"  # the sagemaker image under the ec2 image's tag
+    impostor = f"{TEST_NAMESPACE}/impostor:{tag}"  # the sagemaker image under the ec2 image's tag
     subprocess.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
     try:
         proc, _ = gate(impostor, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)

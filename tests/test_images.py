@@ -14,11 +14,11 @@ import tarfile
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT, TEST_REPO
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-EC2, SAGEMAKER = "efakit/pytorch:ci", "efakit/pytorch:ci-sagemaker"
+EC2, SAGEMAKER = CI_EC2, CI_SAGEMAKER
 
 
 def docker(*args, check=True, timeout=600):
@@ -41,7 +41,7 @@ def test_both_ci_images_have_a_content_tag_and_the_alias(ci_images, ci_build_out
                                  alias).stdout)
         content = [t for t in tags if t != alias]
         assert content and content[0].startswith(
-            f"efakit/pytorch:pytorch2.13-cuda13.3-efasrc-ofi1.21-nccl2.29-{variant}-")
+            f"{TEST_REPO}:pytorch2.13-cuda13.3-efasrc-ofi1.21-nccl2.29-{variant}-")
     record = json.loads((ci_build_out / "last-build.json").read_text())
     assert record["variant"] == "sagemaker" and SAGEMAKER in record["tags"]
 
@@ -158,7 +158,7 @@ def test_sagemaker_image_is_a_training_image(ci_images):
 
 
 def _tampered_mirror(tmp_path):
-    docker("image", "rm", "efakit/pytorch:tampered", check=False)  # from an earlier run
+    docker("image", "rm", f"{TEST_REPO}:tampered", check=False)  # from an earlier run
     mirror = tmp_path / "mirror"
     shutil.copytree(ROOT / "out" / "mirror", mirror, copy_function=os.link)
     victim = next((mirror / "wheels").glob("click-*.whl"))
@@ -176,7 +176,7 @@ def test_tampered_mirror_wheel_fails_the_build_and_tags_nothing(ci_images, tmp_p
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2
     assert f"artifact {victim.name}: sha256 mismatch: expected " in proc.stderr
-    assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
+    assert docker("image", "inspect", f"{TEST_REPO}:tampered", check=False).returncode != 0
 
 
 def test_pip_inside_the_build_checks_the_same_hashes(ci_images, tmp_path):
@@ -187,11 +187,11 @@ def test_pip_inside_the_build_checks_the_same_hashes(ci_images, tmp_path):
                     "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
     shutil.rmtree(ctx / "artifacts")
     shutil.copytree(mirror, ctx / "artifacts")
-    proc = subprocess.run([DOCKER, "build", "-t", "efakit/pytorch:tampered", str(ctx)],
+    proc = subprocess.run([DOCKER, "build", "-t", f"{TEST_REPO}:tampered", str(ctx)],
                           capture_output=True, text=True, timeout=900,
                           env={**os.environ, "DOCKER_BUILDKIT": "1"})
     assert proc.returncode != 0 and "DO NOT MATCH THE HASHES" in proc.stderr + proc.stdout
-    assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
+    assert docker("image", "inspect", f"{TEST_REPO}:tampered", check=False).returncode != 0
 
 
 def test_same_inputs_same_tag(ci_images, tmp_path):
@@ -239,7 +239,7 @@ def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
     line_end = dockerfile.index("\n", final) + 1
     (ctx / "Dockerfile").write_text(dockerfile[:line_end] + f"ARG EFAKIT_TEST_NONCE={os.getpid()}"
                                     f"-{tmp_path.name}\n" + dockerfile[line_end:])
-    ref = "efakit-test/pytorch:secret-test"
+    ref = f"{TEST_REPO}:secret-test"
     proc = subprocess.run([DOCKER, "build", "--progress=plain", "-t", ref, "--secret",
                            f"id=ca-bundle,src={bundle}", str(ctx)], capture_output=True,
                           text=True, timeout=1500, env={**os.environ, "DOCKER_BUILDKIT": "1"})
@@ -268,7 +268,7 @@ def test_a_failing_step_is_named_with_its_last_lines(ci_images, tmp_path):
     assert proc.returncode == 1
     assert "build failed at [" in proc.stderr and "efakit-test-failing-step" in proc.stderr
     assert "no tag was applied" in proc.stderr
-    assert docker("image", "inspect", "efakit/pytorch:broken", check=False).returncode != 0
+    assert docker("image", "inspect", f"{TEST_REPO}:broken", check=False).returncode != 0
 
 
 def test_run_in_the_offline_image_fails_truthfully(ci_images):

@@ -64,3 +64,37 @@ def test_plain_install_brings_the_host_cli_and_images_install_the_verifier_only(
     from buildkit.render import verifier_dependencies
 
     assert [d.strip("'") for d in verifier_dependencies()] == image
+
+
+def test_tests_name_images_only_in_their_own_namespace():
+    """No test names an image of the user's namespace (efakit/...): the CI images come
+    from conftest's CI_EC2/CI_SAGEMAKER in efakit-test/, every `efakit build` a test runs
+    gets EFAKIT_NAMESPACE=efakit-test, and make ci-image is called with NAMESPACE= set.
+    The read-only base image the offline spec builds FROM is the one exception."""
+    from tests import conftest
+
+    user_refs = re.compile(r"(?<![\w/.-])efakit/(?!base:bookworm\b)[a-z][\w.-]*")
+    found = {path.name: user_refs.findall(path.read_text())
+             for path in (ROOT / "tests").glob("*.py")}
+    assert {name: refs for name, refs in found.items() if refs} == {}
+    assert conftest.CI_EC2.startswith(conftest.TEST_NAMESPACE + "/")
+    assert "NAMESPACE=" in (ROOT / "tests" / "conftest.py").read_text()
+    make = subprocess.run(["make", "-n", "ci-image", "NAMESPACE=efakit-test"], cwd=ROOT,
+                          capture_output=True, text=True)
+    builds = [line for line in make.stdout.splitlines() if "efakit build" in line
+              or "--namespace" in line]
+    assert builds and make.stdout.count("--namespace efakit-test") == 2, make.stdout
+
+
+def test_build_namespace_is_checked_before_anything_runs(monkeypatch):
+    import os
+
+    from buildkit.build import image_repo
+
+    assert os.environ["EFAKIT_NAMESPACE"] == "efakit-test"  # every test's `efakit build`
+    assert image_repo("efakit-test", "pytorch") == "efakit-test/pytorch"
+    proc = subprocess.run(["efakit", "build", "pytorch", "--namespace", "Bad NS"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "DOCKER_HOST":
+                                                               "unix:///nonexistent.sock"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--namespace 'Bad NS': not a Docker repository path" in proc.stderr

@@ -17,11 +17,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import CI_EC2, FIXTURES
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-IMAGE = "efakit/pytorch:ci"
+IMAGE = CI_EC2
 
 
 def docker(*args, check=True):

@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from tests import services
-from tests.conftest import ROOT
+from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT
 from tests.parsehelp import check, parse_text
 from tests.test_parse_formats import good, table
 from verify import smjob
@@ -54,7 +54,7 @@ def test_dry_run_prints_the_exact_request_and_calls_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--role", "SageMakerRole"], "--role 'SageMakerRole': expected an IAM role ARN"),
-    (["--image-uri", "efakit/pytorch:ci"], "--image-uri 'efakit/pytorch:ci': expected an ECR"),
+    (["--image-uri", CI_EC2], f"--image-uri '{CI_EC2}': expected an ECR"),
     (["--region", "eu-west-1"], "--region eu-west-1 does not match the image's region us-east-1"),
     (["--instance-type", "g5.xlarge"], "--instance-type ml.g5.xlarge has no EFA"),
     (["--instance-type", "p3.16xlarge"], "unknown instance type 'p3.16xlarge'; known: "),
@@ -194,7 +194,7 @@ def test_smjob_contract_pieces(tmp_path):
 def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path):
     if subprocess.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
         pytest.skip("docker-compose: not installed (.ci/run installs Debian's docker-compose)")
-    proc = efakit("sagemaker-verify", "--image-uri", "efakit/pytorch:ci-sagemaker", "--local",
+    proc = efakit("sagemaker-verify", "--image-uri", CI_SAGEMAKER, "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
                   "--out", str(tmp_path), timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.conftest import CI_EC2
+
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 MODERN = {"aws_ofi_nccl": "1.14.2", "aws_ofi_nccl_source": "installer", "libfabric": "2.1.0",
           "nccl": "2.21.5", "efa_installer": "1.41.0", "cuda": "12.4"}
@@ -114,7 +116,7 @@ def test_missing_image_env_record_is_exit_2(tmp_path):
 def test_static_passes_every_check_it_makes_in_the_offline_image(ci_images):
     from tests.test_images import DOCKER
 
-    proc = subprocess.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", "efakit/pytorch:ci",
+    proc = subprocess.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", CI_EC2,
                            "efa-verify", "static", "--json"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
