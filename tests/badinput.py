@@ -31,6 +31,7 @@ class Case:
     code: int
     says: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -54,7 +55,8 @@ def check(main: Callable, case: Case, scratch: Path) -> str:
     old = os.getcwd()
     os.chdir(scratch)
     try:
-        result = runner.invoke(main, list(case.argv), env=case.env, catch_exceptions=True)
+        result = runner.invoke(main, list(case.argv), input=case.stdin, env=case.env,
+                               catch_exceptions=True)
     finally:
         os.chdir(old)
     err = result.stderr

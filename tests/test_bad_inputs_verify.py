@@ -326,3 +326,53 @@ SM = ("sagemaker-verify", "--image-uri",
 ])
 def test_sagemaker_verify_refuses_before_any_call(scratch, extra):
     check(host_cli.main, Case(f"sm-{'-'.join(extra)[:30]}", (*SM, *extra), 2), scratch)
+
+
+def _log_inputs(scratch) -> dict[str, tuple[tuple[str, ...], bytes | None]]:
+    """Logs that are no evidence, or odd evidence (the audit's parse-* verdict cases)."""
+    import gzip
+
+    good = (scratch / "good.log").read_bytes()
+    files = {"empty.log": b"", "nul.log": b"\x00" * (5 << 20),
+             "cronly.log": good.replace(b"\n", b"\r"), "utf16.log": good.decode().encode("utf-16"),
+             "badutf8.log": good.replace(b"NCCL INFO Using", b"NCCL INFO \xff\xfe Using"),
+             "cut.log": good[:good.rindex(b"NCCL INFO") + 14],
+             "notgz.log.gz": b"\x1f\x8b" + bytes(range(256)) * 40,
+             "trunc.log.gz": gzip.compress(good)[:-200],
+             "claims.log": b"h:1:2 [0] NCCL INFO GDR 1\n# Avg bus bandwidth    : 42.0\n"}
+    for name, data in files.items():
+        (scratch / name).write_bytes(data)
+    many = scratch / "many"
+    many.mkdir()
+    for i in range(5000):
+        (many / f"r{i}.log").write_bytes(b"x\n")
+    (scratch / "loopdir").mkdir()
+    (scratch / "loopdir" / "up").symlink_to("..")
+    p4d = ("--instance-type", "p4d")  # good.log is a healthy p4d job
+    return {"parse-good": (("good.log", *p4d), None),
+            **{f"parse-{name.split('.')[0]}": ((name, *p4d), None) for name in files},
+            "parse-binary": (("binary",), None), "parse-many": (("many",), None),
+            "parse-dirloop": (("loopdir",), None),
+            "parse-procdir": (("/proc/self/fdinfo",), None),
+            "parse-sysfile": (("/sys/kernel/mm/transparent_hugepage/enabled",), None),
+            "parse-stdin-empty": (("-",), b""), "parse-stdin-bin": (("-",), os.urandom(200_000)),
+            "parse-stdin-twice": (("-", "-", *p4d), good),
+            "inst-g5": (("good.log", "--instance-type", "g5"), None)}
+
+
+LOG_VERDICTS = {  # an honest verdict (0 pass, 1 fail, 3 inconclusive), or a refusal (2)
+    # good.log is inconclusive on p4d (no published busbw at 2 nodes): what is read of it
+    # (cut, truncated, bad UTF-8 inside, twice on stdin) must not turn into a pass.
+    "parse-good": 3, "parse-empty": 3, "parse-nul": 3, "parse-cronly": 3, "parse-utf16": 3,
+    "parse-badutf8": 3, "parse-cut": 3, "parse-notgz": 3, "parse-trunc": 3, "parse-claims": 3,
+    "parse-binary": 3, "parse-many": 3, "parse-dirloop": 2, "parse-procdir": 3,
+    "parse-sysfile": 3, "parse-stdin-empty": 3, "parse-stdin-bin": 3, "parse-stdin-twice": 3,
+    "inst-g5": 3,
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(LOG_VERDICTS))
+def test_logs_that_are_poor_evidence_get_an_honest_verdict(scratch, case_id):
+    argv, stdin = _log_inputs(scratch)[case_id]
+    check(verify_cli.main, Case(case_id, ("parse", *argv), LOG_VERDICTS[case_id], stdin=stdin),
+          scratch)
