@@ -328,8 +328,8 @@ def test_sagemaker_verify_refuses_before_any_call(scratch, extra):
     check(host_cli.main, Case(f"sm-{'-'.join(extra)[:30]}", (*SM, *extra), 2), scratch)
 
 
-def _log_inputs(scratch) -> dict[str, tuple[tuple[str, ...], bytes | None]]:
-    """Logs that are no evidence, or odd evidence (the audit's parse-* verdict cases)."""
+def _log_input(scratch, case_id: str) -> tuple[tuple[str, ...], bytes | None]:
+    """The argv and stdin of one of the audit's parse-* verdict cases, its file made here."""
     import gzip
 
     good = (scratch / "good.log").read_bytes()
@@ -340,24 +340,26 @@ def _log_inputs(scratch) -> dict[str, tuple[tuple[str, ...], bytes | None]]:
              "notgz.log.gz": b"\x1f\x8b" + bytes(range(256)) * 40,
              "trunc.log.gz": gzip.compress(good)[:-200],
              "claims.log": b"h:1:2 [0] NCCL INFO GDR 1\n# Avg bus bandwidth    : 42.0\n"}
-    for name, data in files.items():
-        (scratch / name).write_bytes(data)
-    many = scratch / "many"
-    many.mkdir()
-    for i in range(5000):
-        (many / f"r{i}.log").write_bytes(b"x\n")
-    (scratch / "loopdir").mkdir()
-    (scratch / "loopdir" / "up").symlink_to("..")
     p4d = ("--instance-type", "p4d")  # good.log is a healthy p4d job
+    for name, data in files.items():
+        if case_id == f"parse-{name.split('.')[0]}":
+            (scratch / name).write_bytes(data)
+            return (name, *p4d), None
+    if case_id == "parse-many":
+        (scratch / "many").mkdir()
+        for i in range(5000):
+            (scratch / "many" / f"r{i}.log").write_bytes(b"x\n")
+    if case_id == "parse-dirloop":
+        (scratch / "loopdir").mkdir()
+        (scratch / "loopdir" / "up").symlink_to("..")
     return {"parse-good": (("good.log", *p4d), None),
-            **{f"parse-{name.split('.')[0]}": ((name, *p4d), None) for name in files},
             "parse-binary": (("binary",), None), "parse-many": (("many",), None),
             "parse-dirloop": (("loopdir",), None),
             "parse-procdir": (("/proc/self/fdinfo",), None),
             "parse-sysfile": (("/sys/kernel/mm/transparent_hugepage/enabled",), None),
             "parse-stdin-empty": (("-",), b""), "parse-stdin-bin": (("-",), os.urandom(200_000)),
             "parse-stdin-twice": (("-", "-", *p4d), good),
-            "inst-g5": (("good.log", "--instance-type", "g5"), None)}
+            "inst-g5": (("good.log", "--instance-type", "g5"), None)}[case_id]
 
 
 LOG_VERDICTS = {  # an honest verdict (0 pass, 1 fail, 3 inconclusive), or a refusal (2)
@@ -373,6 +375,6 @@ LOG_VERDICTS = {  # an honest verdict (0 pass, 1 fail, 3 inconclusive), or a ref
 
 @pytest.mark.parametrize("case_id", sorted(LOG_VERDICTS))
 def test_logs_that_are_poor_evidence_get_an_honest_verdict(scratch, case_id):
-    argv, stdin = _log_inputs(scratch)[case_id]
+    argv, stdin = _log_input(scratch, case_id)
     check(verify_cli.main, Case(case_id, ("parse", *argv), LOG_VERDICTS[case_id], stdin=stdin),
           scratch)
