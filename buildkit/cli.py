@@ -274,9 +274,22 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     from buildkit.engine import find_engine
     from verify import report
     from verify.logparse.result import checks_result
-    from verify.policy import PolicyError, load_policy
+    from verify.policy import Policy, PolicyError, load_policy
+
+    def policy_from(path: str) -> Policy:
+        try:
+            return load_policy(path)
+        except PolicyError as exc:
+            raise CliError(str(exc)) from None
 
     ref = image or _last_built()
+    # What the command line gives is checked before the engine is asked.
+    policy = policy_from(policy_file) if policy_file else None
+    target = None
+    if push_to:
+        from buildkit.ecr import parse_target
+
+        target = parse_target(push_to, registry, dict(os.environ))
     engine = find_engine()
     info = gatemod.inspect(engine, ref)
     labels = info["Config"].get("Labels") or {}
@@ -285,15 +298,7 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     profile = labels.get("dev.efakit.profile")
     spec = _load(labels["dev.efakit.framework"], None if profile == "default" else profile)
     policy_path = policy_file or str(REPO_ROOT / spec.gate_policy)
-    try:
-        policy = load_policy(policy_path)
-    except PolicyError as exc:
-        raise CliError(str(exc)) from None
-    target = None
-    if push_to:
-        from buildkit.ecr import parse_target
-
-        target = parse_target(push_to, registry, dict(os.environ))
+    policy = policy or policy_from(policy_path)
     checks, _ = gatemod.gate_checks(engine, ref, info, spec)
     content, aliases = gatemod.tags_of(info)
     extra = {"tool": {"name": "efakit", "version": __version__, "command": "gate"},

@@ -84,6 +84,9 @@ for key, values in {
         MUTATIONS.append((f"{key}-{n}", key, value, ""))
 
 
+MUTATIONS.append(("unknownkey", "size_budget_gb", 30, "unknown key"))  # the audit's typo
+
+
 def _spec_cases() -> list[tuple[str, dict]]:
     cases = []
     for case_id, key, value, _ in MUTATIONS:
@@ -225,3 +228,31 @@ def test_a_value_with_a_space_stays_one_quoted_env_value(home, tmp_path):
     dockerfile = (out / "Dockerfile").read_text()
     assert 'NCCL_X="a b \\"\\$HOME\\"\\\\"' in dockerfile
     assert "\nRUN curl" not in dockerfile
+
+
+def test_a_framework_with_no_template_and_a_file_that_is_no_spec(home):
+    """The audit's spec-notemplate (a valid spec for a framework with no template) and
+    spec-ecr (images/ecr.yaml, ECR settings, asked for as a framework)."""
+    data = copy.deepcopy(GOOD)
+    data["framework"] = "newfw"
+    (home / "images" / "newfw.yaml").write_text(yaml.safe_dump(data))
+    check(host_cli.main, Case("spec-notemplate", ("render", "newfw", "-o", "out"), 2,
+                              "template"), home)
+    (home / "images" / "ecr.yaml").write_bytes((ROOT / "images" / "ecr.yaml").read_bytes())
+    check(host_cli.main, Case("spec-ecr", ("render", "ecr", "-o", "out"), 2), home)
+
+
+def test_template_syntax_in_a_value_is_text_not_template(home, tmp_path):
+    """The audit's spec-jinjainj: a value holding Jinja syntax is data, rendered as the
+    characters it holds, never evaluated."""
+    data = copy.deepcopy(GOOD)
+    data["env_extra"] = {"NCCL_X": "{{ 7 * 7 }}{% raw %}"}
+    (home / "images" / "pytorch.yaml").write_text(yaml.safe_dump(data))
+    from click.testing import CliRunner
+
+    out = tmp_path / "ctx"
+    result = CliRunner().invoke(host_cli.main, ["render", "pytorch", "--variant", "ec2", "-o",
+                                                str(out)])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "{{ 7 * 7 }}{% raw %}" in dockerfile and "49" not in dockerfile.split("NCCL_X")[1][:20]

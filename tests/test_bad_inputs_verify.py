@@ -150,6 +150,7 @@ def test_bad_numbers(scratch, option, value):
     ("host", ("render",), "efakit render: error: missing argument 'FRAMEWORK'. "
                           "(see efakit render --help)"),
     ("host", ("build", "--nope"), None),
+    ("host", ("build", "pytorch", "--ca-bundle", "/tmp"), None),
     ("host", ("report",), None),
     ("host", ("sagemaker-verify", "--instance-count", "x"), None),
     ("host", ("frobnicate",), "efakit: error: no such command 'frobnicate'. "
@@ -378,3 +379,81 @@ def test_logs_that_are_poor_evidence_get_an_honest_verdict(scratch, case_id):
     argv, stdin = _log_input(scratch, case_id)
     check(verify_cli.main, Case(case_id, ("parse", *argv), LOG_VERDICTS[case_id], stdin=stdin),
           scratch)
+
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/efakit-test.sock"}
+
+
+VERIFIER_REFUSALS = [
+    ("static-rootfile", ("static", "--root", "good.log"), 2),
+    ("static-rootmissing", ("static", "--root", "/nonexistent"), 2),
+    ("env-badinst", ("env", "--instance-type", "bogus"), 2),
+    ("preflight-badinst", ("preflight", "--instance-type", "nope"), 2),
+    ("run-outdir-proc", ("run", "--hosts", "localhost", "--output-dir", "/proc/x"), 2),
+    ("sm-nocfg", ("sagemaker",), 2),
+]
+
+
+@pytest.mark.parametrize("case_id,argv,code", VERIFIER_REFUSALS,
+                         ids=[c[0] for c in VERIFIER_REFUSALS])
+def test_verifier_commands_refuse_in_one_line(scratch, case_id, argv, code):
+    """The audit's static, env, preflight, run and sagemaker refusals."""
+    (scratch / "ie.json").write_text('{"versions": {}, "env": {}}')
+    argv = (*argv, "--image-env", "ie.json") if argv[0] in ("env", "preflight") else argv
+    check(verify_cli.main, Case(case_id, argv, code), scratch)
+
+
+def test_the_entrypoints_instance_type_is_checked_like_the_option(scratch):
+    (scratch / "ie.json").write_text('{"versions": {}, "env": {}}')
+    check(verify_cli.main, Case("env-EFAKIT_INSTANCE_TYPE", ("env", "--shell", "--image-env",
+                                                             "ie.json"), 2,
+                                env={"EFAKIT_INSTANCE_TYPE": "bogus"}), scratch)
+
+
+ENGINE_REFUSALS = [
+    ("gate-noimage", ("gate", "--out", "emptydir/gate"), 2),
+    ("gate-img", ("gate", "some-image", "--out", "emptydir/gate"), 4),
+    ("gate-badpolicy", ("gate", "some-image", "--policy", "binary"), 2),
+    ("gate-badpush", ("gate", "some-image", "--push", "not a uri!!"), 2),
+    ("base-nodocker", ("base-image", "--mirror", "emptydir"), 4),
+]
+
+
+@pytest.mark.parametrize("case_id,argv,code", ENGINE_REFUSALS,
+                         ids=[c[0] for c in ENGINE_REFUSALS])
+def test_engine_commands_without_an_engine(scratch, case_id, argv, code):
+    """Without a Docker engine (DOCKER_HOST points nowhere) gate and base-image say so in
+    one line; a bad policy or push target is refused before the engine is asked."""
+    check(host_cli.main, Case(case_id, argv, code, env=NO_ENGINE), scratch)
+
+
+def test_the_same_file_for_two_reports_is_refused(scratch):
+    check(verify_cli.main, Case("out-same", ("parse", "good.log", "-o", "same", "--junit",
+                                             "same"), 2), scratch)
+
+
+def test_plotting_a_result_without_rows(scratch):
+    from click.testing import CliRunner
+
+    empty = CliRunner().invoke(verify_cli.main, ["parse", "-", "--json"], input=b"")
+    (scratch / "e.json").write_text(empty.stdout)
+    check(host_cli.main, Case("report-plot-noro", ("report", "e.json", "--plot", "p.png"), 2,
+                              "no nccl-tests rows"), scratch)
+
+
+def test_a_closed_stdout_is_quiet(scratch):
+    """`efa-verify parse ... | head -c 10`: the reader goes away; no traceback, at most
+    one line, the verdict's exit code or the one for a broken stdout."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "verify.cli", "parse", "good.log", "--json"],
+                            cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (2, 3) and "Traceback" not in err, err
+    assert len(err.splitlines()) <= 1, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -36,6 +37,20 @@ def report_options(func):
         click.option("--policy", "policy_file", default=None, metavar="FILE",
                      help="Required checks and waivers (default: everything required)."),
     ]
+    command = func
+
+    @functools.wraps(command)
+    def distinct_targets(**kwargs):
+        # Two reports into one file: the second would silently replace the first.
+        given = [kwargs.get(k) for k in ("json_file", "junit_file", "markdown_file")]
+        files = [os.path.realpath(t) for t in given
+                 if t and (not os.path.exists(t) or os.path.isfile(t))]
+        if len(set(files)) < len(files):
+            raise click.UsageError("-o, --junit and --markdown name the same file; "
+                                   "each report needs its own")
+        return command(**kwargs)
+
+    func = distinct_targets
     for option in reversed(options):
         func = option(func)
     return func
