@@ -211,3 +211,19 @@ def test_prepare_out_removes_only_what_it_made(tmp_path):
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["keep"]
     assert sm.prepare_out(tmp_path) == [] and tmp_path.is_dir()
     assert not list(Path(tmp_path).glob(".efakit-probe-*"))
+
+
+# --- the audit's AWS-side cases, against moto ---------------------------------------------
+
+@pytest.mark.parametrize("case_id,env", [
+    ("sm-badprofile", {"AWS_PROFILE": "nope"}),
+    ("sm-deadendpoint", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}),
+])
+def test_unusable_aws_settings_are_one_error_line(moto_env, tmp_path, case_id, env):
+    proc = efakit("sagemaker-verify", *BASE, "--no-wait", "--job-name", "efakit-x",
+                  "--out", str(tmp_path / "out"), env={**moto_env, **env})
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("efakit: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert not (tmp_path / "out").exists()
