@@ -249,7 +249,7 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     from buildkit import gate as gatemod
     from buildkit.engine import find_engine
     from verify import report
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import PolicyError, load_policy
 
     ref = image or _last_built()
@@ -316,7 +316,7 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
     """Push under the immutable-tag rule, then read the scan into the verdict."""
     from buildkit import ecr
     from buildkit.gate import scan_check
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
 
     client = ecr.client(target.region)
     repo = ecr.ensure_repository(client, target.repository)

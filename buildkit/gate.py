@@ -12,10 +12,9 @@ import re
 
 from buildkit.engine import Engine
 from buildkit.spec import Spec
+from verify.checks import Check, Evidence
 from verify.components import components
 from verify.envrules import lint_env
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
 from verify.policy import Policy
 
 VERSION_LABELS = ("torch", "cuda", *(row.label for row in components().values()))

@@ -123,7 +123,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
     from pathlib import Path
 
     from verify import startenv
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import PolicyError, load_policy
     from verify.static import Image, static_checks
 
@@ -159,7 +159,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
     from pathlib import Path
 
     from verify import detect, startenv
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import PolicyError, load_policy
     from verify.preflight import Host, preflight_checks
 

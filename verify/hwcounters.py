@@ -11,8 +11,7 @@ import json
 import socket
 from pathlib import Path
 
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
+from verify.checks import Check, Evidence
 from verify.tables import load_table
 
 Snapshot = dict[str, dict[str, int]]  # "device/port" -> counter -> value

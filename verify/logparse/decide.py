@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from verify.logparse.model import Evidence, JobModel, TestRun, is_efa_provider
+from verify.checks import Evidence
+from verify.logparse.model import JobModel, TestRun, is_efa_provider
 from verify.profiles import Profile, UnknownInstance, resolve
 
 GIB = 1 << 30
@@ -35,23 +36,6 @@ class Finding:
     def as_dict(self) -> dict:
         return {"value": self.value, "reason": self.reason,
                 "evidence": [e.as_dict() for e in self.evidence]}
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # pass | fail | skip | waived | unknown
-    required: bool
-    message: str
-    evidence: list[Evidence] = field(default_factory=list)
-    waiver: dict | None = None
-
-    def as_dict(self) -> dict:
-        out = {"name": self.name, "status": self.status, "required": self.required,
-               "message": self.message, "evidence": [e.as_dict() for e in self.evidence]}
-        if self.waiver:
-            out["waiver"] = self.waiver
-        return out
 
 
 def _worst(values: set[str]) -> str:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
+from verify.checks import Evidence
 from verify.logparse.scan import Event, Row
 from verify.tables import load_table
 
@@ -46,17 +47,6 @@ def is_efa_provider(provider: str | None) -> bool:
 def normalise_provider(raw: str) -> str:
     """`efa, fabric is efa (found 4 nics)` -> `efa`; `efa;ofi_rxr` stays."""
     return raw.split(",")[0].split(" ")[0].strip().rstrip(".")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    file: str
-    line: int
-    rank: int | None
-    text: str
-
-    def as_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "rank": self.rank, "text": self.text}
 
 
 def evidence_of(event: Event | Row, rank: int | None = None) -> Evidence | None:

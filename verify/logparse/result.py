@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from verify import __version__
+from verify import checks as checkmod
+from verify.checks import SCHEMA_VERSION, Check, Evidence
 from verify.logparse import decide
-from verify.logparse.decide import Check, Finding
-from verify.logparse.model import Evidence, JobModel, is_efa_provider
+from verify.logparse.decide import Finding
+from verify.logparse.model import JobModel, is_efa_provider
 from verify.logparse.scan import scan_sources
 from verify.logparse.sources import Source
-from verify.policy import Policy, apply, verdict
+from verify.policy import Policy
 from verify.profiles import Profile
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -208,17 +207,12 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
                             f"{nodes if nodes is not None else 'unknown'} NCCL node(s), "
                             f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
     checks.extend(more_checks)
-    apply(policy, checks)
-    word, deciding = verdict(checks)
+    word, reason = checkmod.decide(policy, checks)
     if m.events == 0 and word != "fail":
         reason = "no NCCL_DEBUG=INFO or nccl-tests lines in the input (empty or truncated?)"
-    elif deciding is None:
-        reason = "every required check passed"
-    else:
-        reason = f"{deciding.name}: {deciding.message}"
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "efa-verify", "version": __version__, "command": command},
+        "tool": checkmod.tool(command),
         "inputs": inputs,
         "instance": {"name": instance.name, "source": instance_source} if instance else None,
         "expect": {"provider": expected, "nodes": opts.expect_nodes},
@@ -248,27 +242,3 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
 
 def _word(value: object) -> str:
     return {True: "yes", False: "no", None: "unknown"}[value]  # type: ignore[index]
-
-
-def checks_result(command: str, checks: list[Check], policy: Policy,
-                  instance: Profile | None, extra: dict | None = None) -> dict:
-    """The same JSON contract for commands that produce checks but parse no logs."""
-    apply(policy, checks)
-    word, deciding = verdict(checks)
-    reason = "every required check passed" if deciding is None else \
-        f"{deciding.name}: {deciding.message}"
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "efa-verify", "version": __version__, "command": command},
-        "inputs": [],
-        "instance": {"name": instance.name, "source": "--instance-type"} if instance else None,
-        "expect": {},
-        "verdict": word, "verdict_reason": reason,
-        "transport": None, "provider": None, "efa_used": None, "gdr_used": None,
-        "plugin_version": None, "nccl_version": None, "libfabric_version": None,
-        "nodes": None, "ranks": None, "busbw_avg_GBps": None, "busbw_peak_GBps": None,
-        "wrong_values": None, "tests": [], "errors": [], "errors_dropped": 0,
-        "checks": [c.as_dict() for c in checks], "findings": {}, "ranks_detail": [],
-    }
-    result.update(extra or {})
-    return result

@@ -1,0 +1,81 @@
+"""Checks are one concept: one registry of names, used by every producer and by policies."""
+
+import ast
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_parse_formats import good
+from verify.checks import Check, registry, unknown_names
+from verify.policy import PolicyError, load_policy
+
+PRODUCERS = ("verify/static.py", "verify/preflight.py", "verify/hwcounters.py",
+             "verify/runjob.py", "verify/logparse/result.py", "buildkit/gate.py")
+
+
+def _literal_check_names(path):
+    """Every string literal passed as the first argument of Check(...) in a module."""
+    tree = ast.parse((ROOT / path).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Check" \
+                and node.args and isinstance(node.args[0], ast.Constant):
+            yield node.args[0].value
+
+
+@pytest.mark.parametrize("path", PRODUCERS)
+def test_every_producer_names_registered_checks(path):
+    names = list(_literal_check_names(path))
+    assert names, f"{path} makes no check: the list of producers is stale"
+    assert unknown_names(names) == []
+
+
+def test_no_producer_imports_checks_from_the_parser():
+    for path in PRODUCERS + ("buildkit/cli.py", "verify/cli.py"):
+        text = (ROOT / path).read_text()
+        assert "logparse.decide import Check" not in text
+        assert "logparse.model import Evidence" not in text
+        assert "logparse.result import checks_result" not in text
+
+
+def test_a_check_with_an_unregistered_name_cannot_be_made():
+    with pytest.raises(ValueError, match="not in verify/data/checks.yaml"):
+        Check("bandwith", "pass", True, "typo")
+    with pytest.raises(ValueError, match="status 'ok'"):
+        Check("bandwidth", "ok", True, "bad status")
+
+
+def test_registry_rows_say_who_produces_them_and_why():
+    for name, row in registry().items():
+        assert set(row["producers"]) <= {"parse", "run", "static", "preflight", "gate"}, name
+        assert row["meaning"].strip(), name
+
+
+@pytest.mark.parametrize("text,where", [
+    ("required: {bandwith: false}\n", "required names unknown check(s) bandwith"),
+    ("waivers:\n  - {check: efa_use, reason: r, expires: 2030-01-01}\n",
+     "waivers names unknown check(s) efa_use"),
+])
+def test_misspelled_check_names_are_refused(tmp_path, text, where):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=re.escape(where)):
+        load_policy(path)
+
+
+def test_gate_policy_names_are_registered():
+    for path in (ROOT / "images" / "policies").glob("*.yaml"):
+        load_policy(path)  # raises on an unknown name
+
+
+def test_misspelled_waiver_is_one_line_exit_2(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text(good())
+    bad = tmp_path / "p.yaml"
+    bad.write_text("waivers:\n  - {check: bandwith, reason: r, expires: 2030-01-01}\n")
+    proc = subprocess.run(["efa-verify", "parse", str(log), "--policy", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "bandwith" in proc.stderr
+    assert "Traceback" not in proc.stderr
