@@ -7,8 +7,11 @@ import subprocess
 import pytest
 
 from tests.parsehelp import check, parse_text
-from tests.test_parse_formats import good, table
+from tests.test_parse_formats import good, slow_table, table
 from verify.policy import PolicyError, load_policy
+
+# Below 80% of p5's lowest published 2-node figure, above the derived floor.
+LOW = slow_table(200)
 
 
 def _policy(tmp_path, text):
@@ -27,13 +30,13 @@ def test_waiver_shows_waived_never_pass_and_changes_the_verdict(tmp_path):
     policy = _policy(tmp_path, f"""
 waivers:
   - check: bandwidth
-    reason: "p4d has no published busbw yet (ticket NET-12)"
+    reason: "p5 fabric upgrade pending (ticket NET-12)"
     expires: {future}
 """)
-    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + LOW, instance="p5",
                         policy=policy)
     bw = check(result, "bandwidth")
-    assert bw["status"] == "waived" and bw["waiver"]["status_without_waiver"] == "unknown"
+    assert bw["status"] == "waived" and bw["waiver"]["status_without_waiver"] == "fail"
     assert result["verdict"] == "pass"
 
 
@@ -44,16 +47,16 @@ waivers:
     reason: "temporary"
     expires: 2020-01-01
 """)
-    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + LOW, instance="p5",
                         policy=policy)
     bw = check(result, "bandwidth")
-    assert bw["status"] == "unknown" and "waiver expired 2020-01-01" in bw["message"]
-    assert result["verdict"] == "inconclusive"
+    assert bw["status"] == "fail" and "waiver expired 2020-01-01" in bw["message"]
+    assert result["verdict"] == "fail"
 
 
 def test_not_required_check_does_not_decide(tmp_path):
     policy = _policy(tmp_path, "required: {bandwidth: false}\n")
-    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + LOW, instance="p5",
                         policy=policy)
     assert check(result, "bandwidth")["required"] is False and result["verdict"] == "pass"
 

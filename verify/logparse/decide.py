@@ -13,8 +13,6 @@ from verify.checks import Evidence
 from verify.logparse.model import JobModel, TestRun, is_efa_provider
 from verify.profiles import Profile, UnknownInstance, resolve
 
-GIB = 1 << 30
-BANDWIDTH_FRACTION = 0.8
 # Transports ranked from worst to best: the worst one seen is the job's.
 TRANSPORT_ORDER = ("socket", "ib", "libfabric")
 # libfabric providers without GPUDirect RDMA.
@@ -181,11 +179,6 @@ def instance_from_log(m: JobModel) -> Profile | None:
 def last_complete_test(m: JobModel) -> TestRun | None:
     complete = [t for t in m.tests if t.complete]
     return complete[-1] if complete else (m.tests[-1] if m.tests else None)
-
-
-def busbw_of(row: dict) -> float | None:
-    values = [row[s]["busbw_GBps"] for s in ("oop", "ip") if row[s]["busbw_GBps"] is not None]
-    return max(values) if values else None
 
 
 def wrong_values(test: TestRun | None) -> int | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from verify import bandwidth, baseline
 from verify import checks as checkmod
+from verify.baseline import Baseline
 from verify.checks import SCHEMA_VERSION, Check, Evidence
 from verify.logparse import decide
 from verify.logparse.decide import Finding
@@ -22,6 +24,8 @@ class Options:
     instance_source: str | None = None
     expect_nodes: int | None = None
     expect_provider: str = "efa"
+    collective: str | None = None  # what `run --test` ran; parse reads it from the table
+    baseline: Baseline | None = None
 
 
 def parse_sources(sources: list[Source]) -> tuple[JobModel, list[dict]]:
@@ -61,35 +65,20 @@ def _ranks(m: JobModel) -> int | None:
     return m.nranks or len(m.device_hosts) or len(m.ranks) or None
 
 
-def _bandwidth_check(m: JobModel, opts: Options, instance: Profile | None,
-                     nodes: int | None, ranks: int | None) -> Check:
-    test = decide.last_complete_test(m)
-    if test is None:
-        return Check("bandwidth", "skip", True, "no nccl-tests results in the input")
-    ev = [test.avg_evidence] if test.avg_evidence else []
-    if ranks == 1:
-        return Check("bandwidth", "unknown", True, "single-rank run: bus bandwidth is 0 by "
-                     "definition and says nothing about the network", ev)
-    big = [r for r in test.rows if (r["size"] or 0) >= decide.GIB and decide.busbw_of(r)]
-    if instance is None:
-        return Check("bandwidth", "unknown", True,
-                     "no instance type (--instance-type) to take an expectation from", ev)
-    expected = instance.expected_busbw(nodes)
-    if expected is None:
-        return Check("bandwidth", "unknown", True,
-                     f"no published busbw for {instance.name} at {nodes or '?'} nodes", ev)
-    if not big:
-        return Check("bandwidth", "unknown", True,
-                     "no result rows at >= 1 GiB (run the sweep to at least 1 GiB)", ev)
-    best = max(big, key=decide.busbw_of)
-    got = decide.busbw_of(best)
-    bar = expected * decide.BANDWIDTH_FRACTION
-    row_ev = [Evidence(test.file, best["line"], None,
-                       f"size {best['size']} B busbw {got} GB/s")]
-    status = "pass" if got >= bar else "fail"
-    return Check("bandwidth", status, True,
-                 f"busbw {got:.1f} GB/s at {best['size']} B vs {bar:.1f} GB/s "
-                 f"(80% of {expected:g} GB/s for {instance.name}, {nodes} nodes)", row_ev)
+def _bandwidth_checks(m: JobModel, opts: Options, instance: Profile | None,
+                      nodes: int | None, ranks: int | None) -> list[Check]:
+    """bandwidth (published), bandwidth_derived (model) and bandwidth_baseline (site)."""
+    names = ("bandwidth", "bandwidth_derived", "bandwidth_baseline")
+    judged, why = bandwidth.judge_tables(m.tests, ranks, nodes, opts.collective)
+    if why is None:
+        return [Check(n, "skip", True, "no nccl-tests results in the input") for n in names]
+    if instance is None and not why:
+        why = "no instance type (--instance-type) to take an expectation from"
+    if why:
+        checks = [Check(n, "unknown", True, why) for n in names[:2]]
+        return checks + [baseline.compare_check(opts.baseline, [], why)]
+    return [bandwidth.published_check(judged, instance), bandwidth.derived_check(judged, instance),
+            baseline.compare_check(opts.baseline, judged, why)]
 
 
 def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
@@ -140,7 +129,7 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     libfabric_version, _ = _version(m, "libfabric_version")
     nodes, ranks = _nodes(m), _ranks(m)
     test = decide.last_complete_test(m)
-    peak = max((decide.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
+    peak = max((bandwidth.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
 
     checks: list[Check] = [
         Check("transport", _status(net.value, "libfabric"), True,
@@ -196,7 +185,9 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     else:
         checks.append(Check("nccl_tests", "pass", True, "no wrong values",
                             [test.oob_evidence] if test.oob_evidence else []))
-    checks.append(_bandwidth_check(m, opts, instance, nodes, ranks))
+    # Where the log names no nodes, the bandwidth expectation takes the user's count.
+    bw_nodes = opts.expect_nodes if nodes is None else nodes
+    checks.extend(_bandwidth_checks(m, opts, instance, bw_nodes, ranks))
     errors = [e for e in m.errors if e.severity == "error"]
     checks.append(Check("errors", "fail" if errors else "pass", True,
                         f"{len(errors)} error line(s)" if errors else "no error lines",
