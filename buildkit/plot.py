@@ -12,7 +12,7 @@ from pathlib import Path
 
 from verify.bandwidth import human_size
 
-EXPECTED_STYLE = {"published": ("grey", "--"), "derived": ("tab:orange", ":"),
+EXPECTED_STYLE = {"published": ("grey", "--"), "derived": ("tab:red", ":"),
                   "baseline": ("tab:green", "-.")}
 
 
@@ -72,6 +72,9 @@ def plot_busbw(result: dict, out: Path) -> Path:
         elif points:
             ax.plot([p[0] for p in points], [p[1] for p in points], color=colour,
                     linestyle=style, label=label)
+        if curve.get("min_size"):
+            ax.axvline(curve["min_size"], color=colour, alpha=0.3, linewidth=0.8,
+                       label=f"judged from {human_size(curve['min_size'])}")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(LogLocator(base=2, numticks=12))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: human_size(int(x)) if x >= 1

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, ROOT
 from tests.parsehelp import check, parse_paths, parse_text
 from tests.test_hosts_counters import _bumped
 from tests.test_run import efa_sysfs
@@ -168,7 +168,7 @@ def test_single_rank_table_is_one_rank():
 def test_every_collective_is_judged(tmp_path):
     p4d = resolve("p4d")
     # SYNTHETIC reduce_scatter table well above the floor, then an alltoall one below it.
-    lines = _all_reduce_rows(16, [(1 << 30, 30.0)]).replace("  sum  ", "  sum  ")
+    lines = _all_reduce_rows(16, [(1 << 30, 30.0)])
     reduce_scatter = lines.replace(f"{30 / (2 * 15 / 16):7.2f}", f"{30 / (15 / 16):7.2f}")
     result = parse_text(tmp_path, reduce_scatter, instance="p4d", expect_nodes=2)
     derived = check(result, "bandwidth_derived")
@@ -262,3 +262,12 @@ def test_plot_draws_the_expected_curve_and_titles_the_verdict(tmp_path):
     assert title(result, curves) == "p4d.24xlarge, 2 nodes, 16 ranks, all_reduce: PASS"
     png = plot_busbw(result, tmp_path / "bw.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_with_expected_curves_match_the_schema(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "verify" / "schema" / "result.schema.json").read_text())
+    for prefix in ("001", "004"):
+        result = parse_paths([corpus(prefix)], instance="p5", expect_nodes=2)
+        assert any(c.get("detail") for c in result["checks"])
+        jsonschema.validate(result, schema)

@@ -46,7 +46,7 @@ class _Table:
     """A result's test table in the shape judge_tables reads."""
 
     def __init__(self, test: dict) -> None:
-        self.file = test.get("file", "?")
+        self.file = test.get("file", "result")
         self.rows = test.get("rows") or []
 
 
