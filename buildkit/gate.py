@@ -12,7 +12,7 @@ import re
 
 from buildkit.engine import Engine
 from buildkit.spec import Spec
-from verify.checks import Check, Evidence
+from verify.checks import Check, Evidence, unknown_names
 from verify.components import components
 from verify.envrules import lint_env
 from verify.policy import Policy
@@ -92,6 +92,10 @@ def static_in_image(engine: Engine, ref: str) -> tuple[list[Check], dict]:
         return [Check("static", "fail", True, f"efa-verify static did not run in the image "
                       f"(exit {done.returncode}): {last}")], {}
     # Inside, the default policy (nothing waived) applies; the gate's policy decides here.
+    unknown = unknown_names(c["name"] for c in result["checks"])
+    if unknown:  # an image whose verifier is newer or older than this gate's registry
+        return [Check("static", "fail", True, "efa-verify static in the image reported "
+                      f"check(s) this gate does not know: {', '.join(unknown)}")], result
     checks = [Check(c["name"], c["status"], c["required"], c["message"],
                     [Evidence(**e) for e in c["evidence"]]) for c in result["checks"]]
     return checks, result

@@ -1,6 +1,7 @@
 """Checks are one concept: one registry of names, used by every producer and by policies."""
 
 import ast
+import json
 import re
 import subprocess
 
@@ -79,3 +80,23 @@ def test_misspelled_waiver_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "bandwith" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_gate_refuses_an_image_reporting_checks_it_does_not_know():
+    from types import SimpleNamespace
+
+    from buildkit.gate import static_in_image
+
+    class Recorded:
+        """What `docker run IMAGE efa-verify static --json` printed, replayed."""
+
+        def run(self, *args, **kwargs):
+            body = {"checks": [{"name": "plugin", "status": "pass", "required": True,
+                                "message": "ok", "evidence": []},
+                               {"name": "quantum_link", "status": "pass", "required": True,
+                                "message": "new", "evidence": []}]}
+            return SimpleNamespace(stdout=json.dumps(body), stderr="", returncode=0)
+
+    checks, _ = static_in_image(Recorded(), "efakit-test/none:x")
+    assert [(c.name, c.status) for c in checks] == [("static", "fail")]
+    assert "quantum_link" in checks[0].message
