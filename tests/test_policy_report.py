@@ -68,20 +68,31 @@ def test_not_required_check_does_not_decide(tmp_path):
     ("required: {bandwidth: maybe}\n", "maps check names to true/false"),
     ("colour: red\n", "unknown key"),
     ("- a list\n", "expected a mapping"),
+    # check names come from verify/data/checks.yaml: a typo is refused, not ignored
+    ("required: {bandwith: false}\n", r"required names unknown check\(s\) bandwith"),
+    ("waivers:\n  - {check: efa_use, reason: r, expires: 2030-01-01}\n",
+     r"waivers names unknown check\(s\) efa_use"),
 ])
 def test_bad_policies(tmp_path, text, message):
     with pytest.raises(PolicyError, match=message):
         _policy(tmp_path, text)
 
 
-def test_bad_policy_on_the_command_line_is_exit_2(tmp_path):
+@pytest.mark.parametrize("text,message", [
+    ("colour: red\n", "unknown key"),
+    # a misspelled check name used to waive nothing, silently
+    ("waivers:\n  - {check: bandwith, reason: r, expires: 2030-01-01}\n",
+     "waivers names unknown check(s) bandwith"),
+])
+def test_bad_policy_on_the_command_line_is_one_line_exit_2(tmp_path, text, message):
     log = tmp_path / "x.log"
     log.write_text(good())
     bad = tmp_path / "p.yaml"
-    bad.write_text("colour: red\n")
+    bad.write_text(text)
     proc = subprocess.run(["efa-verify", "parse", str(log), "--policy", str(bad)],
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and "unknown key" in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 def test_report_and_plot_from_a_result(tmp_path):
