@@ -192,6 +192,15 @@ _YES_FACTS = ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
               "libfabric_efa", "efa_address")
 
 
+def trace_net(source: str) -> str:
+    """The transport an error trace's source file or function belongs to."""
+    if "net_socket" in source:
+        return "socket"
+    if "ofi_" in source:
+        return "libfabric"
+    return "ib"  # transport/net_ib, misc/ibvwrap, ib_plugin
+
+
 def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
     """The value an event adds to its fact, or None if the kind is not a fact."""
     if kind in _FACT_FIELDS:
@@ -201,6 +210,10 @@ def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
         return "yes"
     if kind == "ofi_platform":
         return fields.get("platform") or "aws"
+    if kind == "ib_using":
+        return fields.get("link") or "IB"
+    if kind == "trace_transport":
+        return trace_net(fields.get("source") or "")
     return None
 
 
@@ -279,7 +292,7 @@ class JobModel:
             key = (net_kind(fields["net"]), fields["gdr"] is not None) if fields["net"] \
                 else ("local",)
             return state.wants(key) or state.host is None
-        if kind in ("warn", "libfabric_warn", "test_failure"):
+        if kind in ("warn", "libfabric_warn", "test_failure", "plugin_warn"):
             return True
         value = _fact_value(kind, fields)
         if value is None:
@@ -332,10 +345,15 @@ class JobModel:
             self._error("libfabric_warn", f["message"] or event.text, ev, "libfabric_warn", n)
         elif kind == "test_failure":
             self._error("test_failure", f["message"] or event.text, ev, "test_failure", n)
+        elif kind == "plugin_warn":
+            self._error("nccl_warn", f["message"] or event.text, ev, "warn", n)
 
     def _comm(self, event: Event, ev: Evidence | None) -> None:
         f = event.fields
         nnodes = _int(f.get("nnodes"))
+        nranks, local = _int(f.get("nranks")), _int(f.get("local"))
+        if not nnodes and nranks and local and nranks % local == 0:
+            nnodes = nranks // local  # NCCL's own count when it prints no nNodes
         if nnodes:
             self.nnodes = max(self.nnodes, nnodes)
             self.fact("nnodes").add(str(nnodes), ev, event.count)
@@ -366,7 +384,10 @@ class JobModel:
         key = (net_kind(f["net"]), f["gdr"] is not None)
         state.nets[key] += event.count
         state.add(key, ev)
-        self.fact("net_channel").add(f"{key[0]}{'/GDRDMA' if key[1] else ''}", ev, event.count)
+        value = f"{key[0]}{'/GDRDMA' if key[1] else ''}"
+        self.fact("net_channel").add(value, ev, event.count)
+        if f["dir"]:  # GPUDirect is decided per direction (see decide.gdr_used)
+            self.fact(f"net_channel_{f['dir']}").add(value, ev, event.count)
 
     def _test_for(self, event: Event) -> TestRun:
         test = self._open_test.get(event.file)

@@ -152,8 +152,9 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     if observed and expected == "efa" and is_efa_provider(observed):
         observed = "efa"  # efa-direct is the same device
     prov_ev = prov.evidence
-    if observed is None and efa.value and expected == "efa":
-        observed, prov_ev = "efa", efa.evidence
+    named = decide.efa_named(m)
+    if observed is None and efa.value and expected == "efa" and named:
+        observed, prov_ev = "efa", named  # a line that names efa, not a GDRDMA channel line
     checks.append(Check("provider", _status(observed, expected) if observed else "unknown", True,
                         f"provider {prov.value or observed or 'unknown'} (expected {expected})",
                         prov_ev))
