@@ -186,7 +186,8 @@ _FACT_FIELDS = {
     "provider_filter": ("provider", normalise_provider),
     "fi_provider_env": ("provider", normalise_provider),
     "ofi_version": ("version", str), "libfabric_version": ("version", str),
-    "nccl_version": ("version", str), "gdr_off": ("text", str),
+    "nccl_version": ("version", str), "nccl_version_in_error": ("version", str),
+    "gdr_off": ("text", str),
 }
 _YES_FACTS = ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
               "libfabric_efa", "efa_address")

@@ -155,9 +155,10 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     named = decide.efa_named(m)
     if observed is None and efa.value and expected == "efa" and named:
         observed, prov_ev = "efa", named  # a line that names efa, not a GDRDMA channel line
+    said = prov.value or (f"{observed} (no 'Selected provider' line; named by the lines "
+                          "cited)" if observed else "unknown")
     checks.append(Check("provider", _status(observed, expected) if observed else "unknown", True,
-                        f"provider {prov.value or observed or 'unknown'} (expected {expected})",
-                        prov_ev))
+                        f"provider {said} (expected {expected})", prov_ev))
     if expected == "efa":
         checks.append(Check("efa_used", _status(efa.value), True,
                             f"EFA used: {_word(efa.value)}: {efa.reason}", efa.evidence))
@@ -181,6 +182,11 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     elif nccl_version:
         checks.append(Check("nccl_version", "pass", True, f"one NCCL version: {nccl_version}",
                             m.facts["nccl_version"].first(nccl_version)[:1]))
+    elif m.facts.get("nccl_version_in_error"):  # no version line: torch's error message
+        nccl_version = m.facts["nccl_version_in_error"].values.most_common(1)[0][0]
+        checks.append(Check("nccl_version", "pass", True, f"NCCL version {nccl_version}, as "
+                            "torch's error message reports it (no NCCL version line)",
+                            m.facts["nccl_version_in_error"].first(nccl_version)[:1]))
     else:
         checks.append(Check("nccl_version", "skip", True, "no NCCL version line"))
     wrong = decide.wrong_values(test)

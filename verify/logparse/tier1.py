@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from verify.logparse.patterns import INFO_MARKER, WARN_MARKER, decode, parse_text, tier2_lines
 
 CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
-WARN_RE = re.compile(WARN_MARKER + rb"([^\n]*)")
+# A WARN record's message, and the `file:line` (or function) its prefix names: an error
+# trace's source proves which transport ran (trace_transport in log_patterns.yaml).
+WARN_RE = re.compile(rb"(?:([\w./]+):\d+ )?" + WARN_MARKER + rb"([^\n]*)")
 INFO_MESSAGE_RE = re.compile(INFO_MARKER + rb"([^\n]*)")
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
 PREFIX_PROBE = 512  # new pieces in a block enough to tell whether line prefixes all differ
@@ -63,17 +65,17 @@ def _numbered(data: bytes, line_base: int, items: list[tuple]) -> Iterator[tuple
         yield line_no, item
 
 
-def _own_line_warns(data: bytes) -> list[bytes]:
-    """The messages of WARN records not glued after an INFO record on their line (those
-    are read with that INFO message), each cut where a glued INFO record begins, as
-    the pieces are."""
+def _own_line_warns(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The (source, message) of WARN records not glued after an INFO record on their line
+    (those are read with that INFO message), each message cut where a glued INFO record
+    begins, as the pieces are."""
     found = []
     for match in WARN_RE.finditer(data):
         start = data.rfind(b"\n", 0, match.start()) + 1
         if data.find(INFO_MARKER, start, match.start()) < 0:
-            message = match.group(1)
+            message = match.group(2)
             glued = message.find(INFO_MARKER)
-            found.append(message if glued < 0 else message[:glued])
+            found.append((match.group(1) or b"", message if glued < 0 else message[:glued]))
     return found
 
 
@@ -102,7 +104,8 @@ class SignatureTable:
         if sid is not None:
             return sid
         if key.__class__ is tuple:
-            cache, text_key = self.id_of_text, WARN_MARKER + key[1]
+            source = key[2] + b":0 " if key[2] else b""  # type: ignore[index]
+            cache, text_key = self.id_of_text, source + WARN_MARKER + key[1]
             text = text_key
         else:
             end = key.find(b"\n")  # type: ignore[union-attr]
@@ -240,7 +243,7 @@ class Tier1Counter:
         infos = INFO_MESSAGE_RE.findall(data)
         raw.update(infos)
         warns = _own_line_warns(data) if WARN_MARKER in data else []
-        raw.update((b"WARN", m) for m in warns)
+        raw.update((b"WARN", m, s or b"") for s, m in warns)
         found, pos = [], 0
         for key in self._new_keys(known):
             if self._claim(SIGNATURES.id_of(key)):
@@ -266,11 +269,11 @@ class Tier1Counter:
                 # A WARN on the piece's first line is glued after its INFO record and is
                 # read with that message; only the lines after it hold WARN records.
                 lines_at = key.find(b"\n") + 1
-                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key, lines_at)] \
+                warn_pieces[key] = [(b"WARN", m, s) for s, m in WARN_RE.findall(key, lines_at)] \
                     if lines_at else []
         warns: Counter = Counter()
         if WARN_MARKER in head:
-            warns.update((b"WARN", m) for m in WARN_RE.findall(head))
+            warns.update((b"WARN", m, s) for s, m in WARN_RE.findall(head))
         for (piece, pairs), seen in itertools.zip_longest(warn_pieces.items(), before,
                                                           fillvalue=0):
             if (delta := raw[piece] - seen) > 0:  # type: ignore[operator]
