@@ -27,6 +27,7 @@ Floor: the parser at >= 1/4 of grep's throughput at every rank count; stretch:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -161,8 +162,12 @@ def bench_one(workdir: Path, ranks: int, args: argparse.Namespace) -> bool:
     parsed = parse_runs[-1][1]
     if not args.keep:
         shutil.rmtree(log) if args.per_rank_files else log.unlink()
-    ok = parsed.returncode in (0, 1, 3) and '"efa_used": true' in parsed.stdout \
-        and f'"ranks": {ranks},' in parsed.stdout
+    try:
+        result = json.loads(parsed.stdout)
+    except ValueError:
+        result = {}
+    ok = parsed.returncode in (0, 1, 3) and result.get("efa_used") is True \
+        and result.get("ranks") == ranks and result.get("gdr_used") is True
     if not ok:
         print(f"{ranks} ranks: parser failed (exit {parsed.returncode}): {parsed.stderr[-500:]}")
         return False

@@ -174,3 +174,48 @@ def test_provider_check_never_passes_on_a_line_that_names_no_provider(tmp_path):
             "h:1:2 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/Libfabric/0/GDRDMA\n")
     result = parse_text(tmp_path, text)
     assert result["provider"] is None and check(result, "provider")["status"] == "unknown"
+
+
+def _many_ranks(tmp_path, bad_rank: int | None = None, ranks: int = 3000) -> Path:
+    """A log of `ranks` processes, a host and pid each (as a big job prints), so nearly
+    every piece is new and tier 1 counts masked shapes."""
+    from tests.test_parse_formats import good, table
+
+    text = "".join(good(f"node-{r:05d}", r, r ^ 1).replace(":188:", f":{1000 + r}:")
+                   for r in range(ranks))
+    if bad_rank is not None:
+        one = good(f"node-{bad_rank:05d}", bad_rank, bad_rank ^ 1).replace(
+            ":188:", f":{1000 + bad_rank}:")
+        text = text.replace(one, one.replace("/GDRDMA", ""))
+    path = tmp_path / "big.log"
+    path.write_text(text + table())
+    return path
+
+
+SUMMARY = ("verdict", "transport", "provider", "efa_used", "gdr_used", "nccl_version",
+           "plugin_version", "libfabric_version", "nodes", "ranks", "busbw_avg_GBps",
+           "busbw_peak_GBps", "wrong_values", "errors", "checks")
+
+
+@pytest.mark.parametrize("bad_rank", [None, 2717])
+def test_shape_counting_at_scale_agrees_with_piece_counting(tmp_path, monkeypatch, bad_rank):
+    from verify.logparse import tier1
+
+    log = _many_ranks(tmp_path, bad_rank)
+    counter = tier1.Tier1Counter()
+    from verify.logparse.sources import file_blocks
+    for block in file_blocks(log):
+        counter.scan(block, counter.lines + 1)
+    assert counter._by_class  # the test exercises shape counting
+    by_shape = parse_paths([log], instance="p5")
+    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)
+    by_piece = parse_paths([log], instance="p5")
+    assert {k: by_shape[k] for k in SUMMARY} == {k: by_piece[k] for k in SUMMARY}
+    assert len(by_shape["ranks_detail"]) == len(by_piece["ranks_detail"]) == 3000
+    if bad_rank is not None:  # the rank without GDR is still named, by its own line
+        assert by_shape["gdr_used"] is False
+        assert check(by_shape, "gdr_used")["evidence"][0]["rank"] in (bad_rank, bad_rank ^ 1)
+        detail = {r["rank"]: r["gdr"] for r in by_shape["ranks_detail"]}
+        assert detail[bad_rank] is False or detail[bad_rank ^ 1] is False
+    # counted without their ranks, connections are not counted per rank: no invented counts
+    assert all("net_connections" not in r for r in by_shape["ranks_detail"])

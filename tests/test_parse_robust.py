@@ -169,6 +169,7 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     assert modes[0] is True and len(modes) >= 2  # switched after the first block
     by_message = parse_paths([log])
     monkeypatch.setattr(tier1, "PREFIX_PROBE", 10 ** 9)
+    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)  # pieces, not masked shapes
     by_piece = parse_paths([log])
     assert by_message == by_piece
     assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352

@@ -170,7 +170,14 @@ def _reason(exc: OSError, where: Path) -> str:
     return reason
 
 
+COMPACT_JSON_RANKS = 4096  # beyond this many ranks, JSON is written without indentation
+
+
 def to_json(result: dict) -> str:
+    """Indented for people; compact for a job of thousands of ranks, where Python's
+    indenting encoder would cost seconds (its C encoder only writes compact JSON)."""
+    if len(result.get("ranks_detail") or ()) > COMPACT_JSON_RANKS:
+        return json.dumps(result, separators=(",", ":")) + "\n"
     return json.dumps(result, indent=2, sort_keys=False) + "\n"
 
 

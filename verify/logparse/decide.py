@@ -77,7 +77,7 @@ def transport(m: JobModel) -> Finding:
 
 
 def _transport(m: JobModel) -> Finding:
-    channel = {k[0] for r in m.ranks.values() for k in r.nets}
+    channel = {k.split("/")[0] for k in m.fact("net_channel").values}
     if channel:
         value = _worst(channel)
         evidence = [e for key, lines in m.fact("net_channel").evidence.items()
@@ -165,7 +165,7 @@ def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None)
         return Finding(False, f"NCCL used {name}, not the Libfabric network", net.evidence)
     if prov.value is not None and not is_efa_provider(prov.value):
         return Finding(False, f"libfabric provider is {prov.value}, not efa", prov.evidence)
-    net_lines = [k for r in m.ranks.values() for k in r.nets]
+    net_lines = list(m.fact("net_channel").values)
     local = m.facts.get("local_channel")
     if net.value == "libfabric" and not net_lines and (local or m.nnodes == 1):
         ev = (local.all_evidence()[:2] if local else []) + m.fact("nnodes").first("1")[:1]

@@ -249,6 +249,8 @@ class JobModel:
         self.device_hosts: dict[int, str] = {}  # nccl-tests '# Rank N ... on HOST'
         self.record_hosts: set[str] = set()
         self.events = 0
+        # Connections counted without their rank: per-rank counts are then partial.
+        self.rankless_connections = 0
 
     # -- helpers ---------------------------------------------------------------
     def fact(self, name: str) -> Fact:
@@ -362,29 +364,34 @@ class JobModel:
             rank, nranks = _int(f["rank"]), _int(f["nranks"])
             self.nranks = max(self.nranks, nranks or 0)
             ctx = event.ctx
-            if rank is not None and ctx is not None and ctx.host is not None:
-                self.proc_rank.setdefault((ctx.host, ctx.pid, ctx.dev), rank)
+            if rank is not None:
                 state = self.ranks.setdefault(rank, RankState(rank))
-                state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
+                if ctx is not None and ctx.host is not None:
+                    self.proc_rank.setdefault((ctx.host, ctx.pid, ctx.dev), rank)
+                    state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
 
     def _channel(self, event: Event) -> None:
+        """One connection kind, counted per rank; counted lines whose ranks were masked
+        (tier 1's shape counting at scale) add to the job's facts only."""
         f = event.fields
         src, dst = _int(f["src"]), _int(f["dst"])
         rank = dst if f["dir"] == "receive" else src
-        if rank is None:
-            return
-        state = self.ranks.setdefault(rank, RankState(rank))
-        if state.host is None and event.ctx is not None and event.ctx.host:
+        state = self.ranks.setdefault(rank, RankState(rank)) if rank is not None else None
+        if state is None:
+            self.rankless_connections += event.count
+        elif state.host is None and event.ctx is not None and event.ctx.host:
             state.host, state.pid = event.ctx.host, event.ctx.pid
         ev = evidence_of(event, rank)
         if f["net"] is None:
-            state.local_connections += event.count
-            state.add(("local",), ev)
+            if state is not None:
+                state.local_connections += event.count
+                state.add(("local",), ev)
             self.fact("local_channel").add((f["via"] or "").split("/")[0], ev, event.count)
             return
         key = (net_kind(f["net"]), f["gdr"] is not None)
-        state.nets[key] += event.count
-        state.add(key, ev)
+        if state is not None:
+            state.nets[key] += event.count
+            state.add(key, ev)
         value = f"{key[0]}{'/GDRDMA' if key[1] else ''}"
         self.fact("net_channel").add(value, ev, event.count)
         if f["dir"]:  # GPUDirect is decided per direction (see decide.gdr_used)

@@ -101,7 +101,7 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
         gdr = sum(n for (kind, g), n in state.nets.items() if g)
         transports = sorted({kind for kind, _ in state.nets})
         ev = [e for lines in state.evidence.values() for e in lines][:4]
-        out.append({
+        row = {
             "rank": rank, "host": state.host, "pid": state.pid, "node": None,
             "transport": _enum(decide._worst(set(transports))) if transports else None,
             "provider": prov.value,
@@ -109,7 +109,14 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             "local_connections": state.local_connections,
             "gdr": (gdr == net) if net else None,
             "evidence": [e.as_dict() for e in ev],
-        })
+        }
+        if m.rankless_connections:  # counted at scale without ranks: only the cited
+            for name in ("net_connections", "gdr_connections", "local_connections"):
+                del row[name]  # lines are per rank, so only what they rule out is known
+            row["gdr"] = False if gdr < net else None
+            if row["transport"] == "libfabric":
+                row["transport"] = None
+        out.append(row)
     return out
 
 

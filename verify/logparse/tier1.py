@@ -16,7 +16,14 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from verify.logparse.patterns import INFO_MARKER, WARN_MARKER, decode, parse_text, tier2_lines
+from verify.logparse.patterns import (
+    INFO_MARKER,
+    WARN_MARKER,
+    decode,
+    field_spans,
+    parse_text,
+    tier2_lines,
+)
 
 CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
 # A WARN record's message, and the `file:line` (or function) its prefix names: an error
@@ -26,6 +33,13 @@ INFO_MESSAGE_RE = re.compile(INFO_MARKER + rb"([^\n]*)")
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
 PREFIX_PROBE = 512  # new pieces in a block enough to tell whether line prefixes all differ
 MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
+# Beyond this many distinct pieces, with most of a block's pieces new, line prefixes or
+# rank numbers make nearly every line distinct (a pid per rank at thousands of ranks):
+# the counter then counts pieces by their shape, digits masked (see _scan_classes).
+CLASS_MIN_PIECES = 8_192
+DIGIT_MASK = bytes.maketrans(b"0123456789", b"0000000000")
+RANKLESS = ("src", "dst", "dev")  # channel fields that a masked shape cannot tell
+DIGITS_VARY = -1  # class id of a shape whose meaning depends on its digits
 
 Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
 EXAMPLES_PER_FACT = 3  # located lines kept per evidence key in one byte range
@@ -118,15 +132,49 @@ class SignatureTable:
             text = INFO_MARKER + message
         sid = cache.get(text_key)
         if sid is None:
-            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
-            sid = self.id_of_sig.get(sig)
-            if sid is None:
-                sid = self.id_of_sig[sig] = len(self.sigs)
-                self.sigs.append(sig)
-                self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
-            cache[text_key] = sid
+            sid = cache[text_key] = self.id_of_signature(
+                tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text)))
         self.id_of_piece[key] = sid
         return sid
+
+    def id_of_signature(self, sig: Signature) -> int:
+        sid = self.id_of_sig.get(sig)
+        if sid is None:
+            sid = self.id_of_sig[sig] = len(self.sigs)
+            self.sigs.append(sig)
+            self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
+        return sid
+
+    def class_of(self, shape: bytes, piece: bytes) -> int | tuple:
+        """What a masked shape means, from one of its pieces: its signature id when
+        every piece of the shape means the same; a rankless channel signature when
+        only a channel's ranks and device vary; else where its fields stand (a
+        template: each piece's values are sliced from there), or DIGITS_VARY when
+        they cannot be placed (each piece is then read on its own)."""
+        exact, masked = self.id_of(piece), self.id_of(shape)
+        if exact == masked:
+            return exact
+        sig = self.sigs[masked]
+        if sig and all(kind == "channel" for kind, _ in sig):
+            return self.id_of_signature(tuple(
+                (kind, tuple((k, None if k in RANKLESS else v) for k, v in fields))
+                for kind, fields in sig))
+        end = shape.find(b"\n")
+        spans = field_spans(INFO_MARKER + (shape if end < 0 else shape[:end]))
+        if spans is None:
+            return DIGITS_VARY
+        skip = len(INFO_MARKER)
+        flat = tuple((a - skip, b - skip) for _, fields in spans for _, span in fields
+                     if span is not None for a, b in (span,))
+        return (spans, flat)
+
+    def id_of_values(self, template: tuple, values: tuple[bytes, ...]) -> int:
+        """The signature id of a templated piece whose field values are `values`."""
+        spans, _ = template
+        given = iter(values)
+        return self.id_of_signature(tuple(
+            (kind, tuple((name, decode(next(given)) if span is not None else None)
+                         for name, span in fields)) for kind, fields in spans))
 
     def trim(self) -> None:
         """Bounded memory: forget pieces and texts (they are parsed again if they
@@ -164,6 +212,10 @@ class Tier1Counter:
         self._dense = False  # too many such pieces: every line is checked instead
         self._by_message = False  # line prefixes all differ: count messages, not pieces
         self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
+        self._by_class = False  # nearly every piece distinct: count masked shapes
+        self._shapes: Counter = Counter()  # masked piece -> count (class mode)
+        self._class: dict[bytes, int | tuple] = {}  # masked piece -> class_of()
+        self._valued: dict[tuple, int] = {}  # (shape, field values) -> signature id
         self.problems: list[str] = []
 
     def _claim(self, sid: int) -> bool:
@@ -184,7 +236,9 @@ class Tier1Counter:
         if not data.endswith(b"\n"):
             data = self._end_of_input(data)
         lines = data.count(b"\n")
-        if self._by_message:
+        if self._by_class:
+            self._scan_classes(data, line_base)
+        elif self._by_message:
             self._scan_messages(data, line_base, lines)
         else:
             self._scan_pieces(data, line_base)
@@ -214,6 +268,8 @@ class Tier1Counter:
         if len(new) >= PREFIX_PROBE and \
                 len({key[key.rfind(b"\n"):] for key in new}) * 2 > len(new):
             self._by_message = True  # the pieces' tails (next line's prefix) all differ
+        elif len(raw) > CLASS_MIN_PIECES and len(new) * 2 > len(parts):
+            self._by_class = True  # a prefix or rank number per line: count shapes
         new += self._count_warns(head, new, before)
         todo = set()
         for key in new:
@@ -233,6 +289,87 @@ class Tier1Counter:
                 regions.extend(_occurrences(data, key))
             if regions:
                 self._tier2(data, line_base, sorted(regions))
+
+    def _scan_classes(self, data: bytes, line_base: int) -> None:
+        """Count pieces by shape: digits masked in C (offsets unchanged), split on the
+        marker and counted in C, so a distinct pid, host number or rank per line costs
+        nothing.  A shape is read once, from its first piece: most mean the same
+        whatever their digits; channel lines are counted by connection kind (their
+        ranks come from the cited lines); the few shapes whose digits are their
+        meaning (versions, comm lines: one per rank and communicator) are read piece
+        by piece, as the piece counter would.
+        """
+        masked = data.translate(DIGIT_MASK)
+        parts = masked.split(INFO_MARKER)
+        head = parts[0]
+        del parts[0]
+        block = Counter(parts)
+        shapes, classes, raw = self._shapes, self._class, self._raw
+        shapes.update(block)
+        found: list[tuple[int, bytes | tuple]] = []
+        extra = []
+        valued, counts = self._valued, self._counts
+        templated: dict[bytes, tuple] = {}
+        for shape in block:
+            cls = classes.get(shape)
+            if cls is None:
+                at = masked.find(INFO_MARKER + shape) + len(INFO_MARKER)
+                piece = data[at:at + len(shape)]
+                cls = classes[shape] = SIGNATURES.class_of(shape, piece)
+                if cls.__class__ is int and cls != DIGITS_VARY and \
+                        self._claim(SIGNATURES.id_of(piece)):
+                    found.append((at, piece))  # cited as itself; its count moves with it
+                    shapes[shape] -= 1
+                    raw[piece] += 1
+            if cls.__class__ is tuple:  # read in the pass below
+                shapes[shape] -= block[shape]
+                templated[shape] = cls
+            if cls == DIGITS_VARY:
+                shapes[shape] -= block[shape]
+                needle, size = INFO_MARKER + shape, len(shape)
+                at = masked.find(needle)
+                while at >= 0:
+                    start = at + len(INFO_MARKER)
+                    if start + size == len(masked) or \
+                            masked.startswith(INFO_MARKER, start + size):  # a whole piece
+                        piece = data[start:start + size]
+                        raw[piece] += 1
+                        if raw[piece] == 1 and self._claim(SIGNATURES.id_of(piece)):
+                            found.append((start, piece))
+                    at = masked.find(needle, start + 1)
+            if shape.count(b"\n") > 1:
+                extra.append(shape)
+        if templated:  # each such piece's values, sliced where its shape puts them
+            pos = len(head) + len(INFO_MARKER)
+            for shape in parts:
+                cls = templated.get(shape)
+                if cls is not None:
+                    key = (shape, tuple([data[pos + a:pos + b] for a, b in cls[1]]))
+                    sid = valued.get(key)
+                    if sid is None:
+                        sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
+                        if self._claim(sid):
+                            found.append((pos, data[pos:pos + len(shape)]))
+                    counts[sid] += 1
+                pos += len(shape) + len(INFO_MARKER)
+        if len(valued) > KEY_CACHE_MAX:
+            valued.clear()  # a cache: the counts are already in self._counts
+        if WARN_MARKER in data:
+            warns = Counter((b"WARN", m, s or b"") for s, m in _own_line_warns(data))
+            known = len(raw)
+            raw.update(warns)
+            found += [(data.find(WARN_MARKER + key[1]), key) for key in self._new_keys(known)
+                      if self._claim(SIGNATURES.id_of(key))]
+        if found:
+            self._cite(data, line_base, found)
+        if len(extra) > MAX_EXTRA_PIECES:
+            self.tier2.extend(tier2_lines(data, line_base))
+            return
+        regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
+        for shape in extra:
+            regions.extend(_occurrences(masked, shape))
+        if regions:
+            self._tier2(data, line_base, sorted(regions))
 
     def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
         """Count each record's message (a line's text after its first marker) in C.
@@ -345,6 +482,11 @@ class Tier1Counter:
         for key, count in self._raw.items():
             counts[id_of(key)] += count
         self._raw.clear()
+        for shape, count in self._shapes.items():
+            if count:
+                counts[self._class[shape]] += count
+        self._shapes.clear()
+        self._valued.clear()
         self._warn_pieces.clear()
         SIGNATURES.trim()
 
@@ -356,6 +498,6 @@ class Tier1Counter:
         self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
         self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
         for table in (self._counts, self._closed, self._cited, self._examples, self._extra,
-                      self._warn_pieces):
+                      self._warn_pieces, self._class):
             table.clear()
         return self
