@@ -170,11 +170,19 @@ class SignatureTable:
 
     def id_of_values(self, template: tuple, values: tuple[bytes, ...]) -> int:
         """The signature id of a templated piece whose field values are `values`."""
-        spans, _ = template
-        given = iter(values)
-        return self.id_of_signature(tuple(
-            (kind, tuple((name, decode(next(given)) if span is not None else None)
-                         for name, span in fields)) for kind, fields in spans))
+        texts = [value.decode("utf-8", "replace") for value in values]
+        at = 0
+        sig = []
+        for kind, fields in template[0]:
+            items = []
+            for name, span in fields:
+                if span is None:
+                    items.append((name, None))
+                else:
+                    items.append((name, texts[at]))
+                    at += 1
+            sig.append((kind, tuple(items)))
+        return self.id_of_signature(tuple(sig))
 
     def trim(self) -> None:
         """Bounded memory: forget pieces and texts (they are parsed again if they
@@ -216,6 +224,7 @@ class Tier1Counter:
         self._shapes: Counter = Counter()  # masked piece -> count (class mode)
         self._class: dict[bytes, int | tuple] = {}  # masked piece -> class_of()
         self._valued: dict[tuple, int] = {}  # (shape, field values) -> signature id
+        self._varying: set[bytes] = set()  # masked messages whose values differ by piece
         self.problems: list[str] = []
 
     def _claim(self, sid: int) -> bool:
@@ -308,7 +317,7 @@ class Tier1Counter:
         shapes.update(block)
         found: list[tuple[int, bytes | tuple]] = []
         extra = []
-        valued, counts = self._valued, self._counts
+        valued = self._valued
         templated: dict[bytes, tuple] = {}
         for shape in block:
             cls = classes.get(shape)
@@ -339,19 +348,8 @@ class Tier1Counter:
                     at = masked.find(needle, start + 1)
             if shape.count(b"\n") > 1:
                 extra.append(shape)
-        if templated:  # each such piece's values, sliced where its shape puts them
-            pos = len(head) + len(INFO_MARKER)
-            for shape in parts:
-                cls = templated.get(shape)
-                if cls is not None:
-                    key = (shape, tuple([data[pos + a:pos + b] for a, b in cls[1]]))
-                    sid = valued.get(key)
-                    if sid is None:
-                        sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
-                        if self._claim(sid):
-                            found.append((pos, data[pos:pos + len(shape)]))
-                    counts[sid] += 1
-                pos += len(shape) + len(INFO_MARKER)
+        if templated:
+            self._read_templated(data, masked, templated, block, found)
         if len(valued) > KEY_CACHE_MAX:
             valued.clear()  # a cache: the counts are already in self._counts
         if WARN_MARKER in data:
@@ -370,6 +368,46 @@ class Tier1Counter:
             regions.extend(_occurrences(masked, shape))
         if regions:
             self._tier2(data, line_base, sorted(regions))
+
+    def _read_templated(self, data: bytes, masked: bytes, templated: dict[bytes, tuple],
+                        block: Counter, found: list) -> None:
+        """Count the pieces of shapes whose digits are their meaning.  Shapes with the
+        same masked message whose every piece prints the same message (a version
+        line on every rank) are counted at once, checked by counting that message in
+        C; the others (a comm line per rank) are read piece by piece, each value
+        sliced where the shape puts it."""
+        by_message: dict[bytes, list[bytes]] = {}
+        for shape in templated:
+            end = shape.find(b"\n")
+            by_message.setdefault(shape if end < 0 else shape[:end + 1], []).append(shape)
+        valued, counts = self._valued, self._counts
+        for message, shapes in by_message.items():
+            first = masked.find(INFO_MARKER + message) + len(INFO_MARKER)
+            text = data[first:first + len(message)]
+            total = sum(block[shape] for shape in shapes)
+            if total > 2 and message not in self._varying and \
+                    data.count(INFO_MARKER + text) == total:
+                sid = SIGNATURES.id_of(text)
+                counts[sid] += total
+                if self._claim(sid):
+                    found.append((first, text))
+                continue
+            self._varying.add(message)  # (a comm line per rank): not checked again
+            for shape in shapes:
+                cls, needle, size = templated[shape], INFO_MARKER + shape, len(shape)
+                at = masked.find(needle)
+                while at >= 0:
+                    start = at + len(INFO_MARKER)
+                    if start + size == len(masked) or masked.startswith(INFO_MARKER,
+                                                                        start + size):
+                        key = (shape, tuple([data[start + a:start + b] for a, b in cls[1]]))
+                        sid = valued.get(key)
+                        if sid is None:
+                            sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
+                            if self._claim(sid):
+                                found.append((start, data[start:start + size]))
+                        counts[sid] += 1
+                    at = masked.find(needle, start + 1)
 
     def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
         """Count each record's message (a line's text after its first marker) in C.
