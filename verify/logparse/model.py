@@ -364,11 +364,10 @@ class JobModel:
             rank, nranks = _int(f["rank"]), _int(f["nranks"])
             self.nranks = max(self.nranks, nranks or 0)
             ctx = event.ctx
-            if rank is not None:
+            if rank is not None and ctx is not None and ctx.host is not None:
+                self.proc_rank.setdefault((ctx.host, ctx.pid, ctx.dev), rank)
                 state = self.ranks.setdefault(rank, RankState(rank))
-                if ctx is not None and ctx.host is not None:
-                    self.proc_rank.setdefault((ctx.host, ctx.pid, ctx.dev), rank)
-                    state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
+                state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
 
     def _channel(self, event: Event) -> None:
         """One connection kind, counted per rank; counted lines whose ranks were masked

@@ -38,7 +38,10 @@ MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking eve
 # the counter then counts pieces by their shape, digits masked (see _scan_classes).
 CLASS_MIN_PIECES = 8_192
 DIGIT_MASK = bytes.maketrans(b"0123456789", b"0000000000")
-RANKLESS = ("src", "dst", "dev")  # channel fields that a masked shape cannot tell
+# Fields naming one process (a channel's ranks and device, a comm line's rank): counted
+# by shape they are left out, so a job's thousands of ranks cost nothing per rank; the
+# cited lines keep them.
+RANKLESS = ("src", "dst", "dev", "rank")
 DIGITS_VARY = -1  # class id of a shape whose meaning depends on its digits
 
 Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
@@ -163,6 +166,8 @@ class SignatureTable:
         spans = field_spans(INFO_MARKER + (shape if end < 0 else shape[:end]))
         if spans is None:
             return DIGITS_VARY
+        spans = tuple((kind, tuple((name, None if name in RANKLESS else span)
+                                   for name, span in fields)) for kind, fields in spans)
         skip = len(INFO_MARKER)
         flat = tuple((a - skip, b - skip) for _, fields in spans for _, span in fields
                      if span is not None for a, b in (span,))
