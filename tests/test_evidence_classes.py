@@ -194,7 +194,13 @@ def _many_ranks(tmp_path, bad_rank: int | None = None, ranks: int = 3000) -> Pat
 
 SUMMARY = ("verdict", "transport", "provider", "efa_used", "gdr_used", "nccl_version",
            "plugin_version", "libfabric_version", "nodes", "ranks", "busbw_avg_GBps",
-           "busbw_peak_GBps", "wrong_values", "errors", "checks")
+           "busbw_peak_GBps", "wrong_values")
+
+
+def _checks(result: dict) -> list[tuple]:
+    """Each check's verdict; its cited lines may be other lines saying the same."""
+    return [(c["name"], c["status"], c["message"], bool(c["evidence"]))
+            for c in result["checks"]]
 
 
 @pytest.mark.parametrize("bad_rank", [None, 2717])
@@ -211,6 +217,9 @@ def test_shape_counting_at_scale_agrees_with_piece_counting(tmp_path, monkeypatc
     monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)
     by_piece = parse_paths([log], instance="p5")
     assert {k: by_shape[k] for k in SUMMARY} == {k: by_piece[k] for k in SUMMARY}
+    assert _checks(by_shape) == _checks(by_piece)
+    assert [(e["kind"], e["message"], e["occurrences"]) for e in by_shape["errors"]] == \
+        [(e["kind"], e["message"], e["occurrences"]) for e in by_piece["errors"]]
     assert len(by_piece["ranks_detail"]) == 3000  # shapes: only the ranks of cited lines
     assert {r["rank"] for r in by_shape["ranks_detail"]} <= {r["rank"] for r in
                                                                by_piece["ranks_detail"]}
@@ -221,3 +230,22 @@ def test_shape_counting_at_scale_agrees_with_piece_counting(tmp_path, monkeypatc
         assert detail[bad_rank] is False or detail[bad_rank ^ 1] is False
     # counted without their ranks, connections are not counted per rank: no invented counts
     assert all("net_connections" not in r for r in by_shape["ranks_detail"])
+
+
+def test_timestamped_lines_of_many_ranks_go_from_messages_to_shapes(tmp_path, monkeypatch):
+    from verify.logparse import tier1
+    from verify.logparse.sources import file_blocks
+
+    plain = _many_ranks(tmp_path).read_text().splitlines()
+    log = tmp_path / "stamped.log"
+    log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
+                           f"{i % 1000:03d}Z {line}\n" for i, line in enumerate(plain)))
+    counter = tier1.Tier1Counter()
+    for block in file_blocks(log):
+        counter.scan(block, counter.lines + 1)
+    assert counter._by_message and counter._by_class
+    by_shape = parse_paths([log], instance="p5")
+    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)
+    by_message = parse_paths([log], instance="p5")
+    assert {k: by_shape[k] for k in SUMMARY} == {k: by_message[k] for k in SUMMARY}
+    assert _checks(by_shape) == _checks(by_message)

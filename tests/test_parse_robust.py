@@ -161,6 +161,7 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     log = tmp_path / "stamped.log"
     log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
                            f"{i % 1000:03d}Z {line}\n" for i, line in enumerate(lines)))
+    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)  # messages and pieces, not shapes
     counter = tier1.Tier1Counter()
     modes = []
     for block in file_blocks(log):
@@ -169,7 +170,6 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     assert modes[0] is True and len(modes) >= 2  # switched after the first block
     by_message = parse_paths([log])
     monkeypatch.setattr(tier1, "PREFIX_PROBE", 10 ** 9)
-    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)  # pieces, not masked shapes
     by_piece = parse_paths([log])
     assert by_message == by_piece
     assert by_message["efa_used"] is True and by_message["busbw_avg_GBps"] == 79.9352

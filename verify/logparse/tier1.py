@@ -250,12 +250,16 @@ class Tier1Counter:
         if not data.endswith(b"\n"):
             data = self._end_of_input(data)
         lines = data.count(b"\n")
+        known = len(self._raw)
         if self._by_class:
             self._scan_classes(data, line_base)
         elif self._by_message:
             self._scan_messages(data, line_base, lines)
         else:
             self._scan_pieces(data, line_base)
+        if self._by_message and len(self._raw) > CLASS_MIN_PIECES and \
+                (len(self._raw) - known) * 2 > lines:
+            self._by_class = True  # messages stopped repeating too: count shapes
         if len(self._raw) >= KEY_CACHE_MAX:
             self._fold()
         self.lines += lines
@@ -283,7 +287,17 @@ class Tier1Counter:
                 len({key[key.rfind(b"\n"):] for key in new}) * 2 > len(new):
             self._by_message = True  # the pieces' tails (next line's prefix) all differ
         elif len(raw) > CLASS_MIN_PIECES and len(new) * 2 > len(parts):
-            self._by_class = True  # a prefix or rank number per line: count shapes
+            # A prefix or rank number per line: this block and the next are counted by
+            # shape (the block's piece counts are taken back first).
+            self._by_class = True
+            fresh = set(new)
+            for key, count in Counter(parts).items():
+                if key in fresh:
+                    del raw[key]
+                else:
+                    raw[key] -= count
+            self._scan_classes(data, line_base)
+            return
         new += self._count_warns(head, new, before)
         todo = set()
         for key in new:
