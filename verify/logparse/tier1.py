@@ -7,6 +7,11 @@ once per text after their channel number), and only the first occurrences
 that a verdict needs as evidence are located for their line number.  Lines
 that are not NCCL records are found from the pieces that carry them and kept
 for tier 2.  Logs whose every line prefix differs are counted by message.
+Where pieces (or messages) stop repeating because every process prints its
+own pid, host or rank (thousands of ranks), pieces are counted by shape:
+digits masked in C, each shape read once, per-process fields (ranks, device)
+left to the cited lines; ranks_detail then lists only cited ranks, without
+connection counts (see _scan_classes).
 """
 
 from __future__ import annotations
