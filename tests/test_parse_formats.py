@@ -278,10 +278,11 @@ def test_connected_all_rings_gdr_summary_is_not_evidence(tmp_path):
 
 
 def test_nccl_24_socket_line_alone_does_not_mean_sockets(tmp_path):
-    # corpus 020 trap: NCCL 2.4 prints NET/Socket : Using even when the OFI plugin runs.
+    # corpus 020 trap: NCCL 2.4 prints NET/Socket : Using even when the OFI plugin runs;
+    # the plugin that selected efa is the network (issue 15), never the Socket line.
     text = ("ip-1:25604:25604 [0] NCCL INFO NET/Socket : Using [0]eth0:192.168.16.255<0>\n"
             "ip-1:25604:25604 [0] NCCL INFO NET/OFI Selected Provider is efa\n")
-    assert parse_text(tmp_path, text)["transport"] is None
+    assert parse_text(tmp_path, text)["transport"] == "libfabric"
 
 
 def test_errors_carry_cause_and_fix(tmp_path):

@@ -89,7 +89,7 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
         gdr = sum(n for (kind, g), n in state.nets.items() if g)
         transports = sorted({kind for kind, _ in state.nets})
         ev = [e for lines in state.evidence.values() for e in lines][:4]
-        out.append({
+        row = {
             "rank": rank, "host": state.host, "pid": state.pid, "node": None,
             "transport": _enum(decide._worst(set(transports))) if transports else None,
             "provider": prov.value,
@@ -97,7 +97,14 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             "local_connections": state.local_connections,
             "gdr": (gdr == net) if net else None,
             "evidence": [e.as_dict() for e in ev],
-        })
+        }
+        if m.rankless_connections:  # counted at scale without ranks: only the cited
+            for name in ("net_connections", "gdr_connections", "local_connections"):
+                del row[name]  # lines are per rank, so only what they rule out is known
+            row["gdr"] = False if gdr < net else None
+            if row["transport"] == "libfabric":
+                row["transport"] = None
+        out.append(row)
     return out
 
 
@@ -140,11 +147,13 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     if observed and expected == "efa" and is_efa_provider(observed):
         observed = "efa"  # efa-direct is the same device
     prov_ev = prov.evidence
-    if observed is None and efa.value and expected == "efa":
-        observed, prov_ev = "efa", efa.evidence
+    named = decide.efa_named(m)
+    if observed is None and efa.value and expected == "efa" and named:
+        observed, prov_ev = "efa", named  # a line that names efa, not a GDRDMA channel line
+    said = prov.value or (f"{observed} (no 'Selected provider' line; named by the lines "
+                          "cited)" if observed else "unknown")
     checks.append(Check("provider", _status(observed, expected) if observed else "unknown", True,
-                        f"provider {prov.value or observed or 'unknown'} (expected {expected})",
-                        prov_ev))
+                        f"provider {said} (expected {expected})", prov_ev))
     if expected == "efa":
         checks.append(Check("efa_used", _status(efa.value), True,
                             f"EFA used: {_word(efa.value)}: {efa.reason}", efa.evidence))
@@ -168,6 +177,11 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     elif nccl_version:
         checks.append(Check("nccl_version", "pass", True, f"one NCCL version: {nccl_version}",
                             m.facts["nccl_version"].first(nccl_version)[:1]))
+    elif m.facts.get("nccl_version_in_error"):  # no version line: torch's error message
+        nccl_version = m.facts["nccl_version_in_error"].values.most_common(1)[0][0]
+        checks.append(Check("nccl_version", "pass", True, f"NCCL version {nccl_version}, as "
+                            "torch's error message reports it (no NCCL version line)",
+                            m.facts["nccl_version_in_error"].first(nccl_version)[:1]))
     else:
         checks.append(Check("nccl_version", "skip", True, "no NCCL version line"))
     wrong = decide.wrong_values(test)
