@@ -235,6 +235,7 @@ class JobModel:
         self.device_hosts: dict[int, str] = {}  # nccl-tests '# Rank N ... on HOST'
         self.record_hosts: set[str] = set()
         self.events = 0
+        self.kinds: Counter[str] = Counter()  # events per pattern name
 
     # -- helpers ---------------------------------------------------------------
     def fact(self, name: str) -> Fact:
@@ -290,6 +291,7 @@ class JobModel:
     # -- sink ------------------------------------------------------------------
     def event(self, event: Event) -> None:
         self.events += event.count
+        self.kinds[event.kind] += event.count
         kind, f, n = event.kind, event.fields, event.count
         if event.ctx is not None and event.ctx.host:
             self.record_hosts.add(event.ctx.host)

@@ -210,8 +210,8 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     checks.extend(more_checks)
     apply(policy, checks)
     word, deciding = verdict(checks)
-    if m.events == 0 and word != "fail":
-        reason = "no NCCL_DEBUG=INFO or nccl-tests lines in the input (empty or truncated?)"
+    if not decide.has_nccl_lines(m) and not any(c.status == "fail" for c in more_checks):
+        word, reason = "inconclusive", decide.NO_NCCL_LINES
     elif deciding is None:
         reason = "every required check passed"
     else:
