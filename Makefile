@@ -24,7 +24,7 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
-	mirror base-image gate free-disk sagemaker-verify
+	host mirror base-image gate free-disk sagemaker-verify
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -103,12 +103,18 @@ $(MIRROR)/wheels/requirements-base.txt: | $(STAMP)
 
 mirror: $(MIRROR)/wheels/requirements-base.txt
 
-base-image: mirror
+# Docker and debootstrap installed and dockerd started where missing (as root on
+# Debian/Ubuntu), or the exact commands printed, before anything is downloaded.
+host:
+	@OUT=$(OUT) .ci/setup-host --pidfile $(OUT)/dockerd.pid
+
+base-image: host mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
-ci-image: base-image
+ci-image: host base-image
 	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci
 	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker
+	@OUT=$(OUT) .ci/setup-host --report $(OUT)/dockerd.pid
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py
