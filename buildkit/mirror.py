@@ -34,7 +34,7 @@ WHEEL_SETS = {
     "base": "torch=={torch} nvidia-nccl-cu{cuda_major}=={nccl}",
     "builder": "{builder}",
     "verifier": "click PyYAML nvidia-ml-py",
-    "sagemaker": "sagemaker-training mpi4py",
+    "sagemaker": "{sagemaker}",
 }
 # The air-gapped source mirror beside a checkout (shared/artifacts/SOURCES.md);
 # EFAKIT_SOURCES names another.  Without one, sources are downloaded.
@@ -71,7 +71,8 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     values = {"torch": spec.base.get("torch"),
               "nccl": (spec.components.get("nccl") or {}).get("version"),
               "cuda_major": str(spec.base.get("cuda") or "12").split(".")[0],
-              "builder": " ".join(spec.base.get("builder_wheels") or [])}
+              "builder": " ".join(spec.base.get("builder_wheels") or []),
+              "sagemaker": " ".join(spec.variants.get("sagemaker", {}).get("packages") or [])}
     for name, template in WHEEL_SETS.items():
         if not template.format(**values).strip():
             continue

@@ -175,6 +175,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     if comps.get("nccl_tests"):
         path_prefix.append(table["nccl_tests"].prefix)
 
+    packages = (spec.variants.get(variant) or {}).get("packages") or []
     mirror_pip = "--no-index --find-links /artifacts/wheels " if spec.mirror else ""
     cuda_home = "/opt/cuda-wheels/nvidia/cu13" if spec.base.get("builder_wheels") \
         else "/usr/local/cuda"
@@ -218,6 +219,8 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
         + [f"{name}={value}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
+        "variant_packages": packages,
+        "toolkit_pin": next((p for p in packages if p.startswith("sagemaker-training==")), None),
         "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,
                       "profile": spec.profile, "versions": versions, "env": env,
