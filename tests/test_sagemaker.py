@@ -163,15 +163,8 @@ def test_refused_credentials_are_one_line(tmp_path):
 
 
 def test_smjob_contract_pieces(tmp_path):
-    config = tmp_path / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"],
-         "current_instance_type": "ml.p4d.24xlarge", "network_interface_name": "ethwe"}))
-    (config / "hyperparameters.json").write_text(json.dumps({"sweep": "\"full\"",
-                                                             "timeout": "900"}))
-    job = smjob.load_config(tmp_path)
-    assert (job.leader, job.current) == ("algo-1", "algo-2")
+    job = smjob.JobConfig(["algo-1", "algo-2"], "algo-2", "algo-1", "ethwe", "ml.p4d.24xlarge",
+                          {"sweep": "full", "timeout": "900"}, tmp_path / "output")
     args = smjob.run_args(job, tmp_path / "out")
     assert args[args.index("--hosts") + 1] == "algo-1,algo-2" and "--full" in args
     assert args[args.index("--instance-type") + 1] == "ml.p4d.24xlarge"
@@ -212,3 +205,36 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
     # missing GPUs are both named.
     assert failure.startswith("efa-verify FAIL: ") and "gpus" in failure
     assert "efa_verify_pass=0" in proc.stdout and "VERDICT: FAIL" in proc.stdout
+
+
+@pytest.mark.docker
+def test_the_job_reads_its_cluster_through_the_toolkits_environment(ci_images, tmp_path):
+    """load_config in the sagemaker image: sagemaker-training's Environment, pinned there."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"],
+         "current_instance_type": "ml.p4d.24xlarge", "network_interface_name": "ethwe"}))
+    (config / "hyperparameters.json").write_text(json.dumps({"sweep": "\"full\"",
+                                                             "timeout": "900"}))
+    (config / "inputdataconfig.json").write_text("{}")
+    script = ("import json, dataclasses, importlib.metadata as md; from verify import smjob; "
+              "c = dataclasses.asdict(smjob.load_config()); c['output_dir'] = str(c['output_dir']); "
+              "print(json.dumps({'toolkit': md.version('sagemaker-training'), **c}))")
+    proc = subprocess.run(["/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker",
+                           "run", "--rm", "-e", "EFAKIT_IMDS=off", "-e",
+                           "AWS_EC2_METADATA_DISABLED=true", "-e", "SAGEMAKER_BASE_DIR=/sm",
+                           "-v", f"{tmp_path}:/sm", "--entrypoint", "python3",
+                           "efakit/pytorch:ci-sagemaker", "-c", script],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job = json.loads(proc.stdout.strip().splitlines()[-1])
+    from buildkit.spec import load_spec
+
+    pins = load_spec(ROOT / "images" / "pytorch.yaml").variants["sagemaker"]["packages"]
+    assert f"sagemaker-training=={job['toolkit']}" in pins
+    assert (job["hosts"], job["current"], job["leader"]) == (["algo-1", "algo-2"], "algo-2",
+                                                             "algo-1")
+    assert (job["interface"], job["instance_type"]) == ("ethwe", "ml.p4d.24xlarge")
+    assert job["hyper"] == {"sweep": "full", "timeout": "900"}
+    assert job["output_dir"] == "/sm/output"
