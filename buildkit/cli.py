@@ -31,8 +31,13 @@ base_option = click.option("--base", default=None,
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="efakit")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, envvar="EFAKIT_QUIET",
+              help="No progress on stderr (data and errors still print).")
+def main(quiet: bool) -> None:
     """Build GPU training images with AWS EFA networking, and prove they use it."""
+    from buildkit.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 @main.command()
