@@ -33,7 +33,7 @@ def _stage(line: str) -> str | None:
     if (words[:1] in (["Retrieving"], ["Validating"]) and len(words) == 3) or \
             (words[:1] in (["Extracting"], ["Unpacking"], ["Configuring"]) and len(words) == 2):
         return f"debootstrap: {words[0].lower()} packages"
-    return f"debootstrap: {line[3:].rstrip('.')}"
+    return f"debootstrap: {line[3:].strip().rstrip('.')}"
 
 
 def _run(cmd: list[str], what: str, progress: Progress, timeout: int = 900) -> None:
