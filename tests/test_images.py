@@ -124,7 +124,7 @@ def test_start_time_step_applies_instance_rules(ci_images):
     # libfabric 2.6 with plugin 1.21: the image sets no FI_EFA_USE_DEVICE_RDMA, so an
     # instance without RDMA read (g4dn) needs no change.
     out = run_in(EC2, 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"',
-                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal",))
+                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal", "EFAKIT_VERBOSE=1"))
     assert out.stdout.strip() == "rdma=unset"
     assert "efakit: instance g4dn.metal" in out.stderr and "already fits" in out.stderr
 

@@ -109,7 +109,8 @@ def test_plan_keeps_the_image_env_on_p4d(seed_image_env):
     det = detect.Detection(resolve("p4d"), "test", "p4d")
     plan = startenv.plan(record, det, {"FI_EFA_USE_DEVICE_RDMA": "1"})
     assert startenv.shell_lines(plan) == []
-    assert "already fits" in startenv.describe(plan)[-1]
+    assert "already fits" in startenv.describe(plan, verbose=True)[-1]
+    assert startenv.describe(plan) == []  # silent: nothing changed
 
 
 def test_bad_image_env_record(tmp_path):
@@ -132,8 +133,21 @@ def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
         cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "rdma=unset provider=efa"
-    assert "efakit: instance g4dn.metal (from EFAKIT_INSTANCE_TYPE" in result.stderr
+    assert "efakit: instance" not in result.stderr  # detection only with EFAKIT_VERBOSE=1
     assert "unset FI_EFA_USE_DEVICE_RDMA" in result.stderr
+
+
+def test_entrypoint_is_silent_when_nothing_changes_unless_verbose(seed_image_env, tmp_path):
+    entry = seed_image_env.parent / "entrypoint.sh"
+    env = {**os.environ, "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
+           "EFAKIT_SM_RESOURCE_CONFIG": str(tmp_path / "none")}
+    env.pop("EFAKIT_INSTANCE_TYPE", None)
+    quiet = subprocess.run(["sh", str(entry), "true"], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = subprocess.run(["sh", str(entry), "true"], capture_output=True, text=True,
+                             env={**env, "EFAKIT_VERBOSE": "1"}, cwd=ROOT, timeout=60)
+    assert "efakit: instance not detected" in verbose.stderr
 
 
 def test_env_cli_bad_record_is_exit_2(tmp_path):

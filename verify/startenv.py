@@ -66,8 +66,12 @@ def shell_lines(start: StartPlan) -> list[str]:
     return lines
 
 
-def describe(start: StartPlan) -> list[str]:
-    """Human lines for stderr: what was detected, set, unset or kept."""
+def describe(start: StartPlan, verbose: bool = False) -> list[str]:
+    """Human lines for stderr: what was set or unset; with `verbose`, also what was
+    detected and kept (every container start would otherwise print them)."""
+    if not verbose:
+        return [line for line in describe(start, True)
+                if line.startswith(("efakit: set ", "efakit: unset "))]
     det = start.detection
     if det.profile:
         head = f"efakit: instance {det.profile.name} (from {det.source}: {det.detail})"
