@@ -34,7 +34,7 @@ REGISTRY ?=
 
 help:
 	@echo "make ci-image                                   build efakit/pytorch:ci and :ci-sagemaker offline"
-	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
+	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=] [ALLOW_UNPINNED=1]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
 	@echo "make lint                                       ruff, hadolint and the env rules"
@@ -67,7 +67,8 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 image: $(STAMP)
-	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG)
+	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
+		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \

@@ -29,7 +29,14 @@ base_option = click.option("--base", default=None,
                            help="Choose a base from the spec's base.choices.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_table() -> str:
+    from verify.exitcodes import DESCRIPTIONS
+
+    rows = "\n".join(f"  {int(code):>3}  {text}" for code, text in DESCRIPTIONS.items())
+    return f"\b\nExit status (shared with efa-verify):\n{rows}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_table())
 @click.version_option(__version__, prog_name="efakit")
 @click.option("-q", "--quiet", is_flag=True, envvar="EFAKIT_QUIET",
               help="No progress on stderr (data and errors still print).")

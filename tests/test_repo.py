@@ -61,3 +61,19 @@ def test_the_root_has_what_an_open_source_user_looks_for():
     assert "Apache License" in (ROOT / "LICENSE").read_text()
     for name in ("CONTRIBUTING.md", "CHANGELOG.md", "THIRD_PARTY_LICENSES.md"):
         assert (ROOT / name).is_file(), name
+
+
+def test_efakit_help_carries_the_exit_code_table():
+    efakit = shutil.which("efakit")
+    assert efakit, "efakit not installed"
+    text = subprocess.run([efakit, "--help"], capture_output=True, text=True).stdout
+    for code, description in DESCRIPTIONS.items():
+        assert re.search(rf"^\s+{int(code)}\s+{re.escape(description)}$", text, re.M), code
+
+
+@pytest.mark.parametrize("value, flagged", [("1", True), ("", False), ("0", False)])
+def test_make_image_passes_allow_unpinned(value, flagged):
+    proc = subprocess.run(["make", "-n", "-C", str(ROOT), "image", f"ALLOW_UNPINNED={value}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert ("--allow-unpinned" in proc.stdout) == flagged
