@@ -287,7 +287,8 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     extra = {"tool": {"name": "efakit", "version": __version__, "command": "gate"},
              "image": {"reference": ref, "id": info["Id"], "size_bytes": info.get("Size", 0),
                        "variant": labels.get("dev.efakit.variant"), "content_tag": content,
-                       "policy": policy_path}}
+                       "policy": policy_path,
+                       "digest": (info.get("RepoDigests") or [None])[0]}}
     result = checks_result("gate", checks, policy, None, extra)
     if target is None:
         result["push"] = {"action": "not-requested"}
@@ -299,13 +300,19 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     else:
         result = _push(engine, target, info, content, aliases, checks, policy, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, render in (("gate.json", report.to_json), ("gate.xml", report.to_junit),
-                         ("gate.md", report.to_markdown)):
-        report.write_atomic(out_dir / name, render(result))
+    head = gatemod.headline(result)
+    markdown = "\n\n".join(f"**{line}**" if i == 0 else line.replace("  ", " ")
+                           for i, line in enumerate(head)) + "\n\n" + report.to_markdown(result)
+    for name, text in (("gate.json", report.to_json(result)),
+                       ("gate.xml", report.to_junit(result)), ("gate.md", markdown)):
+        report.write_atomic(out_dir / name, text)
     if summary_file:
         with summary_file.open("a", encoding="utf-8") as handle:
-            handle.write(report.to_markdown(result))
-    click.echo(report.to_json(result) if as_json else report.to_table(result), nl=False)
+            handle.write(markdown)
+    if as_json:
+        click.echo(report.to_json(result), nl=False)
+    else:
+        click.echo("\n".join(head) + "\n" + report.to_table(result), nl=False)
     if result["push"]["action"] in ("pushed", "already-present"):
         click.echo(f"pushed {result['push']['reference']}@{result['push']['digest']} "
                    f"({result['push']['action']})", err=True)

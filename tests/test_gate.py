@@ -236,3 +236,12 @@ def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
     assert result["push"] == {"action": "not-requested"}
     entry = next(c for c in result["checks"] if c["name"] == "entrypoint")
     assert "cmd ['train']" in entry["message"]
+    # The table leads with the verdict, the image and the policy; offline waives the installer.
+    head = proc.stdout.splitlines()[:4]
+    assert head[0] == "GATE: PASS with 1 waiver (efa_installer)", head
+    assert head[1].startswith("image:  efakit/pytorch:") and result["image"]["id"] in head[1]
+    assert head[2] == f"policy: {result['image']['policy']}"
+    assert "default policy" in head[3]
+    assert (tmp_path / "gate" / "gate.md").read_text().startswith(
+        "**GATE: PASS with 1 waiver (efa_installer)**")
+    assert "efakit gate: running efa-verify static inside" in proc.stderr
