@@ -69,37 +69,26 @@ def render(framework: str, variant: str | None, profile: str | None, base: str |
 
 @main.command("explain-env")
 @click.argument("framework")
-@click.option("--instance-type", default=None,
-              help="p5, p5.48xlarge or ml.p5.48xlarge (default: any instance).")
+@click.option("--instance-type", "instance_types", multiple=True,
+              help="p5, p5.48xlarge or ml.p5.48xlarge; repeat it to see what differs "
+                   "between instances (default: any instance).")
 @profile_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/explain-env.schema.json).")
 @errors
-def explain_env(framework: str, instance_type: str | None, profile: str | None) -> None:
-    """Print each FI_/NCCL_ variable: set or deliberately not set, and why."""
-    from verify.envrules import explain, image_env
+def explain_env(framework: str, instance_types: tuple[str, ...], profile: str | None,
+                as_json: bool) -> None:
+    """Print each FI_/NCCL_ variable per instance: value or not set, why, source, versions."""
+    import json
+
+    from buildkit.explain import explain_env as build_doc
+    from buildkit.explain import to_text
     from verify.profiles import resolve
 
     spec = _load(framework, profile)
-    prof = resolve(instance_type) if instance_type else None
-    versions = spec.versions()
-    shown = ", ".join(f"{k}={v}" for k, v in versions.items() if v)
-    click.echo(f"{framework}: {shown}")
-    click.echo(f"instance: {prof.name if prof else 'any (instance rules apply at start)'}")
-    baked = image_env(versions)
-    for decision in explain(versions, prof):
-        if decision.scope == "start":
-            on = prof.name if prof else "this instance"
-            if decision.is_set:
-                where = f"set at container start on {on}"
-            elif baked[decision.var].is_set:
-                where = f"unset at container start on {on}"
-            else:
-                where = f"deliberately not set on {on}"
-        else:
-            where = "image ENV" if decision.is_set else "deliberately not set"
-        state = f"{decision.var}={decision.value}" if decision.is_set else decision.var
-        click.echo(f"\n{state}  [{where}]\n  why: {decision.why}\n  source: {decision.source}")
-    for name, value in spec.env_extra.items():
-        click.echo(f"\n{name}={value}  [image ENV, from the spec's env_extra]")
+    profiles = [resolve(name) for name in instance_types] or [None]
+    doc = build_doc(spec.versions(), profiles, spec.env_extra)
+    click.echo(json.dumps(doc, indent=2) if as_json else to_text(doc, framework), nl=as_json)
 
 
 def _hadolint(dockerfiles: list[Path]) -> list[str]:
