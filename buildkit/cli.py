@@ -112,8 +112,10 @@ def _hadolint(dockerfiles: list[Path]) -> list[str]:
 @click.argument("framework", required=False, default="pytorch")
 @profile_option
 @click.option("--no-hadolint", is_flag=True, help="Only check the env rules.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/lint.schema.json).")
 @errors
-def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
+def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) -> None:
     """hadolint every rendered variant, and check the image env against the env rules."""
     import tempfile
 
@@ -121,21 +123,32 @@ def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
     from verify.profiles import resolve
 
     spec = _load(framework, profile)
-    problems: list[str] = []
+    problems: list[dict[str, str]] = []
     versions = spec.versions()
     env = {d.var: d.value for d in image_env(versions).values() if d.is_set}
     env.update(spec.env_extra)
     targets = [resolve(n) for n in spec.instance_types] or None
-    problems.extend(f"env: {f.message()}" for f in lint_env(env, versions, targets))
+    problems.extend({"kind": "env", "message": f.message()}
+                    for f in lint_env(env, versions, targets))
     if not no_hadolint:
         with tempfile.TemporaryDirectory() as tmp:
             files = []
             for variant in spec.variants:
                 render_context(spec, variant, Path(tmp) / variant)
                 files.append(Path(tmp) / variant / "Dockerfile")
-            problems.extend(p.replace(tmp + "/", "") for p in _hadolint(files))
+            problems.extend({"kind": "hadolint", "message": p.replace(tmp + "/", "")}
+                            for p in _hadolint(files))
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "framework": framework,
+                               "profile": profile, "variants": list(spec.variants),
+                               "hadolint": not no_hadolint, "clean": not problems,
+                               "problems": problems}, indent=2))
+        sys.exit(int(Exit.FAIL if problems else Exit.PASS))
     for problem in problems:
-        click.echo(problem)
+        click.echo(f"{problem['kind']}: {problem['message']}" if problem["kind"] == "env"
+                   else problem["message"])
     if problems:
         click.echo(f"efakit lint: {len(problems)} problem(s)", err=True)
         sys.exit(int(Exit.FAIL))
@@ -202,11 +215,13 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
 @click.option("--cache-repo", default=None, metavar="REPO",
               help="Registry repository for BuildKit's cache (buildx only), e.g. an ECR "
                    "repository of its own.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/build.schema.json).")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
           out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
-          cache_repo: str | None) -> None:
+          cache_repo: str | None, as_json: bool) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, preflight
     from buildkit.engine import find_engine
@@ -216,15 +231,23 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
     engine = find_engine()
     out_dir.mkdir(parents=True, exist_ok=True)
     variants = [variant] if variant else list(spec.variants)
+    built = []
     for name in variants:
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
                              ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo)
-        click.echo(f"built {framework} {name}: {result.image_id}")
-        for tag in result.tags:
-            click.echo(f"  tag {tag}")
-        click.echo(f"  log {result.log}")
+        built.append({"variant": name, **result.as_dict()})
+        if not as_json:
+            click.echo(f"built {framework} {name}: {result.image_id}")
+            for tag in result.tags:
+                click.echo(f"  tag {tag}")
+            click.echo(f"  log {result.log}")
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "framework": framework,
+                               "profile": profile, "builds": built}, indent=2))
 
 
 @main.command()

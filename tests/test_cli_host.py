@@ -171,3 +171,16 @@ def test_registry_cache_arguments_and_refusal_without_buildx():
     assert registry_cache_args(Engine("docker", buildx=False), None, "ec2") == []
     with pytest.raises(CliError, match="needs docker buildx"):
         registry_cache_args(Engine("/usr/bin/docker", buildx=False), "r", "ec2")
+
+
+def test_lint_json_matches_its_schema_and_carries_the_problems(tmp_path):
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "verify" / "schema" / "lint.schema.json").read_text())
+    proc = efakit("lint", "pytorch", "--no-hadolint", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, schema)
+    assert doc["clean"] and doc["problems"] == [] and doc["hadolint"] is False
