@@ -386,12 +386,14 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/sagemaker"),
               show_default=True, help="Where the downloaded report and plot go.")
 @click.option("--poll", type=float, default=30, hidden=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the verifier's JSON result (verify/schema/result.schema.json).")
 @errors
 def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, instance_count: int,
                      output: str | None, max_run: int, region: str | None,
                      subnets: tuple[str, ...], security_groups: tuple[str, ...], quick: bool,
                      no_wait: bool, dry_run: bool, local: bool, job_name: str | None,
-                     out_dir: Path, poll: float) -> None:
+                     out_dir: Path, poll: float, as_json: bool) -> None:
     """Run the verifier as a SageMaker training job on 2+ EFA instances and print the verdict."""
     import json
     import time
@@ -415,11 +417,11 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
         return
     if local:
         sm.prepare_out(out_dir, local=True)
-        _sagemaker_local(spec, req, out_dir)
+        _sagemaker_local(spec, req, out_dir, as_json)
     # Every local precondition before CreateTrainingJob: a job bills from its creation.
     made = sm.prepare_out(out_dir / spec.name)
     try:
-        _sagemaker_remote(spec, req, out_dir, no_wait, poll)
+        _sagemaker_remote(spec, req, out_dir, no_wait, poll, as_json)
     except CliError:
         sm.discard_out(made)  # what no job wrote into
         raise
@@ -432,8 +434,8 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
         raise error from None
 
 
-def _show_result(result: dict | None, where: Path, failure: str | None) -> int:
-    """Print the verdict table (and plot), returning the exit status."""
+def _show_result(result: dict | None, where: Path, failure: str | None, as_json: bool) -> int:
+    """Print the verdict table or JSON (and plot), returning the exit status."""
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
 
@@ -441,39 +443,47 @@ def _show_result(result: dict | None, where: Path, failure: str | None) -> int:
         click.echo(f"no efa-verify result in the job's output{': ' + failure if failure else ''}",
                    err=True)
         return int(Exit.FAIL)
-    click.echo(reports.to_table(result), nl=False)
+    click.echo(reports.to_json(result) if as_json else reports.to_table(result), nl=False)
     try:
-        click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}")
+        click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}", err=as_json)
     except PlotError as exc:
-        click.echo(f"plot: none ({exc})")
+        click.echo(f"plot: none ({exc})", err=as_json)
     return int(reports.VERDICT_EXIT[result["verdict"]])
 
 
-def _sagemaker_local(spec, req: dict, out_dir: Path) -> None:
+def _sagemaker_local(spec, req: dict, out_dir: Path, as_json: bool) -> None:
     import json
 
     from buildkit import smlocal
+    from buildkit.progress import Progress
+
+    say = Progress("sagemaker-verify").line  # where the job is: stderr, data stays on stdout
 
     workdir = out_dir / spec.name
     if workdir.exists():
         raise CliError(f"{workdir} exists: give another --job-name")
     hyper = {k: v for k, v in req["HyperParameters"].items() if k != "instance-type"}
     code, output = smlocal.run(workdir, spec.image_uri, spec.count, req["Environment"], hyper,
-                               spec.max_run, click.echo)
+                               spec.max_run, say)
     result_file = output / "data" / "efa-verify" / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     failure = output / "failure"
     if failure.exists():
-        click.echo(f"FailureReason: {failure.read_text()}")
-    click.echo(f"algo-1 exited {code}; outputs in {output}")
-    sys.exit(_show_result(result, workdir, failure.read_text() if failure.exists() else None))
+        say(f"FailureReason: {failure.read_text()}")
+    say(f"algo-1 exited {code}; outputs in {output}")
+    sys.exit(_show_result(result, workdir, failure.read_text() if failure.exists() else None,
+                          as_json))
 
 
-def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float) -> None:
+def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float,
+                      as_json: bool) -> None:
     import json
 
     from buildkit import sagemaker as sm
     from buildkit.ecr import aws_call
+    from buildkit.progress import Progress
+
+    say = Progress("sagemaker-verify").line  # where the job is: stderr, data stays on stdout
 
     sm.check_quotas(spec, lambda line: click.echo(line, err=True))
     client = sm.client("sagemaker", spec.region)
@@ -481,12 +491,12 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
     dest = out_dir / spec.name
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "request.json").write_text(json.dumps(req, indent=2) + "\n")  # what was asked
-    click.echo(f"created training job {spec.name} ({spec.count} x {spec.instance_type}); "
-               f"request in {dest / 'request.json'}")
+    say(f"created training job {spec.name} ({spec.count} x {spec.instance_type}); "
+        f"request in {dest / 'request.json'}")
     if no_wait:
         return
     try:
-        job = sm.wait(client, sm.client("logs", spec.region), spec.name, click.echo, poll)
+        job = sm.wait(client, sm.client("logs", spec.region), spec.name, say, poll)
     except KeyboardInterrupt:
         if sys.stdin.isatty() and click.confirm(f"\nstop training job {spec.name}?"):
             aws_call("StopTrainingJob", client.stop_training_job, TrainingJobName=spec.name)
@@ -496,11 +506,11 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
                        f"--training-job-name {spec.name})")
         sys.exit(int(Exit.INTERRUPTED))
     result = sm.fetch_result(sm.client("s3", spec.region), job, dest)
-    code = _show_result(result, dest, job.get("FailureReason"))
+    code = _show_result(result, dest, job.get("FailureReason"), as_json)
     if code == 0:
         tag = sm.mark_verified(sm.client("ecr", spec.region), spec.image_uri,
                                spec.profile.family)
-        click.echo(f"verified: {tag}")
+        click.echo(f"verified: {tag}", err=as_json)
     sys.exit(code)
 
 

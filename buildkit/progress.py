@@ -42,6 +42,14 @@ class Progress:
         self.stream.write(f"efakit {self.what}: {text}\n")
         self.stream.flush()
 
+    def line(self, text: str) -> None:
+        """A line of someone else's output (a job's log), as it is."""
+        if _quiet:
+            return
+        self._clear()
+        self.stream.write(text.rstrip("\n") + "\n")
+        self.stream.flush()
+
     def status(self, text: str) -> None:
         """The current stage; a plain line only when it changed (off a terminal)."""
         if _quiet or text == self._last:

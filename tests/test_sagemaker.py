@@ -143,9 +143,10 @@ def test_wait_download_verdict_and_verified_tag(moto_env, tmp_path):
                   "--instance-type", "p5",
                   "--out", str(tmp_path / "out"), env=moto_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "efakit-j3: Completed / Completed" in proc.stdout
-    assert "[algo-1-1764100000] efa_verify_pass=1" in proc.stdout
-    assert "VERDICT: PASS" in proc.stdout
+    # where the job is goes to stderr; the verdict is the data, on stdout
+    assert "efakit-j3: Completed / Completed" in proc.stderr
+    assert "[algo-1-1764100000] efa_verify_pass=1" in proc.stderr
+    assert "VERDICT: PASS" in proc.stdout and "efa_verify_pass" not in proc.stdout
     assert (tmp_path / "out" / "efakit-j3" / "busbw.png").stat().st_size > 1000
     assert "verified: efakit-pytorch:cafe-verify-verified-p5" in proc.stdout
     tags = [t for i in ecr.describe_images(repositoryName="efakit-pytorch")["imageDetails"]
@@ -189,11 +190,13 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
         pytest.skip("docker-compose: not installed (.ci/run installs Debian's docker-compose)")
     proc = efakit("sagemaker-verify", "--image-uri", "efakit/pytorch:ci-sagemaker", "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
-                  "--out", str(tmp_path), timeout=900)
+                  "--out", str(tmp_path), "--json", timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)  # --json: stdout is the result, nothing else
     result = json.loads((tmp_path / "local1" / "algo-1" / "output" / "data" / "efa-verify"
                          / "result.json").read_text())
     assert result["run"]["hosts"] == ["algo-1", "algo-2"]
+    assert printed["verdict"] == result["verdict"] and printed["checks"] == result["checks"]
     fabric = check(result, "fabric")
     assert fabric["status"] == "pass"
     assert fabric["message"].startswith("libfabric tcp from algo-1 to algo-2")
@@ -204,7 +207,7 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
     # The image's nccl-tests really ran and failed without a GPU: its error line and the
     # missing GPUs are both named.
     assert failure.startswith("efa-verify FAIL: ") and "gpus" in failure
-    assert "efa_verify_pass=0" in proc.stdout and "VERDICT: FAIL" in proc.stdout
+    assert "efa_verify_pass=0" in proc.stderr  # the job's own lines: progress, on stderr
 
 
 @pytest.mark.docker
