@@ -54,7 +54,8 @@ def label_checks(ref: str, info: dict) -> list[Check]:
 def env_checks(ref: str, info: dict, record: dict) -> list[Check]:
     """The image's ENV against the rules, for the versions its own record states."""
     env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [])
-    findings = lint_env(env, record["versions"])
+    # start defaults are exported by the entrypoint: judge ENV as a container sees it
+    findings = lint_env({**(record.get("start_defaults") or {}), **env}, record["versions"])
     baked = {k: v for k, v in record["env"].items() if env.get(k) != v}
     problems = [f.message() for f in findings] + \
         [f"{k}: image ENV {env.get(k)!r} differs from its record {v!r}" for k, v in baked.items()]

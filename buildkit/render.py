@@ -165,7 +165,11 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
                                 + (SYSTEM_MPI["build"] if system_mpi else [])
                                 + (["gnupg"] if (efa or {}).get("signature") else [])))
 
-    image_env = {d.var: d.value for d in envrules.image_env(versions).values() if d.is_set}
+    # What an instance may change at start is exported by the entrypoint, not baked in
+    # ENV: a variable present when the container starts is then always the user's.
+    defaults = envrules.start_defaults(versions)
+    image_env = {d.var: d.value for d in envrules.image_env(versions).values()
+                 if d.is_set and d.var not in defaults}
     env = {**image_env, **spec.env_extra}
     libdirs = [d for d in (ofi_libdir, layout.lookup("libfabric_libdir", facts)) if d]
     if not system_mpi:
@@ -224,6 +228,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,
                       "profile": spec.profile, "versions": versions, "env": env,
+                      "start_defaults": defaults,
                       "ofi_nccl_libdir": ofi_libdir,
                       "gpu_archs": spec.gpu_archs,
                       "instance_types": spec.instance_types,

@@ -120,6 +120,16 @@ def start_changes(versions: Mapping[str, str | None], profile: Profile) -> list[
     return changes
 
 
+def start_defaults(versions: Mapping[str, str | None]) -> dict[str, str]:
+    """Baked values of variables some instance changes at start: kept out of the image's
+    ENV (the entrypoint exports them) so that a variable present at start is always the
+    user's, even with the image's own value."""
+    changed = {c.var for p in all_profiles().values() for c in start_changes(versions, p)}
+    baked = image_env(versions)
+    return {var: baked[var].value for var in sorted(changed)  # type: ignore[misc]
+            if baked[var].is_set}
+
+
 @dataclass(frozen=True)
 class EnvFinding:
     """A variable set against the rules (lint and static checks)."""
