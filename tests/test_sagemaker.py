@@ -236,8 +236,10 @@ def test_the_job_reads_its_cluster_through_the_toolkits_environment(ci_images, t
 
     pins = load_spec(ROOT / "images" / "pytorch.yaml").variants["sagemaker"]["packages"]
     assert f"sagemaker-training=={job['toolkit']}" in pins
+    # the leader is the toolkit's master_hostname: the first host as the resource config
+    # lists them (SageMaker lists them sorted; this one does not, to tell the two apart)
     assert (job["hosts"], job["current"], job["leader"]) == (["algo-1", "algo-2"], "algo-2",
-                                                             "algo-1")
+                                                             "algo-2")
     assert (job["interface"], job["instance_type"]) == ("ethwe", "ml.p4d.24xlarge")
     assert job["hyper"] == {"sweep": "full", "timeout": "900"}
     assert job["output_dir"] == "/sm/output"

@@ -1,11 +1,11 @@
 """`efa-verify sagemaker`: the verifier as a SageMaker training job.
 
 SageMaker starts the container on every host.  Each host starts sshd; the
-first host (sorted, as SageMaker's MPI launcher does) waits for port 22 on
-every host, runs `efa-verify run` over all of them, writes the reports where
-SageMaker uploads them (/opt/ml/output/data), prints the figures as
-`name=value` lines for the job's metric definitions, puts the verdict
-summary in /opt/ml/output/failure when it is not a pass, and tells the other
+leader (the toolkit's master host) waits for port 22 on every host, runs
+`efa-verify run` over all of them, writes the reports where SageMaker
+uploads them (/opt/ml/output/data), prints the figures as `name=value` lines
+for the job's metric definitions, puts the verdict summary in
+/opt/ml/output/failure when it is not a pass, and tells the other
 hosts to exit.  The others serve sshd until told, or until the run's time is up.
 
 What comes from the sagemaker-training toolkit (pinned in the spec's sagemaker
