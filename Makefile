@@ -24,7 +24,7 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
-	mirror base-image gate free-disk sagemaker-verify
+	host mirror base-image gate free-disk sagemaker-verify
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -34,7 +34,7 @@ REGISTRY ?=
 
 help:
 	@echo "make ci-image                                   build efakit/pytorch:ci and :ci-sagemaker offline"
-	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
+	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=] [ALLOW_UNPINNED=1]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
 	@echo "make lint                                       ruff, hadolint and the env rules"
@@ -67,7 +67,8 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 image: $(STAMP)
-	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG)
+	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
+		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
@@ -103,12 +104,18 @@ $(MIRROR)/wheels/requirements-base.txt: | $(STAMP)
 
 mirror: $(MIRROR)/wheels/requirements-base.txt
 
-base-image: mirror
+# Docker and debootstrap installed and dockerd started where missing (as root on
+# Debian/Ubuntu), or the exact commands printed, before anything is downloaded.
+host:
+	@OUT=$(OUT) .ci/setup-host --pidfile $(OUT)/dockerd.pid
+
+base-image: host mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
-ci-image: base-image
+ci-image: host base-image
 	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci
 	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker
+	@OUT=$(OUT) .ci/setup-host --report $(OUT)/dockerd.pid
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py

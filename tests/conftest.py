@@ -12,7 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-CORPUS = ROOT.parent / "shared" / "corpus" / "nccl-logs"
+# The labelled public corpus (each log's source in its LABELS.json), kept in the repository.
+CORPUS = ROOT / "tests" / "corpus"
 # Nothing a test runs may ask an instance-metadata address (169.254.169.254).
 QUIET_ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
 

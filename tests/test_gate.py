@@ -189,13 +189,21 @@ def test_scan_findings_fail_the_gate_when_the_policy_says_so(ci_images, aws, tmp
     assert result["push"]["scan"]["findings"][0]["name"] == "CVE-9999-9999"
 
 
+def error_of(stderr: str) -> str:
+    """stderr without the gate's progress lines: the one-line error, newline included."""
+    rest = [line for line in stderr.splitlines(keepends=True)
+            if not line.startswith("efakit gate: ")]
+    assert len(rest) == 1, stderr
+    return rest[0]
+
+
 def test_bad_registry_password_is_a_credentials_error(ci_images, aws, tmp_path):
     _, endpoint = aws
     with services.registry(tmp_path / "registry", password="another-password") as reg:
         proc, _ = gate(EC2, "--push", f"{URI}/gate-badpw", "--registry", reg,
                        env=services.aws_env(endpoint))
         assert proc.returncode == 5
-        assert proc.stderr.startswith(f"efakit: error: docker login to {reg} refused")
+        assert error_of(proc.stderr).startswith(f"efakit: error: docker login to {reg} refused")
         with pytest.raises(urllib.error.HTTPError):  # our password is not theirs
             catalog(reg)
 
@@ -215,9 +223,10 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
     proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", "--registry", "127.0.0.1:1",
                    env=nothing)
     assert proc.returncode == 5
-    assert proc.stderr.startswith("efakit: error: DescribeRepositories: no AWS credentials")
+    assert error_of(proc.stderr).startswith(
+        "efakit: error: DescribeRepositories: no AWS credentials")
     proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", env={**nothing, "AWS_PROFILE": "nope"})
-    assert (proc.returncode, proc.stderr.count("\n")) == (5, 1)
+    assert proc.returncode == 5 and error_of(proc.stderr)
     assert "The config profile (nope) could not be found" in proc.stderr
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION")}
     proc, _ = gate(EC2, "--push", "gate-noregion", env=env)
@@ -236,3 +245,13 @@ def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
     assert result["push"] == {"action": "not-requested"}
     entry = next(c for c in result["checks"] if c["name"] == "entrypoint")
     assert "cmd ['train']" in entry["message"]
+    # The table leads with the verdict, the image and the policy; offline waives the installer.
+    lines = proc.stdout.splitlines()
+    head = lines[next(i for i, line in enumerate(lines) if line.startswith("GATE: ")):][:4]
+    assert head[0] == "GATE: PASS with 1 waiver (efa_installer)", head
+    assert head[1].startswith("image:  efakit/pytorch:") and result["image"]["id"] in head[1]
+    assert head[2] == f"policy: {result['image']['policy']}"
+    assert "default policy" in head[3]
+    assert (tmp_path / "gate" / "gate.md").read_text().startswith(
+        "**GATE: PASS with 1 waiver (efa_installer)**")
+    assert "efakit gate: running efa-verify static inside" in proc.stderr

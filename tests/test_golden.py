@@ -5,6 +5,7 @@ A deliberate template or spec change is reviewed as a diff of these files;
 """
 
 import difflib
+import json
 import os
 import subprocess
 import sys
@@ -52,10 +53,14 @@ def test_dockerfile_matches_golden(spec_file, profile, base, variant, tmp_path):
 def test_seed_spec_renders_the_seed_variables(tmp_path):
     out = render_context(load_spec(SEED), "ec2", tmp_path / "ctx")
     text = (out / "Dockerfile").read_text()
-    for line in ("FI_PROVIDER=efa", "NCCL_PROTO=simple", "FI_EFA_USE_DEVICE_RDMA=1",
+    for line in ("FI_PROVIDER=efa", "NCCL_PROTO=simple",
                  "NCCL_LAUNCH_MODE=PARALLEL", "NCCL_NET_SHARED_COMMS=0"):
         assert line in text
     assert "--enable-platform-aws" in text
+    # g4dn has no RDMA read: the entrypoint exports it, so a user's own value is never undone
+    assert "FI_EFA_USE_DEVICE_RDMA" not in text
+    record = json.loads((out / "efakit" / "image-env.json").read_text())
+    assert record["start_defaults"] == {"FI_EFA_USE_DEVICE_RDMA": "1"}
 
 
 def test_modern_spec_renders_none_of_the_needless_variables(tmp_path):

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -124,7 +125,7 @@ def test_start_time_step_applies_instance_rules(ci_images):
     # libfabric 2.6 with plugin 1.21: the image sets no FI_EFA_USE_DEVICE_RDMA, so an
     # instance without RDMA read (g4dn) needs no change.
     out = run_in(EC2, 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"',
-                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal",))
+                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal", "EFAKIT_VERBOSE=1"))
     assert out.stdout.strip() == "rdma=unset"
     assert "efakit: instance g4dn.metal" in out.stderr and "already fits" in out.stderr
 
@@ -288,3 +289,21 @@ def test_run_in_the_offline_image_fails_truthfully(ci_images):
     bench = next(c for c in second["checks"] if c["name"] == "benchmark")
     assert bench["status"] == "fail" and "exited with status" in bench["message"]
     assert any("CUDA is not available to torch 2.13.0" in e["text"] for e in bench["evidence"])
+
+
+def test_build_json_names_the_image_its_tags_and_log(ci_images, tmp_path):
+    import jsonschema
+
+    efakit = os.path.join(os.path.dirname(sys.executable), "efakit")
+    proc = subprocess.run([efakit, "build", "pytorch", "--profile", "offline", "--variant", "ec2",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, json.loads((ROOT / "verify" / "schema" / "build.schema.json")
+                                        .read_text()))
+    (build,) = doc["builds"]
+    assert build["variant"] == "ec2" and build["tags"][0].startswith("efakit/pytorch:pytorch")
+    # ci_images built it: same inputs, same content tag, nothing rebuilt
+    with open(build["log"], encoding="utf-8") as log:
+        assert "exists: same inputs, nothing built" in log.read()

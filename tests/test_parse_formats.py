@@ -5,6 +5,7 @@ built from its lines with a different prefix.
 """
 
 import gzip
+import json
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -265,9 +266,26 @@ def test_gzip_directory_and_stdin(tmp_path):
 
 def test_empty_and_truncated_inputs_are_inconclusive(tmp_path):
     empty = parse_text(tmp_path, "")
-    assert empty["verdict"] == "inconclusive" and "empty or truncated" in empty["verdict_reason"]
+    assert empty["verdict"] == "inconclusive" and "no NCCL lines found" in empty["verdict_reason"]
     truncated = parse_text(tmp_path, good().splitlines()[0][:30])
     assert truncated["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("text", [
+    "epoch 1 loss 0.51\nepoch 2 loss 0.47\n",
+    # libfabric's own log and an environment dump are not NCCL lines: no confident FAIL
+    "export FI_PROVIDER=tcp\nlibfabric:18058:1733290059::efa:core:fi_getinfo_():1392<warn> "
+    "fi_getinfo: provider efa output empty list\n",
+])
+def test_input_without_an_nccl_line_is_inconclusive_exit_3(tmp_path, text):
+    path = tmp_path / "train.log"
+    path.write_text(text)
+    proc = subprocess.run(["efa-verify", "parse", str(path), "--json"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 3, proc.stdout[-500:] + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "inconclusive"
+    assert result["verdict_reason"].startswith("no NCCL lines found")
 
 
 def test_connected_all_rings_gdr_summary_is_not_evidence(tmp_path):

@@ -43,3 +43,37 @@ def test_workflow_only_calls_make_targets():
     for cmd in runs:
         target = cmd.split()[1]
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_third_party_licenses_list_every_component_with_its_table_license():
+    from verify.components import components
+
+    text = (ROOT / "THIRD_PARTY_LICENSES.md").read_text()
+    rows = dict(re.findall(r"^\| ([\w-]+) \| ([^|]+?) \|", text, re.M))
+    for comp in components().values():
+        assert comp.label in rows, comp.label
+        assert rows[comp.label] == (comp.spdx or "several (AWS's bundle)"), comp.label
+        if comp.license:
+            assert comp.licenses_dir() in text and all(f in text for f in comp.license)
+
+
+def test_the_root_has_what_an_open_source_user_looks_for():
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    for name in ("CONTRIBUTING.md", "CHANGELOG.md", "THIRD_PARTY_LICENSES.md"):
+        assert (ROOT / name).is_file(), name
+
+
+def test_efakit_help_carries_the_exit_code_table():
+    efakit = shutil.which("efakit")
+    assert efakit, "efakit not installed"
+    text = subprocess.run([efakit, "--help"], capture_output=True, text=True).stdout
+    for code, description in DESCRIPTIONS.items():
+        assert re.search(rf"^\s+{int(code)}\s+{re.escape(description)}$", text, re.M), code
+
+
+@pytest.mark.parametrize("value, flagged", [("1", True), ("", False), ("0", False)])
+def test_make_image_passes_allow_unpinned(value, flagged):
+    proc = subprocess.run(["make", "-n", "-C", str(ROOT), "image", f"ALLOW_UNPINNED={value}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert ("--allow-unpinned" in proc.stdout) == flagged

@@ -23,6 +23,15 @@ def test_the_real_spec_and_its_profiles_load():
     assert load_spec(ROOT / "images" / "pytorch.yaml", base="ngc").base_name == "ngc"
 
 
+def test_the_sagemaker_toolkit_is_pinned_in_the_spec_and_the_mirror():
+    from buildkit.mirror import WHEEL_SETS
+
+    spec = load_spec(ROOT / "images" / "pytorch.yaml")
+    packages = spec.variants["sagemaker"]["packages"]
+    assert any(p.startswith("sagemaker-training==") for p in packages)
+    assert WHEEL_SETS["sagemaker"] == "{sagemaker}"  # the mirror downloads exactly these
+
+
 def test_seed_fixture_loads():
     spec = load_spec(FIXTURES / "specs" / "seed" / "pytorch.yaml")
     assert spec.versions()["aws_ofi_nccl"] == "1.5.0"
@@ -94,6 +103,8 @@ BAD_SPECS = [
      "size_budget_GB: expected an integer or a number"),
     ("negative budget", _set("size_budget_GB", -1), "size_budget_GB: expected a positive number"),
     ("bad variant", _set("variants.lambda", {}), "variants.lambda: unknown key"),
+    ("unpinned variant package", _set("variants.sagemaker.packages", ["sagemaker-training"]),
+     "variants.sagemaker.packages[0]: expected name==version"),
     ("bad env name", _set("env_extra", {"nccl_debug": "INFO"}), "env_extra.nccl_debug"),
     ("bad fingerprint", _set("components.efa_installer.signature.key_fingerprint", "1234"),
      "expected 40 uppercase hex digits"),

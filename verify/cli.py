@@ -62,7 +62,8 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
     else:
         detection = detect.detect()
     start = startenv.plan(record, detection, os.environ)
-    for line in startenv.describe(start):
+    # Silent unless something changed: every container start runs this.
+    for line in startenv.describe(start, os.environ.get("EFAKIT_VERBOSE") == "1"):
         click.echo(line, err=True)
     if as_shell:
         for line in startenv.shell_lines(start):

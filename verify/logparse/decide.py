@@ -20,6 +20,15 @@ NON_RDMA_PROVIDERS = ("tcp", "sockets", "udp", "shm")
 
 
 EVIDENCE_SHOWN = 8
+# Patterns that match lines from outside NCCL and nccl-tests (libfabric's own log, an
+# environment dump): alone they say nothing about what NCCL did.
+NOT_NCCL = frozenset({"libfabric_efa", "libfabric_warn", "efa_address", "fi_provider_env"})
+NO_NCCL_LINES = "no NCCL lines found (is NCCL_DEBUG=INFO set in the job? empty or truncated?)"
+
+
+def has_nccl_lines(m: JobModel) -> bool:
+    """Whether any NCCL or nccl-tests line was read: without one no verdict can be made."""
+    return any(n for kind, n in m.kinds.items() if kind not in NOT_NCCL)
 
 
 @dataclass

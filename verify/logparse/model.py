@@ -241,6 +241,7 @@ class JobModel:
         self.events = 0
         # Connections counted without their rank: per-rank counts are then partial.
         self.rankless_connections = 0
+        self.kinds: Counter[str] = Counter()  # events per pattern name
 
     # -- helpers ---------------------------------------------------------------
     def fact(self, name: str) -> Fact:
@@ -296,6 +297,7 @@ class JobModel:
     # -- sink ------------------------------------------------------------------
     def event(self, event: Event) -> None:
         self.events += event.count
+        self.kinds[event.kind] += event.count
         kind, f, n = event.kind, event.fields, event.count
         if event.ctx is not None and event.ctx.host:
             self.record_hosts.add(event.ctx.host)

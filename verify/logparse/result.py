@@ -213,8 +213,8 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
                             f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
     checks.extend(more_checks)
     word, reason = checkmod.decide(policy, checks)
-    if m.events == 0 and word != "fail":
-        reason = "no NCCL_DEBUG=INFO or nccl-tests lines in the input (empty or truncated?)"
+    if not decide.has_nccl_lines(m) and not any(c.status == "fail" for c in more_checks):
+        word, reason = "inconclusive", decide.NO_NCCL_LINES
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": checkmod.tool(command),
