@@ -17,7 +17,7 @@ from tests.parsehelp import parse_paths
 NETWORK = {"efa": "libfabric", "ib": "ib", "socket": "socket", "unknown": None}
 LABELS = json.loads((CORPUS / "LABELS.json").read_text()) if CORPUS.is_dir() else []
 SCHEMA = json.loads((ROOT / "verify" / "schema" / "result.schema.json").read_text())
-needs_corpus = pytest.mark.skipif(not LABELS, reason=f"shared corpus not found at {CORPUS}")
+needs_corpus = pytest.mark.skipif(not LABELS, reason=f"corpus: shared corpus not found at {CORPUS}")
 
 
 def _first(provider):

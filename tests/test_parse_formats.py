@@ -5,12 +5,13 @@ built from its lines with a different prefix.
 """
 
 import gzip
-import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests import procs
 from tests.parsehelp import check, parse_paths, parse_text
+from tests.procs import VERIFY
 
 # corpus 018 (aws-ofi-nccl 1.16.2, NCCL 2.27.3, p4d): a healthy rank.
 GOOD_RANK = """\
@@ -240,7 +241,7 @@ def test_gzip_directory_and_stdin(tmp_path):
         handle.write(good("node-b", 1, 0))
     result = parse_paths([logs])
     assert result["nodes"] == 2 and len(result["inputs"]) == 2
-    proc = subprocess.run(["efa-verify", "parse", "-", "--json"], input=good().encode(),
+    proc = procs.run([*VERIFY, "parse", "-", "--json"], input=good().encode(),
                           capture_output=True)
     assert b'"efa_used": true' in proc.stdout
 
@@ -288,7 +289,7 @@ def test_cli_exit_codes_and_reports(tmp_path):
     log = tmp_path / "run.log"
     log.write_text(good() + good("node-b", 1, 0) + table())
     junit, md, out = tmp_path / "r.xml", tmp_path / "r.md", tmp_path / "r.json"
-    ok = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "ml.p5.48xlarge",
+    ok = procs.run([*VERIFY, "parse", str(log), "--instance-type", "ml.p5.48xlarge",
                          "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout
@@ -296,16 +297,16 @@ def test_cli_exit_codes_and_reports(tmp_path):
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
     assert "## efa-verify parse: PASS" in md.read_text() and out.read_text().startswith("{")
-    fail = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5",
+    fail = procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5",
                            "--expect-nodes", "3"], capture_output=True, text=True)
     assert fail.returncode == 1
-    inconclusive = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p4d"],
+    inconclusive = procs.run([*VERIFY, "parse", str(log), "--instance-type", "p4d"],
                                   capture_output=True, text=True)
     assert inconclusive.returncode == 3
-    bad = subprocess.run(["efa-verify", "parse", str(tmp_path / "missing.log")],
+    bad = procs.run([*VERIFY, "parse", str(tmp_path / "missing.log")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    bad_instance = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "x9"],
+    bad_instance = procs.run([*VERIFY, "parse", str(log), "--instance-type", "x9"],
                                   capture_output=True, text=True)
     assert bad_instance.returncode == 2 and "unknown instance type" in bad_instance.stderr
 
@@ -314,7 +315,7 @@ def test_junit_failure_and_skips(tmp_path):
     log = tmp_path / "sock.log"
     log.write_text(good().replace("NET/Libfabric/0/GDRDMA", "NET/Socket/0"))
     junit = tmp_path / "r.xml"
-    subprocess.run(["efa-verify", "parse", str(log), "--junit", str(junit)], capture_output=True)
+    procs.run([*VERIFY, "parse", str(log), "--junit", str(junit)], capture_output=True)
     cases = {c.get("name"): c for c in ET.parse(junit).getroot()}
     assert cases["transport"].find("failure") is not None
     assert cases["bandwidth"].find("skipped") is not None

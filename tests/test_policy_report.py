@@ -2,11 +2,12 @@
 
 import datetime as dt
 import json
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.parsehelp import check, parse_text
+from tests.procs import EFAKIT, VERIFY
 from tests.test_parse_formats import good, table
 from verify.policy import PolicyError, load_policy
 
@@ -76,7 +77,7 @@ def test_bad_policy_on_the_command_line_is_exit_2(tmp_path):
     log.write_text(good())
     bad = tmp_path / "p.yaml"
     bad.write_text("colour: red\n")
-    proc = subprocess.run(["efa-verify", "parse", str(log), "--policy", str(bad)],
+    proc = procs.run([*VERIFY, "parse", str(log), "--policy", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown key" in proc.stderr
 
@@ -84,9 +85,9 @@ def test_bad_policy_on_the_command_line_is_exit_2(tmp_path):
 def test_report_and_plot_from_a_result(tmp_path):
     log, result_file, png = tmp_path / "x.log", tmp_path / "r.json", tmp_path / "bw.png"
     log.write_text(good() + good("node-b", 1, 0) + table())
-    subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5", "-o",
+    procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5", "-o",
                     str(result_file)], capture_output=True, check=False)
-    proc = subprocess.run(["efakit", "report", str(result_file), "--plot", str(png)],
+    proc = procs.run([*EFAKIT, "report", str(result_file), "--plot", str(png)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "VERDICT: PASS" in proc.stdout
@@ -96,5 +97,5 @@ def test_report_and_plot_from_a_result(tmp_path):
 def test_report_rejects_what_is_not_a_result(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
-    proc = subprocess.run(["efakit", "report", str(other)], capture_output=True, text=True)
+    proc = procs.run([*EFAKIT, "report", str(other)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an efa-verify result" in proc.stderr

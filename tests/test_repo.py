@@ -1,12 +1,9 @@
 """Repository contracts: the README's exit-code table, the workflow, the make targets."""
 
 import re
-import shutil
-import subprocess
 
-import pytest
-
-from tests.conftest import ROOT
+from tests import procs
+from tests.conftest import ROOT, tool
 from verify.exitcodes import DESCRIPTIONS, Exit
 
 
@@ -26,10 +23,8 @@ def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.skipif(shutil.which("check-jsonschema") is None,
-                    reason="check-jsonschema not installed (pip install 'efakit[test]')")
 def test_workflow_is_valid_for_github():
-    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+    proc = procs.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
                            str(ROOT / ".github" / "workflows" / "image-gate.yml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

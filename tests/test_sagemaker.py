@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -19,9 +17,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests import services
-from tests.conftest import ROOT
+from tests import procs, services
+from tests.conftest import ROOT, missing
 from tests.parsehelp import check, parse_text
+from tests.procs import EFAKIT
 from tests.test_parse_formats import good, table
 from verify import smjob
 
@@ -31,8 +30,7 @@ BASE = ["--image-uri", IMAGE, "--role", ROLE, "--output", "s3://efakit-test/jobs
 
 
 def efakit(*args, env=None, cwd=ROOT, timeout=600):
-    binary = Path(sys.executable).parent / "efakit"
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, cwd=cwd,
+    return procs.run([*EFAKIT, *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -192,8 +190,8 @@ def test_smjob_contract_pieces(tmp_path):
 
 @pytest.mark.docker
 def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path):
-    if subprocess.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
-        pytest.skip("docker-compose: not installed (.ci/run installs Debian's docker-compose)")
+    if procs.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
+        missing("docker-compose", "not installed (.ci/run installs Debian's docker-compose)")
     proc = efakit("sagemaker-verify", "--image-uri", "efakit/pytorch:ci-sagemaker", "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
                   "--out", str(tmp_path), timeout=900)

@@ -6,10 +6,10 @@ from a few lines of C (no third-party code)."""
 import json
 import os
 import struct
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.test_static import MODERN, _so, _static, needs_gcc
 from verify import elf
 
@@ -39,7 +39,7 @@ def _binary(path, blob: bytes, libdirs=(), libs=()):
                    + _c_bytes(blob) + "};\nint main(void) { return 0; }\n")
     cmd = ["gcc", "-Wl,--no-as-needed", "-o", str(path), str(src)]
     cmd += [f"-L{d}" for d in libdirs] + [f"-l{lib}" for lib in libs]
-    subprocess.run(cmd, check=True, capture_output=True)
+    procs.run(cmd, check=True, capture_output=True)
     src.unlink()
 
 
@@ -70,7 +70,7 @@ ENV = {"LD_LIBRARY_PATH": "/opt/amazon/ofi-nccl/lib:/opt/nccl/lib"}
 
 def test_fatbin_archs_are_read_from_the_headers(tmp_path):
     if not __import__("shutil").which("gcc"):
-        pytest.skip("gcc not installed")
+        pytest.skip("gcc: not installed")
     _binary(tmp_path / "b", fatbin([(2, 80), (2, 90), (1, 90), (2, 80)]))
     assert elf.fatbin_archs(tmp_path / "b") == {"sass": {"sm_80", "sm_90"}, "ptx": {"sm_90"}}
 
