@@ -68,16 +68,17 @@ class Outcome:
     seconds: float
 
 
-def load(only: list[str]) -> list[Mutation]:
-    rows = yaml.safe_load(TABLE.read_text())["mutations"]
-    mutations = [Mutation(**row) for row in rows]
+def load(only: list[str]) -> tuple[list[Mutation], dict[str, list[str]]]:
+    """The mutations (all, or those named) and the test files to run first per module."""
+    table = yaml.safe_load(TABLE.read_text())
+    mutations = [Mutation(**row) for row in table["mutations"]]
     names = [m.name for m in mutations]
     if len(set(names)) != len(names):
         raise SystemExit("mutate: duplicate mutation names in bench/mutations.yaml")
     unknown = set(only) - set(names)
     if unknown:
         raise SystemExit(f"mutate: no mutation named {', '.join(sorted(unknown))}")
-    return [m for m in mutations if not only or m.name in only]
+    return [m for m in mutations if not only or m.name in only], table.get("first") or {}
 
 
 def copy_tree(dest: Path, tests_from: str | None) -> None:
@@ -96,12 +97,15 @@ def copy_tree(dest: Path, tests_from: str | None) -> None:
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
-def ordered_tests(tree: Path, module: str) -> list[str]:
-    """Test files, those naming the mutated module most often first."""
+def ordered_tests(tree: Path, module: str, first: list[str]) -> list[str]:
+    """Every test file: the table's first ones for the module, then those naming the
+    module most often."""
     stem = Path(module).stem
     files = sorted((tree / "tests").glob("test_*.py"))
     counts = {f: len(re.findall(rf"\b{re.escape(stem)}\b", f.read_text())) for f in files}
-    return [str(f.relative_to(tree)) for f in sorted(files, key=lambda f: -counts[f])]
+    rest = [str(f.relative_to(tree)) for f in sorted(files, key=lambda f: -counts[f])]
+    head = [t for t in first if (tree / t).is_file()]
+    return head + [t for t in rest if t not in head]
 
 
 def suite(tree: Path, tests: list[str], timeout: float) -> tuple[int | None, str]:
@@ -136,7 +140,7 @@ def first_failure(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else "no output"
 
 
-def run_one(tree: Path, mutation: Mutation, timeout: float) -> Outcome:
+def run_one(tree: Path, mutation: Mutation, first: list[str], timeout: float) -> Outcome:
     path = tree / mutation.file
     text = path.read_text()
     count = text.count(mutation.old)
@@ -145,7 +149,7 @@ def run_one(tree: Path, mutation: Mutation, timeout: float) -> Outcome:
     start = time.monotonic()
     path.write_text(text.replace(mutation.old, mutation.new))
     try:
-        code, output = suite(tree, ordered_tests(tree, mutation.file), timeout)
+        code, output = suite(tree, ordered_tests(tree, mutation.file, first), timeout)
     finally:
         path.write_text(text)
     seconds = time.monotonic() - start
@@ -168,7 +172,7 @@ def main() -> int:
                         help="skip the unmutated run that proves the suite is green")
     parser.add_argument("--keep", action="store_true", help="keep the copy of the tree")
     args = parser.parse_args()
-    mutations = load(args.only)
+    mutations, first = load(args.only)
     work = Path(tempfile.mkdtemp(prefix="efakit-mutate-"))
     tree = work / "efakit"  # nothing beside it: no ../shared, as on a GitHub runner
     try:
@@ -187,7 +191,7 @@ def main() -> int:
                 return 1
         outcomes = []
         for mutation in mutations:
-            outcome = run_one(tree, mutation, args.timeout)
+            outcome = run_one(tree, mutation, first.get(mutation.file, []), args.timeout)
             outcomes.append(outcome)
             print(f"{outcome.status:11} {mutation.name:42} {outcome.seconds:6.0f} s  "
                   f"{outcome.detail}", flush=True)
