@@ -44,3 +44,5 @@ def test_ib_outranks_libfabric_when_ranks_disagree(tmp_path):
                 "NET/Libfabric/0/GDRDMA\n")
     result = parse_text(tmp_path, efa_rank + ib_rank)
     assert result["transport"] == "ib" and result["efa_used"] is False
+    # the reason names the network, though one rank's provider line says efa
+    assert "NCCL used ib, not the Libfabric network" in check(result, "efa_used")["message"]

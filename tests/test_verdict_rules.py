@@ -1,0 +1,34 @@
+"""Verdict rules the shared corpus shows only in passing, with logs written here
+(line shapes of corpus 018: aws-ofi-nccl 1.16.2, NCCL 2.27.3), so a GitHub runner
+without ../shared runs them too."""
+
+from tests.parsehelp import check, parse_text
+
+ONE_NODE = """\
+node-a:188:585 [0] NCCL INFO NCCL version 2.27.3+cuda12.9
+node-a:188:585 [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.2
+node-a:188:585 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa (found 1 nics)
+node-a:188:585 [0] NCCL INFO Using network Libfabric
+node-a:188:585 [0] NCCL INFO comm 0x556d504b7460 rank 0 nRanks 2 nNodes 1 localRanks 2 localRank 0 MNNVL 0
+node-a:188:709 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/CUMEM
+node-a:188:709 [0] NCCL INFO Channel 01/0 : 0[0] -> 1[1] via P2P/CUMEM
+"""
+
+
+def test_one_node_on_the_efa_provider_that_moved_nothing_over_it_did_not_use_efa(tmp_path):
+    """Field notes: a single-node run can select the efa provider yet move everything over
+    SHM/P2P; the provider line is no proof of traffic."""
+    result = parse_text(tmp_path, ONE_NODE, instance="p5")
+    assert (result["transport"], result["provider"]) == ("libfabric", "efa")
+    efa = check(result, "efa_used")
+    assert efa["status"] == "fail" and result["efa_used"] is False
+    assert "every connection stayed on SHM/P2P inside one node" in efa["message"]
+    assert [e["line"] for e in efa["evidence"]][:2] == [6, 7]
+    assert result["verdict"] == "fail"
+
+
+def test_one_node_forced_onto_the_network_did_use_efa(tmp_path):
+    """Traffic between GPUs of one node that was forced onto the network went over EFA."""
+    forced = ONE_NODE.replace("via P2P/CUMEM", "[send] via NET/Libfabric/0/GDRDMA")
+    result = parse_text(tmp_path, forced, instance="p5")
+    assert result["efa_used"] is True and result["gdr_used"] is True
