@@ -32,3 +32,17 @@ def test_one_node_forced_onto_the_network_did_use_efa(tmp_path):
     forced = ONE_NODE.replace("via P2P/CUMEM", "[send] via NET/Libfabric/0/GDRDMA")
     result = parse_text(tmp_path, forced, instance="p5")
     assert result["efa_used"] is True and result["gdr_used"] is True
+
+
+def test_an_explicit_no_gdr_line_fails_gdr_without_any_channel_line(tmp_path):
+    """The plugin says GDR is off before NCCL prints any channel: that is a no, not an
+    unknown (field notes: explicit 'no GDR' statements)."""
+    head = "".join(ONE_NODE.splitlines(keepends=True)[:4])
+    off = ("node-a:188:585 [0] NCCL INFO NET/OFI Need to force simple protocol: "
+           "GDR not supported\n")
+    result = parse_text(tmp_path, head + off, instance="p5")
+    gdr = check(result, "gdr_used")
+    assert result["gdr_used"] is False and gdr["status"] == "fail"
+    assert "a line says GPUDirect RDMA is off" in gdr["message"]
+    assert gdr["evidence"][0]["line"] == 5
+    assert parse_text(tmp_path, head, name="plain.log", instance="p5")["gdr_used"] is None
