@@ -46,3 +46,21 @@ def test_an_explicit_no_gdr_line_fails_gdr_without_any_channel_line(tmp_path):
     assert "a line says GPUDirect RDMA is off" in gdr["message"]
     assert gdr["evidence"][0]["line"] == 5
     assert parse_text(tmp_path, head, name="plain.log", instance="p5")["gdr_used"] is None
+
+
+FALLBACK = """\
+node-a:944:944 [0] NCCL INFO NCCL version 2.27.3+cuda12.9
+node-a:944:944 [0] NCCL INFO NET/Plugin : No plugin found (libnccl-net.so), using internal implementation
+node-a:944:944 [0] NCCL INFO NET/IB : No device found.
+node-a:944:944 [0] NCCL INFO NET/Socket : Using [0]eth0:10.67.132.117<0>
+"""
+
+
+def test_a_socket_fallback_without_channel_lines_has_no_gdr(tmp_path):
+    """No plugin, no IB device, sockets: the job's transport is socket before any channel
+    line, and sockets have no GPUDirect RDMA (a no, not an unknown)."""
+    result = parse_text(tmp_path, FALLBACK, instance="p5")
+    assert result["transport"] == "socket" and result["efa_used"] is False
+    gdr = check(result, "gdr_used")
+    assert result["gdr_used"] is False and "Socket transport has no GPUDirect RDMA" in \
+        gdr["message"]
