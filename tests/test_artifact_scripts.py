@@ -25,8 +25,8 @@ def _fetch(tmp_path, name, want, env=None, url="https://invalid.example/none"):
     dest = tmp_path / "out" / name
     dest.parent.mkdir(exist_ok=True)
     proc = procs.run(["sh", str(runner), name, url, want, str(dest)],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=60)
+                     capture_output=True, text=True, env={**os.environ, **(env or {})},
+                     timeout=60)
     return proc, dest
 
 
@@ -73,7 +73,7 @@ def test_gpg_signature_path_with_a_key_made_here(tmp_path):
 
     def gpg(*args, **kw):
         return procs.run(["gpg", "--batch", "--yes", *args], env=env, check=True,
-                              capture_output=True, timeout=120, **kw)
+                         capture_output=True, timeout=120, **kw)
 
     gpg("--passphrase", "", "--quick-generate-key", "efakit test <test@efakit>", "ed25519",
         "sign", "1d")
@@ -88,8 +88,8 @@ def test_gpg_signature_path_with_a_key_made_here(tmp_path):
         if data is not None:
             payload.write_bytes(data)
         return procs.run(["sh", str(script), str(payload), str(payload) + ".sig",
-                               str(tmp_path / "key.asc"), want], capture_output=True,
-                              text=True, timeout=120)
+                          str(tmp_path / "key.asc"), want], capture_output=True,
+                         text=True, timeout=120)
 
     try:
         _check_signatures(verify, fpr)

@@ -81,7 +81,7 @@ def test_lint_without_hadolint_says_what_is_missing(tmp_path):
     (bindir / "efakit").symlink_to(tool("efakit"))  # the entry point, outside PATH
     env = {**os.environ, "PATH": str(bindir)}
     proc = procs.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
-                          env=env)
+                     env=env)
     assert proc.returncode == 4 and "hadolint not found" in proc.stderr
 
 
@@ -99,7 +99,7 @@ def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
     env = {**os.environ, "EFAKIT_HOME": str(tmp_path),
            "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
     proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "unpinned artifacts" in proc.stderr and "efa_installer (" in proc.stderr
     assert "efa_installer signing key" in proc.stderr
@@ -109,8 +109,8 @@ def test_build_without_an_engine_says_so(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
     # The production spec: every artifact pinned, so the engine is the first thing missing.
     proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2",
-                           "--out", str(tmp_path / "b")],
-                          capture_output=True, text=True, env=env, timeout=120)
+                      "--out", str(tmp_path / "b")],
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr
 

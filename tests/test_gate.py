@@ -39,7 +39,7 @@ def gate(*args, env=None, out=None):
         argv += ["--out", str(out)]
     merged = {**os.environ, **(env or {})}
     proc = procs.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={k: v for k, v in merged.items() if v is not None})
+                     env={k: v for k, v in merged.items() if v is not None})
     result = json.loads(proc.stdout) if proc.stdout.startswith("{") else None
     return proc, result
 
@@ -75,7 +75,7 @@ def broken_images(ci_images, tmp_path_factory):
         (ctx / "Dockerfile").write_text(f"FROM {EC2}\n{step}\n")
         refs[name] = f"efakit-test/broken:{name}"
         proc = procs.run([DOCKER, "build", "-q", "-t", refs[name], str(ctx)],
-                              capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     yield refs
     procs.run([DOCKER, "image", "rm", *refs.values()], capture_output=True)
@@ -228,7 +228,7 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
 def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
     """`make gate` with no IMAGE: the image `make ci-image` built last (the sagemaker one)."""
     proc = procs.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+                     text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert result["image"]["variant"] == "sagemaker" and result["verdict"] == "pass"

@@ -78,12 +78,12 @@ def test_dockerfiles_stay_within_docker_2010_buildkit(tmp_path):
 def test_render_is_byte_identical_and_atomic(tmp_path):
     def run(dest):
         return procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                               "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
+                          "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
 
     assert run(tmp_path / "a").returncode == 0
     assert run(tmp_path / "b").returncode == 0
     diff = procs.run(["diff", "-r", str(tmp_path / "a"), str(tmp_path / "b")],
-                          capture_output=True, text=True)
+                     capture_output=True, text=True)
     assert diff.returncode == 0, diff.stdout
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
     assert Path("ec2/Dockerfile") in files and Path("ec2/efakit/image-env.json") in files

@@ -172,9 +172,9 @@ def _tampered_mirror(tmp_path):
 def test_tampered_mirror_wheel_fails_the_build_and_tags_nothing(ci_images, tmp_path):
     mirror, victim = _tampered_mirror(tmp_path)
     proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--artifacts", str(mirror), "--tag", "tampered",
-                           "--out", str(tmp_path / "build")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                      "ec2", "--artifacts", str(mirror), "--tag", "tampered",
+                      "--out", str(tmp_path / "build")],
+                     cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2
     assert f"artifact {victim.name}: sha256 mismatch: expected " in proc.stderr
     assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
@@ -185,20 +185,20 @@ def test_pip_inside_the_build_checks_the_same_hashes(ci_images, tmp_path):
     mirror, _ = _tampered_mirror(tmp_path)
     ctx = tmp_path / "ctx"
     procs.run([*EFAKIT, "render", "pytorch", "--profile", "offline", "--variant", "ec2",
-                    "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
+               "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
     shutil.rmtree(ctx / "artifacts")
     shutil.copytree(mirror, ctx / "artifacts")
     proc = procs.run([DOCKER, "build", "-t", "efakit/pytorch:tampered", str(ctx)],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "DOCKER_BUILDKIT": "1"})
+                     capture_output=True, text=True, timeout=900,
+                     env={**os.environ, "DOCKER_BUILDKIT": "1"})
     assert proc.returncode != 0 and "DO NOT MATCH THE HASHES" in proc.stderr + proc.stdout
     assert docker("image", "inspect", "efakit/pytorch:tampered", check=False).returncode != 0
 
 
 def test_same_inputs_same_tag(ci_images, tmp_path):
     proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--out", str(tmp_path / "again")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                      "ec2", "--out", str(tmp_path / "again")],
+                     cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     first = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",
                               EC2).stdout)
@@ -232,7 +232,7 @@ def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
     bundle.write_bytes(canary)
     ctx = tmp_path / "ctx"
     procs.run([*EFAKIT, "render", "pytorch", "--profile", "offline", "--variant", "ec2",
-                    "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
+               "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
     shutil.rmtree(ctx / "artifacts")
     shutil.copytree(ROOT / "out" / "mirror", ctx / "artifacts", copy_function=os.link)
     dockerfile = (ctx / "Dockerfile").read_text()
@@ -242,8 +242,8 @@ def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
                                     f"-{tmp_path.name}\n" + dockerfile[line_end:])
     ref = "efakit-test/pytorch:secret-test"
     proc = procs.run([DOCKER, "build", "--progress=plain", "-t", ref, "--secret",
-                           f"id=ca-bundle,src={bundle}", str(ctx)], capture_output=True,
-                          text=True, timeout=1500, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+                      f"id=ca-bundle,src={bundle}", str(ctx)], capture_output=True,
+                     text=True, timeout=1500, env={**os.environ, "DOCKER_BUILDKIT": "1"})
     try:
         assert proc.returncode == 0, proc.stderr[-3000:]
         ran = [ln for ln in proc.stderr.splitlines() if "efakit-with-ca" in ln
@@ -263,9 +263,9 @@ def test_a_failing_step_is_named_with_its_last_lines(ci_images, tmp_path):
     ssh = home / "templates" / "partials" / "ssh.j2"
     ssh.write_text(ssh.read_text() + "RUN echo efakit-test-failing-step && exit 3\n")
     proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--artifacts", str(ROOT / "out" / "mirror"), "--tag", "broken",
-                           "--out", str(tmp_path / "b")], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "EFAKIT_HOME": str(home)})
+                      "ec2", "--artifacts", str(ROOT / "out" / "mirror"), "--tag", "broken",
+                      "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                     timeout=900, env={**os.environ, "EFAKIT_HOME": str(home)})
     assert proc.returncode == 1
     assert "build failed at [" in proc.stderr and "efakit-test-failing-step" in proc.stderr
     assert "no tag was applied" in proc.stderr

@@ -44,9 +44,9 @@ def _git_archive(tmp_path, name: str, files: dict[str, str]) -> tuple[bytes, str
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "x"]):
         procs.run(["git", *cmd], cwd=repo, check=True, env=GIT_ENV)
     tree = procs.run(["git", "rev-parse", "HEAD^{tree}"], cwd=repo, check=True,
-                          capture_output=True, text=True).stdout.strip()
+                     capture_output=True, text=True).stdout.strip()
     tar = procs.run(["git", "archive", "--format=tar", f"--prefix={name}/", "HEAD"],
-                         cwd=repo, check=True, capture_output=True).stdout
+                    cwd=repo, check=True, capture_output=True).stdout
     return gzip.compress(tar, mtime=0), tree
 
 
@@ -78,12 +78,12 @@ def test_a_file_that_is_no_archive_is_named_unreadable(tmp_path):
 
 def _build_offline(mirror, home=None):
     return procs.run([sys.executable, "-m", "buildkit.cli", "build", "pytorch", "--profile",
-                           "offline", "--variant", "ec2", "--artifacts", str(mirror),
-                           "--out", str(mirror.parent / "build")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120,
-                          env={**os.environ, "EFAKIT_IMDS": "off",
+                      "offline", "--variant", "ec2", "--artifacts", str(mirror),
+                      "--out", str(mirror.parent / "build")],
+                     capture_output=True, text=True, cwd=ROOT, timeout=120,
+                     env={**os.environ, "EFAKIT_IMDS": "off",
                                "DOCKER_HOST": "unix:///nonexistent/efakit-test.sock",
-                          **({"EFAKIT_HOME": str(home)} if home else {})})
+                     **({"EFAKIT_HOME": str(home)} if home else {})})
 
 
 def _stand_in_mirror(tmp_path):

@@ -242,7 +242,7 @@ def test_gzip_directory_and_stdin(tmp_path):
     result = parse_paths([logs])
     assert result["nodes"] == 2 and len(result["inputs"]) == 2
     proc = procs.run([*VERIFY, "parse", "-", "--json"], input=good().encode(),
-                          capture_output=True)
+                     capture_output=True)
     assert b'"efa_used": true' in proc.stdout
 
 
@@ -290,24 +290,24 @@ def test_cli_exit_codes_and_reports(tmp_path):
     log.write_text(good() + good("node-b", 1, 0) + table())
     junit, md, out = tmp_path / "r.xml", tmp_path / "r.md", tmp_path / "r.json"
     ok = procs.run([*VERIFY, "parse", str(log), "--instance-type", "ml.p5.48xlarge",
-                         "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
-                        capture_output=True, text=True)
+                    "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
+                   capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout
     assert "VERDICT: PASS" in ok.stdout
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
     assert "## efa-verify parse: PASS" in md.read_text() and out.read_text().startswith("{")
     fail = procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5",
-                           "--expect-nodes", "3"], capture_output=True, text=True)
+                      "--expect-nodes", "3"], capture_output=True, text=True)
     assert fail.returncode == 1
     inconclusive = procs.run([*VERIFY, "parse", str(log), "--instance-type", "p4d"],
-                                  capture_output=True, text=True)
+                             capture_output=True, text=True)
     assert inconclusive.returncode == 3
     bad = procs.run([*VERIFY, "parse", str(tmp_path / "missing.log")],
-                         capture_output=True, text=True)
+                    capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     bad_instance = procs.run([*VERIFY, "parse", str(log), "--instance-type", "x9"],
-                                  capture_output=True, text=True)
+                             capture_output=True, text=True)
     assert bad_instance.returncode == 2 and "unknown instance type" in bad_instance.stderr
 
 

@@ -63,7 +63,7 @@ def test_mutated_real_logs_never_raise(tmp_path, data):
 def _parse_seconds(path) -> float:
     start = time.perf_counter()
     proc = procs.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
-                          capture_output=True, cwd=ROOT)
+                     capture_output=True, cwd=ROOT)
     assert proc.returncode in (0, 1, 3), proc.stderr
     return time.perf_counter() - start
 

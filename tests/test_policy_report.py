@@ -78,7 +78,7 @@ def test_bad_policy_on_the_command_line_is_exit_2(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("colour: red\n")
     proc = procs.run([*VERIFY, "parse", str(log), "--policy", str(bad)],
-                          capture_output=True, text=True)
+                     capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown key" in proc.stderr
 
 
@@ -86,9 +86,9 @@ def test_report_and_plot_from_a_result(tmp_path):
     log, result_file, png = tmp_path / "x.log", tmp_path / "r.json", tmp_path / "bw.png"
     log.write_text(good() + good("node-b", 1, 0) + table())
     procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5", "-o",
-                    str(result_file)], capture_output=True, check=False)
+               str(result_file)], capture_output=True, check=False)
     proc = procs.run([*EFAKIT, "report", str(result_file), "--plot", str(png)],
-                          capture_output=True, text=True)
+                     capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "VERDICT: PASS" in proc.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -11,8 +11,8 @@ from tests.conftest import ROOT
 
 def render(out, cwd=ROOT):
     return procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                           "--variant", "ec2", "-o", str(out)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "EFAKIT_IMDS": "off"}, timeout=120)
+                      "--variant", "ec2", "-o", str(out)], capture_output=True, text=True,
+                     cwd=cwd, env={**os.environ, "EFAKIT_IMDS": "off"}, timeout=120)
 
 
 def _one_line_error(proc, *fragments):
@@ -42,8 +42,8 @@ def test_dot_is_refused_when_it_holds_the_users_files(tmp_path):
     before = _snapshot(tmp_path)
     env_root = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                           "--variant", "ec2", "-o", "."], capture_output=True, text=True,
-                          cwd=tmp_path, env=env_root, timeout=120)
+                      "--variant", "ec2", "-o", "."], capture_output=True, text=True,
+                     cwd=tmp_path, env=env_root, timeout=120)
     _one_line_error(proc, "refusing to replace .")
     assert _snapshot(tmp_path) == before
 

@@ -25,8 +25,8 @@ def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
 
 def test_workflow_is_valid_for_github():
     proc = procs.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-                           str(ROOT / ".github" / "workflows" / "image-gate.yml")],
-                          capture_output=True, text=True)
+                      str(ROOT / ".github" / "workflows" / "image-gate.yml")],
+                     capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

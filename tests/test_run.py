@@ -208,7 +208,7 @@ def test_missing_nccl_tests_is_a_failed_check_naming_it(tmp_path):
 ])
 def test_bad_host_lists_are_one_line_usage_errors(tmp_path, args, message):
     done = procs.run([sys.executable, "-m", "verify", "run", *args, "--output-dir",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+                      str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr == f"efa-verify: error: {message}\n"
     assert not (tmp_path / "o").exists()
 
@@ -217,7 +217,7 @@ def test_a_used_output_directory_is_refused(tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "result.json").write_text("{}")
     done = procs.run([sys.executable, "-m", "verify", "run", "--output-dir",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+                      str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "exists and is not an empty directory" in done.stderr
 
@@ -225,8 +225,8 @@ def test_a_used_output_directory_is_refused(tmp_path):
 def test_no_mpirun_is_a_missing_tool(tmp_path):
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     done = procs.run([sys.executable, "-m", "verify", "run", "--hosts", "localhost",
-                           "--output-dir", str(tmp_path / "o")], capture_output=True,
-                          text=True, env=env)
+                      "--output-dir", str(tmp_path / "o")], capture_output=True,
+                     text=True, env=env)
     if Path("/opt/amazon/openmpi/bin/mpirun").exists():
         missing("efa-host", "the EFA installer's mpirun exists on this machine")
     assert done.returncode == 4
@@ -237,9 +237,9 @@ def test_no_mpirun_is_a_missing_tool(tmp_path):
 def test_torch_engine_on_a_real_gpu(tmp_path):
     """On a GPU host: one rank through torch.distributed and NCCL, the table parsed."""
     proc = procs.run([sys.executable, "-m", "verify", "run", "--engine", "torch",
-                           "--hosts", "localhost", "--gpus-per-host", "1", "--json",
-                           "--output-dir", str(tmp_path / "out")], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "EFAKIT_IMDS": "off"})
+                      "--hosts", "localhost", "--gpus-per-host", "1", "--json",
+                      "--output-dir", str(tmp_path / "out")], capture_output=True,
+                     text=True, timeout=600, env={**os.environ, "EFAKIT_IMDS": "off"})
     result = json.loads(proc.stdout)
     assert check(result, "benchmark")["status"] == "pass", check(result, "benchmark")
     assert result["tests"] and result["tests"][-1]["complete"]

@@ -31,7 +31,7 @@ BASE = ["--image-uri", IMAGE, "--role", ROLE, "--output", "s3://efakit-test/jobs
 
 def efakit(*args, env=None, cwd=ROOT, timeout=600):
     return procs.run([*EFAKIT, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                     timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_dry_run_prints_the_exact_request_and_calls_nothing(tmp_path):

@@ -136,7 +136,7 @@ def test_unknown_profile(tmp_path):
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     result = procs.run([sys.executable, "-m", "buildkit.cli", "render", "nope", "-o",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "no image spec for framework 'nope'" in result.stderr

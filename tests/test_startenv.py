@@ -137,5 +137,5 @@ def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
 
 def test_env_cli_bad_record_is_exit_2(tmp_path):
     result = procs.run([*VERIFY, "env", "--image-env", str(tmp_path / "nope.json")],
-                            capture_output=True, text=True)
+                       capture_output=True, text=True)
     assert result.returncode == 2 and "cannot read the image env record" in result.stderr

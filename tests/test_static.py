@@ -38,7 +38,7 @@ def _static(root, env=None, *extra):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FI_", "NCCL_"))}
     environ.update(env or {})
     proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(root), "--json", *extra],
-                          capture_output=True, text=True, env=environ, timeout=120)
+                     capture_output=True, text=True, env=environ, timeout=120)
     assert proc.returncode in (0, 1, 3), proc.stderr
     result = json.loads(proc.stdout)
     return proc.returncode, {c["name"]: c for c in result["checks"]}
@@ -107,7 +107,7 @@ def test_absent_components_say_so(tmp_path):
 
 def test_missing_image_env_record_is_exit_2(tmp_path):
     proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(tmp_path)],
-                          capture_output=True, text=True)
+                     capture_output=True, text=True)
     assert proc.returncode == 2 and "image env record" in proc.stderr
 
 
@@ -116,8 +116,8 @@ def test_static_passes_every_check_it_makes_in_the_offline_image(ci_images):
     from tests.test_images import DOCKER
 
     proc = procs.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", "efakit/pytorch:ci",
-                           "efa-verify", "static", "--json"], capture_output=True, text=True,
-                          timeout=300)
+                      "efa-verify", "static", "--json"], capture_output=True, text=True,
+                     timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     result = json.loads(proc.stdout)
     statuses = {c["name"]: c["status"] for c in result["checks"]}

@@ -156,7 +156,7 @@ def test_dev_stdout_redirected_to_a_file_keeps_the_order(tmp_path):
     out = tmp_path / "out.txt"
     with out.open("w") as handle:
         procs.run([sys.executable, "-c", script], stdout=handle, cwd=ROOT, check=True,
-                       env={**os.environ, **ENV})
+                  env={**os.environ, **ENV})
     assert out.read_text() == "before\nREPORT\nafter\n"
 
 
@@ -236,14 +236,14 @@ def _log(tmp_path: Path) -> Path:
 
 def _verify(*args, cwd=ROOT, **kw):
     return procs.run([sys.executable, "-m", "verify", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**os.environ, **ENV}, **kw)
+                     capture_output=True, text=True, cwd=cwd, timeout=120,
+                     env={**os.environ, **ENV}, **kw)
 
 
 def _efakit(*args):
     return procs.run([sys.executable, "-c", "from buildkit.cli import main; main()",
-                           *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env={**os.environ, **ENV})
+                      *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                     timeout=120, env={**os.environ, **ENV})
 
 
 def _one_line_error(proc, prog: str, tail: str) -> None:
@@ -282,7 +282,7 @@ def test_cli_parse_into_process_substitution(tmp_path):
     command = (f'"{sys.executable}" -m verify parse "{_log(tmp_path)}" --instance-type p5 '
                f'--junit >(cat > "{got}"); status=$?; wait; exit $status')
     proc = procs.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env={**os.environ, **ENV})
+                     timeout=120, env={**os.environ, **ENV})
     assert proc.returncode == 0, proc.stderr
     for _ in range(100):  # cat may still be finishing
         if got.exists() and got.read_text().endswith("</testsuite>\n"):
