@@ -64,3 +64,16 @@ def test_a_socket_fallback_without_channel_lines_has_no_gdr(tmp_path):
     gdr = check(result, "gdr_used")
     assert result["gdr_used"] is False and "Socket transport has no GPUDirect RDMA" in \
         gdr["message"]
+
+
+def test_one_rank_on_tcp_is_not_hidden_by_the_others_on_efa(tmp_path):
+    """When ranks disagree on the provider, the job's provider is the one that fails it."""
+    efa_rank = ONE_NODE.replace("nNodes 1", "nNodes 2").replace(
+        "0[0] -> 1[1] via P2P/CUMEM", "1[0] -> 0[0] [receive] via NET/Libfabric/0/GDRDMA")
+    tcp_rank = efa_rank.replace("node-a", "node-b").replace("rank 0 nRanks", "rank 1 nRanks") \
+        .replace("provider is efa, fabric is efa", "provider is tcp;ofi_rxm, fabric is 10.0.0.0/24")
+    result = parse_text(tmp_path, efa_rank + tcp_rank, instance="p5")
+    assert result["provider"] == "tcp;ofi_rxm"
+    provider = check(result, "provider")
+    assert provider["status"] == "fail" and provider["evidence"][0]["text"].startswith("node-b")
+    assert result["efa_used"] is False
