@@ -99,3 +99,42 @@ def test_report_rejects_what_is_not_a_result(tmp_path):
     other.write_text(json.dumps({"hello": 1}))
     proc = procs.run([*EFAKIT, "report", str(other)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an efa-verify result" in proc.stderr
+
+
+def test_a_failed_check_outranks_an_inconclusive_one(tmp_path):
+    """Exit 1, not 3: a job that failed a check is a failure even when another is unknown."""
+    from verify.logparse.decide import Check
+    from verify.policy import verdict
+
+    unknown, failed = Check("bandwidth", "unknown", True, "?"), Check("gdr_used", "fail", True, "")
+    assert verdict([unknown, failed]) == ("fail", failed)
+    no_gdr = good("node-b", 1, 0).replace("/GDRDMA", "")
+    result = parse_text(tmp_path, good() + no_gdr + table(), instance="p4d")  # no busbw: unknown
+    assert check(result, "bandwidth")["status"] == "unknown"
+    assert result["verdict"] == "fail" and result["verdict_reason"].startswith("gdr_used")
+
+
+def test_default_required_false_leaves_only_the_listed_checks_deciding(tmp_path):
+    policy = _policy(tmp_path, "default_required: false\nrequired: {gdr_used: true}\n")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+                        policy=policy)
+    assert check(result, "bandwidth")["required"] is False and result["verdict"] == "pass"
+    assert check(result, "gdr_used")["required"] is True
+
+
+def test_a_check_its_producer_made_optional_stays_optional():
+    from verify.logparse.decide import Check
+    from verify.policy import apply, verdict
+
+    optional = Check("gpus", "fail", False, "no GPU on this test machine")
+    apply(load_policy(None), [optional])
+    assert optional.required is False and verdict([optional]) == ("pass", None)
+
+
+def test_a_waiver_on_a_passing_check_waives_nothing(tmp_path):
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    policy = _policy(tmp_path, f"waivers:\n  - {{check: transport, reason: r, expires: {future}}}\n")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p5",
+                        policy=policy)
+    transport = check(result, "transport")
+    assert transport["status"] == "pass" and "waiver" not in transport
