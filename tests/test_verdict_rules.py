@@ -77,3 +77,16 @@ def test_one_rank_on_tcp_is_not_hidden_by_the_others_on_efa(tmp_path):
     provider = check(result, "provider")
     assert provider["status"] == "fail" and provider["evidence"][0]["text"].startswith("node-b")
     assert result["efa_used"] is False
+
+
+def test_an_instance_without_gpudirect_is_not_failed_for_lacking_it(tmp_path):
+    """g4dn has EFA but no GPUDirect RDMA: the GDR check is skipped with the reason, and
+    the same log on p5 (which has it) fails."""
+    no_gdr = ONE_NODE.replace("nNodes 1", "nNodes 2").replace(
+        "0[0] -> 1[1] via P2P/CUMEM", "1[0] -> 0[0] [receive] via NET/Libfabric/0")
+    result = parse_text(tmp_path, no_gdr, instance="g4dn.metal")
+    gdr = check(result, "gdr_used")
+    assert gdr["status"] == "skip" and "g4dn.metal has no GPUDirect RDMA: no" in gdr["message"]
+    assert result["gdr_used"] is False and result["efa_used"] is True
+    assert check(parse_text(tmp_path, no_gdr, name="p5.log", instance="p5"),
+                 "gdr_used")["status"] == "fail"
