@@ -41,7 +41,7 @@ def start(argv: list[str], *, env: dict[str, str] | None = None, token: str | No
     """Popen in a new session, carrying a token; reaped at the end of the test unless
     `track` is false (a service a module-scoped fixture stops with reap())."""
     env = dict(os.environ if env is None else env)
-    env[TOKEN_VAR] = token or env.get(TOKEN_VAR) or uuid.uuid4().hex
+    env[TOKEN_VAR] = token or uuid.uuid4().hex  # never an inherited one: that is a parent's
     proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen)  # type: ignore[arg-type]
     proc.token = env[TOKEN_VAR]  # type: ignore[attr-defined]
     if track:
