@@ -140,7 +140,8 @@ def first_failure(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else "no output"
 
 
-def run_one(tree: Path, mutation: Mutation, first: list[str], timeout: float) -> Outcome:
+def run_one(tree: Path, mutation: Mutation, first: list[str], timeout: float,
+            files: list[str]) -> Outcome:
     path = tree / mutation.file
     text = path.read_text()
     count = text.count(mutation.old)
@@ -149,7 +150,10 @@ def run_one(tree: Path, mutation: Mutation, first: list[str], timeout: float) ->
     start = time.monotonic()
     path.write_text(text.replace(mutation.old, mutation.new))
     try:
-        code, output = suite(tree, ordered_tests(tree, mutation.file, first), timeout)
+        tests = ordered_tests(tree, mutation.file, first)
+        if files:
+            tests = [t for t in tests if t in files]
+        code, output = suite(tree, tests, timeout)
     finally:
         path.write_text(text)
     seconds = time.monotonic() - start
@@ -171,6 +175,8 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the unmutated run that proves the suite is green")
     parser.add_argument("--keep", action="store_true", help="keep the copy of the tree")
+    parser.add_argument("--files", action="append", default=[], metavar="tests/test_x.py",
+                        help="only these test files (a quick partial look, not a score)")
     args = parser.parse_args()
     mutations, first = load(args.only)
     work = Path(tempfile.mkdtemp(prefix="efakit-mutate-"))
@@ -191,7 +197,8 @@ def main() -> int:
                 return 1
         outcomes = []
         for mutation in mutations:
-            outcome = run_one(tree, mutation, first.get(mutation.file, []), args.timeout)
+            outcome = run_one(tree, mutation, first.get(mutation.file, []), args.timeout,
+                              args.files)
             outcomes.append(outcome)
             print(f"{outcome.status:11} {mutation.name:42} {outcome.seconds:6.0f} s  "
                   f"{outcome.detail}", flush=True)
