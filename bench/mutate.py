@@ -160,7 +160,8 @@ def run_one(tree: Path, mutation: Mutation, first: list[str], timeout: float,
     if code is None:
         return Outcome(mutation, "killed", f"suite ran past {timeout:g} s", seconds)
     if code == 0:
-        return Outcome(mutation, "survived", "the Docker-free suite passed", seconds)
+        return Outcome(mutation, "survived", "the selected test files passed" if files else
+                       "the Docker-free suite passed", seconds)
     if code == 5:
         return Outcome(mutation, "survived", "no tests collected", seconds)
     return Outcome(mutation, "killed", first_failure(output), seconds)
