@@ -90,3 +90,17 @@ def test_an_instance_without_gpudirect_is_not_failed_for_lacking_it(tmp_path):
     assert result["gdr_used"] is False and result["efa_used"] is True
     assert check(parse_text(tmp_path, no_gdr, name="p5.log", instance="p5"),
                  "gdr_used")["status"] == "fail"
+
+
+def test_an_error_line_fails_an_otherwise_healthy_job(tmp_path):
+    from tests.test_parse_formats import good, table
+
+    warn = ("node-b:188:585 [0] NCCL WARN NET/OFI Request 0x7f456c222f60 completed with "
+            "error. RC: 112. Error: Unresponsive receiver\n")
+    healthy = good() + good("node-b", 1, 0) + table()
+    assert check(parse_text(tmp_path, healthy, instance="p5"), "errors")["status"] == "pass"
+    result = parse_text(tmp_path, healthy + warn, name="warn.log", instance="p5")
+    errors = check(result, "errors")
+    assert errors["status"] == "fail" and errors["message"] == "1 error line(s)"
+    assert "Unresponsive receiver" in errors["evidence"][0]["text"]
+    assert result["verdict"] == "fail" and result["verdict_reason"].startswith("errors")
