@@ -116,6 +116,8 @@ def test_single_rank_bandwidth_is_unknown(tmp_path):
             + table(bw="0.00").replace("442.19", "0.00"))
     result = parse_text(tmp_path, text, instance="p5")
     assert result["ranks"] == 1 and check(result, "bandwidth")["status"] == "unknown"
+    # for the right reason: busbw is 0 by definition, not "no published figure"
+    assert check(result, "bandwidth")["message"].startswith("single-rank run: bus bandwidth is 0")
 
 
 def test_different_nccl_versions_fail(tmp_path):
