@@ -7,12 +7,13 @@ factors (src/*.cu GetBw) where no public log of that shape was found.
 
 import json
 import os
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.conftest import CORPUS, ROOT
 from tests.parsehelp import check, parse_paths, parse_text
+from tests.procs import VERIFY
 from tests.test_hosts_counters import _bumped
 from tests.test_run import efa_sysfs
 from verify.bandwidth import (
@@ -33,7 +34,7 @@ def corpus(prefix: str):
 
 
 def verify(*args: str) -> tuple[int, dict, str]:
-    proc = subprocess.run(["efa-verify", "parse", *args, "--json"], capture_output=True,
+    proc = procs.run([*VERIFY, "parse", *args, "--json"], capture_output=True,
                           text=True)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout else {}, proc.stderr
 
@@ -187,7 +188,7 @@ def test_baseline_record_and_compare_name_the_short_sizes(tmp_path):
     code, _, _ = verify(str(corpus("002")), "--instance-type", "p4d", "--expect-nodes", "2",
                         "-o", str(out))
     assert code == 0
-    rec = subprocess.run(["efa-verify", "baseline", "record", str(out), "--name", "site-p4d",
+    rec = procs.run([*VERIFY, "baseline", "record", str(out), "--name", "site-p4d",
                           "--dir", str(tmp_path / "bl")], capture_output=True, text=True)
     assert rec.returncode == 0 and rec.stdout.strip().endswith("site-p4d.json")
     stored = json.loads((tmp_path / "bl" / "site-p4d.json").read_text())
@@ -211,13 +212,13 @@ def test_baseline_record_and_compare_name_the_short_sizes(tmp_path):
 def test_baseline_record_refuses(tmp_path, args, message):
     out = tmp_path / "r.json"
     verify(str(corpus("006")), "--instance-type", "p4d", "-o", str(out))
-    proc = subprocess.run(["efa-verify", "baseline", "record", str(out), *args, "--dir",
+    proc = procs.run([*VERIFY, "baseline", "record", str(out), *args, "--dir",
                            str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_unknown_baseline_is_exit_2(tmp_path):
-    proc = subprocess.run(["efa-verify", "parse", str(corpus("001")), "--baseline", "nope"],
+    proc = procs.run([*VERIFY, "parse", str(corpus("001")), "--baseline", "nope"],
                           capture_output=True, text=True,
                           env={**os.environ, "EFA_VERIFY_BASELINES": str(tmp_path)})
     assert proc.returncode == 2 and "no baseline named 'nope'" in proc.stderr

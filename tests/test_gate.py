@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.error
 
 import boto3
 import pytest
 
-from tests import services
+from tests import procs, services
 from tests.conftest import ROOT
+from tests.procs import EFAKIT
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
@@ -34,13 +34,12 @@ def aws(tmp_path_factory):
 
 
 def gate(*args, env=None, out=None):
-    argv = [str(ROOT / ".venv" / "bin" / "efakit") if (ROOT / ".venv").exists() else "efakit",
-            "gate", *args, "--json"]
+    argv = [*EFAKIT, "gate", *args, "--json"]
     if out:
         argv += ["--out", str(out)]
     merged = {**os.environ, **(env or {})}
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={k: v for k, v in merged.items() if v is not None})
+    proc = procs.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
+                     env={k: v for k, v in merged.items() if v is not None})
     result = json.loads(proc.stdout) if proc.stdout.startswith("{") else None
     return proc, result
 
@@ -75,11 +74,11 @@ def broken_images(ci_images, tmp_path_factory):
             (ROOT / "tests" / "fixtures" / "broken" / "retarget_fatbin.py").read_text())
         (ctx / "Dockerfile").write_text(f"FROM {EC2}\n{step}\n")
         refs[name] = f"efakit-test/broken:{name}"
-        proc = subprocess.run([DOCKER, "build", "-q", "-t", refs[name], str(ctx)],
-                              capture_output=True, text=True, timeout=600)
+        proc = procs.run([DOCKER, "build", "-q", "-t", refs[name], str(ctx)],
+                         capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     yield refs
-    subprocess.run([DOCKER, "image", "rm", *refs.values()], capture_output=True)
+    procs.run([DOCKER, "image", "rm", *refs.values()], capture_output=True)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -152,11 +151,11 @@ def test_a_different_image_under_a_taken_tag_is_refused(ci_images, aws):
     assert first.returncode == 0, first.stderr
     tag = result["image"]["content_tag"]
     impostor = f"efakit/impostor:{tag}"  # the sagemaker image under the ec2 image's tag
-    subprocess.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
+    procs.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
     try:
         proc, _ = gate(impostor, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)
     finally:
-        subprocess.run([DOCKER, "image", "rm", impostor], capture_output=True)
+        procs.run([DOCKER, "image", "rm", impostor], capture_output=True)
     assert proc.returncode == 6, proc.stderr
     assert "already holds a different image" in proc.stderr and "nothing was pushed" in proc.stderr
     headers, manifest = services.registry_get(reg, f"/v2/gate-immutable/manifests/{tag}")
@@ -237,8 +236,8 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
 
 def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
     """`make gate` with no IMAGE: the image `make ci-image` built last (the sagemaker one)."""
-    proc = subprocess.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = procs.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
+                     text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert result["image"]["variant"] == "sagemaker" and result["verdict"] == "pass"

@@ -7,7 +7,6 @@ A deliberate template or spec change is reviewed as a diff of these files;
 import difflib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from buildkit.render import render_context
 from buildkit.spec import load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -82,13 +82,13 @@ def test_dockerfiles_stay_within_docker_2010_buildkit(tmp_path):
 
 def test_render_is_byte_identical_and_atomic(tmp_path):
     def run(dest):
-        return subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                               "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
+        return procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
+                          "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
 
     assert run(tmp_path / "a").returncode == 0
     assert run(tmp_path / "b").returncode == 0
-    diff = subprocess.run(["diff", "-r", str(tmp_path / "a"), str(tmp_path / "b")],
-                          capture_output=True, text=True)
+    diff = procs.run(["diff", "-r", str(tmp_path / "a"), str(tmp_path / "b")],
+                     capture_output=True, text=True)
     assert diff.returncode == 0, diff.stdout
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
     assert Path("ec2/Dockerfile") in files and Path("ec2/efakit/image-env.json") in files

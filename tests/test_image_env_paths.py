@@ -10,11 +10,11 @@ LD_LIBRARY_PATH means the current directory.
 import json
 import os
 import re
-import subprocess
 import uuid
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.Dockerfile"))
@@ -52,17 +52,17 @@ def _built_env(block: str, base_env: str) -> dict[str, str]:
     """Build FROM the offline base with an optional base ENV plus our block; read its Env."""
     tag = f"efakit-test/ldpath:{uuid.uuid4().hex[:12]}"
     dockerfile = f"FROM {BASE_IMAGE}\n{base_env}\n{block}\n"
-    build = subprocess.run([DOCKER, "build", "-q", "-t", tag, "-"], input=dockerfile,
+    build = procs.run([DOCKER, "build", "-q", "-t", tag, "-"], input=dockerfile,
                            capture_output=True, text=True, timeout=300,
                            env={**os.environ, "DOCKER_BUILDKIT": "1"})
     try:
         assert build.returncode == 0, build.stderr
-        inspect = subprocess.run([DOCKER, "image", "inspect", "--format",
+        inspect = procs.run([DOCKER, "image", "inspect", "--format",
                                   "{{json .Config.Env}}", tag],
                                  capture_output=True, text=True, check=True)
         return dict(item.split("=", 1) for item in json.loads(inspect.stdout))
     finally:
-        subprocess.run([DOCKER, "image", "rm", "-f", tag], capture_output=True)
+        procs.run([DOCKER, "image", "rm", "-f", tag], capture_output=True)
 
 
 @pytest.mark.docker

@@ -6,12 +6,13 @@ built from its lines with a different prefix.
 
 import gzip
 import json
-import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests import procs
 from tests.parsehelp import check, parse_paths, parse_text
+from tests.procs import VERIFY
 
 # corpus 018 (aws-ofi-nccl 1.16.2, NCCL 2.27.3, p4d): a healthy rank.
 GOOD_RANK = """\
@@ -134,6 +135,8 @@ def test_single_rank_bandwidth_is_unknown(tmp_path):
             + table(bw="0.00").replace("442.19", "0.00"))
     result = parse_text(tmp_path, text, instance="p5")
     assert result["ranks"] == 1 and check(result, "bandwidth")["status"] == "unknown"
+    # for the right reason: busbw is 0 by definition, not "no published figure"
+    assert check(result, "bandwidth")["message"].startswith("single-rank run: bus bandwidth is 0")
 
 
 def test_different_nccl_versions_fail(tmp_path):
@@ -259,8 +262,8 @@ def test_gzip_directory_and_stdin(tmp_path):
         handle.write(good("node-b", 1, 0))
     result = parse_paths([logs])
     assert result["nodes"] == 2 and len(result["inputs"]) == 2
-    proc = subprocess.run(["efa-verify", "parse", "-", "--json"], input=good().encode(),
-                          capture_output=True)
+    proc = procs.run([*VERIFY, "parse", "-", "--json"], input=good().encode(),
+                     capture_output=True)
     assert b'"efa_used": true' in proc.stdout
 
 
@@ -280,7 +283,7 @@ def test_empty_and_truncated_inputs_are_inconclusive(tmp_path):
 def test_input_without_an_nccl_line_is_inconclusive_exit_3(tmp_path, text):
     path = tmp_path / "train.log"
     path.write_text(text)
-    proc = subprocess.run(["efa-verify", "parse", str(path), "--json"], capture_output=True,
+    proc = procs.run([*VERIFY, "parse", str(path), "--json"], capture_output=True,
                           text=True)
     assert proc.returncode == 3, proc.stdout[-500:] + proc.stderr
     result = json.loads(proc.stdout)
@@ -325,25 +328,24 @@ def test_cli_exit_codes_and_reports(tmp_path):
     log = tmp_path / "run.log"
     log.write_text(good() + good("node-b", 1, 0) + table())
     junit, md, out = tmp_path / "r.xml", tmp_path / "r.md", tmp_path / "r.json"
-    ok = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "ml.p5.48xlarge",
-                         "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
-                        capture_output=True, text=True)
+    ok = procs.run([*VERIFY, "parse", str(log), "--instance-type", "ml.p5.48xlarge",
+                    "--junit", str(junit), "--markdown", str(md), "-o", str(out)],
+                   capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout
     assert "VERDICT: PASS" in ok.stdout
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
     assert "## efa-verify parse: PASS" in md.read_text() and out.read_text().startswith("{")
-    fail = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5",
-                           "--expect-nodes", "3"], capture_output=True, text=True)
+    fail = procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5",
+                      "--expect-nodes", "3"], capture_output=True, text=True)
     assert fail.returncode == 1
-    inconclusive = subprocess.run(["efa-verify", "parse", str(log)],
-                                  capture_output=True, text=True)
+    inconclusive = procs.run([*VERIFY, "parse", str(log)], capture_output=True, text=True)
     assert inconclusive.returncode == 3
-    bad = subprocess.run(["efa-verify", "parse", str(tmp_path / "missing.log")],
-                         capture_output=True, text=True)
+    bad = procs.run([*VERIFY, "parse", str(tmp_path / "missing.log")],
+                    capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    bad_instance = subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "x9"],
-                                  capture_output=True, text=True)
+    bad_instance = procs.run([*VERIFY, "parse", str(log), "--instance-type", "x9"],
+                             capture_output=True, text=True)
     assert bad_instance.returncode == 2 and "unknown instance type" in bad_instance.stderr
 
 
@@ -351,7 +353,7 @@ def test_junit_failure_and_skips(tmp_path):
     log = tmp_path / "sock.log"
     log.write_text(good().replace("NET/Libfabric/0/GDRDMA", "NET/Socket/0"))
     junit = tmp_path / "r.xml"
-    subprocess.run(["efa-verify", "parse", str(log), "--junit", str(junit)], capture_output=True)
+    procs.run([*VERIFY, "parse", str(log), "--junit", str(junit)], capture_output=True)
     cases = {c.get("name"): c for c in ET.parse(junit).getroot()}
     assert cases["transport"].find("failure") is not None
     assert cases["bandwidth"].find("skipped") is not None

@@ -2,7 +2,6 @@
 
 import gzip
 import os
-import subprocess
 import sys
 import time
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import procs
 from tests.conftest import CORPUS, ROOT
 from tests.parsehelp import parse_text
 
@@ -62,8 +62,8 @@ def test_mutated_real_logs_never_raise(tmp_path, data):
 
 def _parse_seconds(path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
-                          capture_output=True, cwd=ROOT)
+    proc = procs.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
+                     capture_output=True, cwd=ROOT)
     assert proc.returncode in (0, 1, 3), proc.stderr
     return time.perf_counter() - start
 

@@ -2,11 +2,12 @@
 
 import datetime as dt
 import json
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.parsehelp import check, parse_text
+from tests.procs import EFAKIT, VERIFY
 from tests.test_parse_formats import good, slow_table, table
 from verify.policy import PolicyError, load_policy
 
@@ -89,8 +90,8 @@ def test_bad_policy_on_the_command_line_is_one_line_exit_2(tmp_path, text, messa
     log.write_text(good())
     bad = tmp_path / "p.yaml"
     bad.write_text(text)
-    proc = subprocess.run(["efa-verify", "parse", str(log), "--policy", str(bad)],
-                          capture_output=True, text=True)
+    proc = procs.run([*VERIFY, "parse", str(log), "--policy", str(bad)],
+                     capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
@@ -98,10 +99,10 @@ def test_bad_policy_on_the_command_line_is_one_line_exit_2(tmp_path, text, messa
 def test_report_and_plot_from_a_result(tmp_path):
     log, result_file, png = tmp_path / "x.log", tmp_path / "r.json", tmp_path / "bw.png"
     log.write_text(good() + good("node-b", 1, 0) + table())
-    subprocess.run(["efa-verify", "parse", str(log), "--instance-type", "p5", "-o",
-                    str(result_file)], capture_output=True, check=False)
-    proc = subprocess.run(["efakit", "report", str(result_file), "--plot", str(png)],
-                          capture_output=True, text=True)
+    procs.run([*VERIFY, "parse", str(log), "--instance-type", "p5", "-o",
+               str(result_file)], capture_output=True, check=False)
+    proc = procs.run([*EFAKIT, "report", str(result_file), "--plot", str(png)],
+                     capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "VERDICT: PASS" in proc.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -110,5 +111,44 @@ def test_report_and_plot_from_a_result(tmp_path):
 def test_report_rejects_what_is_not_a_result(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
-    proc = subprocess.run(["efakit", "report", str(other)], capture_output=True, text=True)
+    proc = procs.run([*EFAKIT, "report", str(other)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an efa-verify result" in proc.stderr
+
+
+def test_a_failed_check_outranks_an_inconclusive_one(tmp_path):
+    """Exit 1, not 3: a job that failed a check is a failure even when another is unknown."""
+    from verify.logparse.decide import Check
+    from verify.policy import verdict
+
+    unknown, failed = Check("bandwidth", "unknown", True, "?"), Check("gdr_used", "fail", True, "")
+    assert verdict([unknown, failed]) == ("fail", failed)
+    no_gdr = good("node-b", 1, 0).replace("/GDRDMA", "")
+    result = parse_text(tmp_path, good() + no_gdr + table(), instance="p4d")  # no busbw: unknown
+    assert check(result, "bandwidth")["status"] == "unknown"
+    assert result["verdict"] == "fail" and result["verdict_reason"].startswith("gdr_used")
+
+
+def test_default_required_false_leaves_only_the_listed_checks_deciding(tmp_path):
+    policy = _policy(tmp_path, "default_required: false\nrequired: {gdr_used: true}\n")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p4d",
+                        policy=policy)
+    assert check(result, "bandwidth")["required"] is False and result["verdict"] == "pass"
+    assert check(result, "gdr_used")["required"] is True
+
+
+def test_a_check_its_producer_made_optional_stays_optional():
+    from verify.logparse.decide import Check
+    from verify.policy import apply, verdict
+
+    optional = Check("gpus", "fail", False, "no GPU on this test machine")
+    apply(load_policy(None), [optional])
+    assert optional.required is False and verdict([optional]) == ("pass", None)
+
+
+def test_a_waiver_on_a_passing_check_waives_nothing(tmp_path):
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    policy = _policy(tmp_path, f"waivers:\n  - {{check: transport, reason: r, expires: {future}}}\n")
+    result = parse_text(tmp_path, good() + good("node-b", 1, 0) + table(), instance="p5",
+                        policy=policy)
+    transport = check(result, "transport")
+    assert transport["status"] == "pass" and "waiver" not in transport

@@ -1,8 +1,6 @@
 """Progress of long steps: on stderr, plain lines off a terminal, a bar on one, --quiet."""
 
 import io
-import os
-import subprocess
 import sys
 
 import pytest
@@ -10,7 +8,9 @@ import pytest
 import buildkit.progress as progress_mod
 from buildkit.baseimage import _stage
 from buildkit.progress import Progress
+from tests import procs
 from tests.conftest import ROOT
+from tests.procs import EFAKIT
 
 SHARED_SOURCES = ROOT.parent / "shared" / "artifacts" / "sources"
 
@@ -97,6 +97,5 @@ def test_fetch_artifacts_says_each_file_on_stderr_and_quiet_says_nothing(tmp_pat
 
 
 def test_efakit_quiet_flag_is_accepted_and_help_documents_it():
-    efakit = os.path.join(os.path.dirname(sys.executable), "efakit")
-    proc = subprocess.run([efakit, "--help"], capture_output=True, text=True)
+    proc = procs.run([*EFAKIT, "--help"], capture_output=True, text=True)
     assert "--quiet" in proc.stdout and "No progress on stderr" in proc.stdout

@@ -1,12 +1,12 @@
 """Repository contracts: the README's exit-code table, the workflow, the make targets."""
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests import procs
+from tests.conftest import ROOT, tool
+from tests.procs import EFAKIT
 from verify.exitcodes import DESCRIPTIONS, Exit
 
 
@@ -26,12 +26,10 @@ def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.skipif(shutil.which("check-jsonschema") is None,
-                    reason="check-jsonschema not installed (pip install 'efakit[test]')")
 def test_workflow_is_valid_for_github():
-    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows",
-                           str(ROOT / ".github" / "workflows" / "image-gate.yml")],
-                          capture_output=True, text=True)
+    proc = procs.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                      str(ROOT / ".github" / "workflows" / "image-gate.yml")],
+                     capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -64,16 +62,14 @@ def test_the_root_has_what_an_open_source_user_looks_for():
 
 
 def test_efakit_help_carries_the_exit_code_table():
-    efakit = shutil.which("efakit")
-    assert efakit, "efakit not installed"
-    text = subprocess.run([efakit, "--help"], capture_output=True, text=True).stdout
+    text = procs.run([*EFAKIT, "--help"], capture_output=True, text=True).stdout
     for code, description in DESCRIPTIONS.items():
         assert re.search(rf"^\s+{int(code)}\s+{re.escape(description)}$", text, re.M), code
 
 
 @pytest.mark.parametrize("value, flagged", [("1", True), ("", False), ("0", False)])
 def test_make_image_passes_allow_unpinned(value, flagged):
-    proc = subprocess.run(["make", "-n", "-C", str(ROOT), "image", f"ALLOW_UNPINNED={value}"],
+    proc = procs.run(["make", "-n", "-C", str(ROOT), "image", f"ALLOW_UNPINNED={value}"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert ("--allow-unpinned" in proc.stdout) == flagged

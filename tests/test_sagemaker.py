@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -19,9 +17,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests import services
-from tests.conftest import ROOT
+from tests import procs, services
+from tests.conftest import ROOT, missing
 from tests.parsehelp import check, parse_text
+from tests.procs import EFAKIT
 from tests.test_parse_formats import good, table
 from verify import smjob
 
@@ -31,9 +30,8 @@ BASE = ["--image-uri", IMAGE, "--role", ROLE, "--output", "s3://efakit-test/jobs
 
 
 def efakit(*args, env=None, cwd=ROOT, timeout=600):
-    binary = Path(sys.executable).parent / "efakit"
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return procs.run([*EFAKIT, *args], capture_output=True, text=True, cwd=cwd,
+                     timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_dry_run_prints_the_exact_request_and_calls_nothing(tmp_path):
@@ -186,8 +184,8 @@ def test_smjob_contract_pieces(tmp_path):
 
 @pytest.mark.docker
 def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path):
-    if subprocess.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
-        pytest.skip("docker-compose: not installed (.ci/run installs Debian's docker-compose)")
+    if procs.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
+        missing("docker-compose", "not installed (.ci/run installs Debian's docker-compose)")
     proc = efakit("sagemaker-verify", "--image-uri", "efakit/pytorch:ci-sagemaker", "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
                   "--out", str(tmp_path), "--json", timeout=900)
@@ -224,7 +222,7 @@ def test_the_job_reads_its_cluster_through_the_toolkits_environment(ci_images, t
     script = ("import json, dataclasses, importlib.metadata as md; from verify import smjob; "
               "c = dataclasses.asdict(smjob.load_config()); c['output_dir'] = str(c['output_dir']); "
               "print(json.dumps({'toolkit': md.version('sagemaker-training'), **c}))")
-    proc = subprocess.run(["/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker",
+    proc = procs.run(["/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker",
                            "run", "--rm", "-e", "EFAKIT_IMDS=off", "-e",
                            "AWS_EC2_METADATA_DISABLED=true", "-e", "SAGEMAKER_BASE_DIR=/sm",
                            "-v", f"{tmp_path}:/sm", "--entrypoint", "python3",

@@ -9,13 +9,13 @@ does not exist, so nothing on the machine is installed, started or stopped.
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / ".ci" / "setup-host"
@@ -34,7 +34,7 @@ def _run(tmp_path, extra_env, argv=()):
     env = {"PATH": _path_without_system_tools(tmp_path), "OUT": str(tmp_path / "out"),
            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", **extra_env}
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(SCRIPT), *argv], env=env, capture_output=True,
+    proc = procs.run(["bash", str(SCRIPT), *argv], env=env, capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
     return proc, time.monotonic() - start
 
@@ -72,7 +72,7 @@ def test_not_root_prints_the_commands_with_sudo():
         script.chmod(0o755)
         env = {"PATH": _path_without_system_tools(work), "OUT": str(work / "out"),
                "DOCKER_HOST": f"unix://{work}/no-engine.sock"}
-        proc = subprocess.run([shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
+        proc = procs.run([shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
                                "--clear-groups", shutil.which("bash"), str(script)],
                               env=env, capture_output=True, text=True, timeout=60, cwd=work)
         assert proc.returncode == 4, proc.stderr
@@ -88,7 +88,7 @@ def test_make_ci_image_stops_before_downloading(tmp_path):
     env = {**os.environ, "EFAKIT_NO_SYSTEM_INSTALL": "1",
            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     start = time.monotonic()
-    proc = subprocess.run(["make", "-C", str(ROOT), "ci-image", f"OUT={tmp_path}/out",
+    proc = procs.run(["make", "-C", str(ROOT), "ci-image", f"OUT={tmp_path}/out",
                            f"MIRROR={tmp_path}/mirror"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
@@ -99,7 +99,7 @@ def test_make_ci_image_stops_before_downloading(tmp_path):
 
 
 def test_report_says_nothing_was_left_running_without_a_pid(tmp_path):
-    proc = subprocess.run(["bash", str(SCRIPT), "--report", str(tmp_path / "dockerd.pid")],
+    proc = procs.run(["bash", str(SCRIPT), "--report", str(tmp_path / "dockerd.pid")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     assert "nothing left running by make ci-image" in proc.stderr

@@ -1,12 +1,12 @@
 """Image spec validation: one-line errors naming file, key and expected form."""
 
 import copy
-import subprocess
 import sys
 
 import pytest
 
 from buildkit.spec import SpecError, load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
 
 
@@ -146,8 +146,8 @@ def test_unknown_profile(tmp_path):
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "nope", "-o",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    result = procs.run([sys.executable, "-m", "buildkit.cli", "render", "nope", "-o",
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "no image spec for framework 'nope'" in result.stderr

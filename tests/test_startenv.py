@@ -1,9 +1,6 @@
 """The start-time env step: instance detection and what it changes, run for real."""
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -12,7 +9,9 @@ import pytest
 
 from buildkit.render import render_context
 from buildkit.spec import load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
+from tests.procs import VERIFY
 from verify import detect, startenv
 from verify.profiles import resolve
 
@@ -123,15 +122,15 @@ def test_bad_image_env_record(tmp_path):
         startenv.load_image_env(bad)
 
 
-@pytest.mark.skipif(shutil.which("efa-verify") is None, reason="efa-verify not installed")
 def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
-    """Run the rendered entrypoint script with the real efa-verify, as the image does."""
+    """Run the rendered entrypoint script with the real efa-verify, as the image does
+    (it calls `efa-verify` by name: the package's entry point, first on PATH)."""
     entry = seed_image_env.parent / "entrypoint.sh"
-    env = {**os.environ, "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
+    env = {**procs.env_with_bin(), "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
            "EFAKIT_INSTANCE_TYPE": "g4dn.metal",
            "FI_PROVIDER": "efa", "EFAKIT_SM_RESOURCE_CONFIG": str(tmp_path / "none")}
     env.pop("FI_EFA_USE_DEVICE_RDMA", None)
-    result = subprocess.run(
+    result = procs.run(
         ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset} '
          'provider=${FI_PROVIDER-unset}"'], capture_output=True, text=True, env=env,
         cwd=ROOT, timeout=60)
@@ -140,14 +139,14 @@ def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
     assert "efakit: instance" not in result.stderr  # detection only with EFAKIT_VERBOSE=1
     assert "unset FI_EFA_USE_DEVICE_RDMA" in result.stderr
     # the user's own FI_EFA_USE_DEVICE_RDMA=1, equal to the image's default, is kept
-    mine = subprocess.run(
+    mine = procs.run(
         ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"'],
         capture_output=True, text=True, env={**env, "FI_EFA_USE_DEVICE_RDMA": "1"},
         cwd=ROOT, timeout=60)
     assert mine.stdout.strip() == "rdma=1" and mine.stderr == ""
     # undetected instance: the image's default is exported, silently
     undetected = {k: v for k, v in env.items() if k != "EFAKIT_INSTANCE_TYPE"}
-    default = subprocess.run(
+    default = procs.run(
         ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"'],
         capture_output=True, text=True, env=undetected, cwd=ROOT, timeout=60)
     assert default.stdout.strip() == "rdma=1" and default.stderr == ""
@@ -155,18 +154,18 @@ def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
 
 def test_entrypoint_is_silent_when_nothing_changes_unless_verbose(seed_image_env, tmp_path):
     entry = seed_image_env.parent / "entrypoint.sh"
-    env = {**os.environ, "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
+    env = {**procs.env_with_bin(), "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
            "EFAKIT_SM_RESOURCE_CONFIG": str(tmp_path / "none")}
     env.pop("EFAKIT_INSTANCE_TYPE", None)
-    quiet = subprocess.run(["sh", str(entry), "true"], capture_output=True, text=True,
+    quiet = procs.run(["sh", str(entry), "true"], capture_output=True, text=True,
                            env=env, cwd=ROOT, timeout=60)
     assert quiet.returncode == 0 and quiet.stderr == ""
-    verbose = subprocess.run(["sh", str(entry), "true"], capture_output=True, text=True,
+    verbose = procs.run(["sh", str(entry), "true"], capture_output=True, text=True,
                              env={**env, "EFAKIT_VERBOSE": "1"}, cwd=ROOT, timeout=60)
     assert "efakit: instance not detected" in verbose.stderr
 
 
 def test_env_cli_bad_record_is_exit_2(tmp_path):
-    result = subprocess.run(["efa-verify", "env", "--image-env", str(tmp_path / "nope.json")],
-                            capture_output=True, text=True)
+    result = procs.run([*VERIFY, "env", "--image-env", str(tmp_path / "nope.json")],
+                       capture_output=True, text=True)
     assert result.returncode == 2 and "cannot read the image env record" in result.stderr
