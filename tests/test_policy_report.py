@@ -117,13 +117,13 @@ def test_report_rejects_what_is_not_a_result(tmp_path):
 
 def test_a_failed_check_outranks_an_inconclusive_one(tmp_path):
     """Exit 1, not 3: a job that failed a check is a failure even when another is unknown."""
-    from verify.logparse.decide import Check
-    from verify.policy import verdict
+    from verify.checks import Check, verdict
 
     unknown, failed = Check("bandwidth", "unknown", True, "?"), Check("gdr_used", "fail", True, "")
     assert verdict([unknown, failed]) == ("fail", failed)
     no_gdr = good("node-b", 1, 0).replace("/GDRDMA", "")
-    result = parse_text(tmp_path, good() + no_gdr + table(), instance="p4d")  # no busbw: unknown
+    # No instance type: no bandwidth expectation, so bandwidth is unknown.
+    result = parse_text(tmp_path, good() + no_gdr + table(), instance=None)
     assert check(result, "bandwidth")["status"] == "unknown"
     assert result["verdict"] == "fail" and result["verdict_reason"].startswith("gdr_used")
 
@@ -137,8 +137,7 @@ def test_default_required_false_leaves_only_the_listed_checks_deciding(tmp_path)
 
 
 def test_a_check_its_producer_made_optional_stays_optional():
-    from verify.logparse.decide import Check
-    from verify.policy import apply, verdict
+    from verify.checks import Check, apply, verdict
 
     optional = Check("gpus", "fail", False, "no GPU on this test machine")
     apply(load_policy(None), [optional])
