@@ -4,6 +4,8 @@
 FRAMEWORK ?= pytorch
 PROFILE ?=
 OUT ?= out
+# Build contexts, logs and last-build.json (the tests point this at a temporary folder).
+BUILD_OUT ?= $(OUT)/build
 
 ifdef VIRTUAL_ENV
 VENV := $(VIRTUAL_ENV)
@@ -131,8 +133,9 @@ base-image: host mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
 ci-image: host base-image
-	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci
-	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker
+	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci --out $(BUILD_OUT)
+	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker \
+		--out $(BUILD_OUT)
 	@OUT=$(OUT) .ci/setup-host --report $(OUT)/dockerd.pid
 
 bench-build: $(STAMP)

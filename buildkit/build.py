@@ -15,8 +15,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from buildkit.engine import Engine, image_exists, image_id, repo_root_revision
 from buildkit.mirror import check_mirror
@@ -27,6 +29,9 @@ from buildkit.spec import PIN_KINDS, Spec
 from verify.cliutil import CliError
 from verify.exitcodes import Exit
 from verify.versions import major_minor
+
+if TYPE_CHECKING:
+    from buildkit.ecr import Target
 
 STEP_RE = re.compile(r"^#(\d+) \[(?:[\w-]+\s+)?(\d+)/(\d+)\] (.*)$")
 ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
@@ -118,7 +123,8 @@ def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
 def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
                 mirror: Path | None, aliases: list[str], allow_unpinned: bool,
                 repo: str | None = None, force: bool = False, ca_bundle: Path | None = None,
-                no_cache: bool = False, cache_repo: str | None = None) -> BuildResult:
+                no_cache: bool = False, cache_repo: str | None = None,
+                reuse_from: Target | None = None) -> BuildResult:
     preflight(spec, mirror, allow_unpinned)
     base_id = _ensure_base(engine, spec)
     work = out_dir / f"{spec.framework}-{variant}{'-' + spec.profile if spec.profile else ''}"
@@ -132,6 +138,10 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
         # Content-addressed: the same inputs are already built; rebuilding would only
         # change the created label, i.e. move an immutable tag to a new digest.
         log.write_text(f"{tag} exists: same inputs, nothing built\n", encoding="utf-8")
+        return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
+    if not force and reuse_registry(engine, tag, reuse_from):
+        log.write_text(f"{tag} pulled from {reuse_from}: same inputs, nothing built\n",
+                       encoding="utf-8")
         return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = engine.build_cmd() + [
@@ -163,6 +173,46 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
     if proc.returncode != 0:
         raise CliError(_failure(lines, log), Exit.FAIL)
     return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
+
+
+def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
+    """Pull the content tag from the registry it is pushed to, when it is there.
+
+    Two clean builds of the same inputs differ in digest (the image config's created
+    times and label; apt and pip versions resolved at build time; Docker 20.10's
+    BuildKit predates SOURCE_DATE_EPOCH: tests/test_build_reuse.py shows it), and
+    `gate --push` refuses a content tag whose digest moved.  So the registry's copy is
+    reused; where it cannot be asked, one line says so and the build goes on."""
+    name = tag.rsplit(":", 1)[1]
+    if target is None:
+        print(f"efakit: content tag {name} checked in the local engine only (no --reuse-from "
+              "registry): a rebuild here gets a new digest, which gate --push refuses if "
+              "the registry has this tag", file=sys.stderr)
+        return False
+    from buildkit import ecr
+
+    session = None
+    try:
+        session = ecr.login(engine.client, ecr.client(target.region), target)
+        found = ecr.remote_manifest(session, name)
+        if found is None:
+            return False
+        pulled = session.run("pull", target.ref(name), timeout=3600)
+        if pulled.returncode != 0:
+            last = (pulled.stderr.strip().splitlines() or ["?"])[-1]
+            raise CliError(f"docker pull {target.ref(name)} failed: {last}", Exit.FAIL)
+        engine.run("tag", target.ref(name), tag)
+        print(f"efakit: {tag} is in the registry ({found[0]}): pulled, not rebuilt",
+              file=sys.stderr)
+        return True
+    except (CliError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"efakit: cannot check the registry for {target.ref(name)} ({exc}); building: "
+              "gate --push refuses it if the registry has this tag with another digest",
+              file=sys.stderr)
+        return False
+    finally:
+        if session is not None:
+            session.close()
 
 
 def _finish(engine: Engine, spec: Spec, variant: str, out_dir: Path, tag: str, repo: str,

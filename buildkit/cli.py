@@ -154,6 +154,10 @@ def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) 
         sys.exit(int(Exit.FAIL))
     click.echo(f"efakit lint: {framework} clean ({', '.join(spec.variants)})")
 
+# A result of a 1,000-node run is a few MiB; more is not a result.
+REPORT_MAX_BYTES = 256 * 1024 * 1024
+
+
 @main.command()
 @click.argument("result_file", type=click.Path(path_type=Path))
 @click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None,
@@ -163,19 +167,20 @@ def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) 
 @errors
 def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None) -> None:
     """Show an efa-verify JSON result; optionally plot it (on the host, not in the image)."""
-    import json
 
+    from buildkit import schemas
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
+    from verify.tables import load_json_file
 
-    try:
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"{result_file}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{result_file}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    result = load_json_file(result_file, REPORT_MAX_BYTES)
     if not isinstance(result, dict) or result.get("schema_version") != 1:
         raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
+    try:
+        schemas.check(result, "verify", "result.schema.json",
+                      f"{result_file}: not a valid efa-verify result")
+    except schemas.SchemaError as exc:
+        raise CliError(str(exc)) from None
     click.echo(reports.to_table(result), nl=False)
     if markdown_file:
         reports.write_atomic(markdown_file, reports.to_markdown(result))
@@ -217,16 +222,29 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
                    "repository of its own.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (verify/schema/build.schema.json).")
+@click.option("--reuse-from", default=None, metavar="ECR-URI",
+              help="Registry repository gate --push pushes to: an image already there under "
+                   "the content tag is pulled, not rebuilt to a new digest.")
+@click.option("--registry", default=None, metavar="HOST:PORT",
+              help="With --reuse-from: talk to this registry instead of ECR's endpoint.")
 @errors
 def build(framework: str, variant: str | None, profile: str | None, base: str | None,
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
           out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
-          cache_repo: str | None, as_json: bool) -> None:
+          cache_repo: str | None, reuse_from: str | None, registry: str | None,
+          as_json: bool) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, preflight
     from buildkit.engine import find_engine
 
     spec = _load(framework, profile, base)
+    target = None
+    if reuse_from:
+        import os
+
+        from buildkit.ecr import parse_target
+
+        target = parse_target(reuse_from, registry, dict(os.environ))
     preflight(spec, _mirror_path(spec, artifacts), allow_unpinned)
     engine = find_engine()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +254,8 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
-                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo)
+                             ca_bundle=ca_bundle, no_cache=no_cache, cache_repo=cache_repo,
+                             reuse_from=target)
         built.append({"variant": name, **result.as_dict()})
         if not as_json:
             click.echo(f"built {framework} {name}: {result.image_id}")
@@ -408,6 +427,9 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
                       region, split(subnets), split(security_groups),
                       "quick" if quick else "full",
                       job_name or time.strftime("efakit-verify-%Y%m%d-%H%M%S"))
+    if dry_run and local:
+        raise CliError("--dry-run and --local do not go together (--dry-run prints the "
+                       "SageMaker request; --local runs the job here)")
     sm.validate(spec, local)
     if poll <= 0:
         raise CliError("--poll must be more than 0 seconds")

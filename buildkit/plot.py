@@ -8,9 +8,11 @@ derived or baseline), titled with instance, nodes, ranks, collective and verdict
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from verify.bandwidth import human_size
+from verify.report import write_atomic
 
 EXPECTED_STYLE = {"published": ("grey", "--"), "derived": ("tab:red", ":"),
                   "baseline": ("tab:green", "-.")}
@@ -86,9 +88,8 @@ def plot_busbw(result: dict, out: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(out)
-    return out
+    write_atomic(out, png.getvalue())  # a WriteError is one line, like every report's
+    return Path(out)

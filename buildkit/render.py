@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -55,8 +56,8 @@ def _artifact(comp: dict[str, Any]) -> dict[str, Any]:
 
 
 def verifier_dependencies() -> list[str]:
-    """The plain install's requirements, read from pyproject.toml (the one place they live),
-    shell-quoted for the Dockerfile."""
+    """The in-image verifier's requirements ([tool.efakit] image-dependencies in
+    pyproject.toml, the one place they live), shell-quoted for the Dockerfile."""
     import shlex
 
     try:
@@ -65,7 +66,25 @@ def verifier_dependencies() -> list[str]:
         import tomli as tomllib
 
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
-        return [shlex.quote(d) for d in tomllib.load(handle)["project"]["dependencies"]]
+        pyproject = tomllib.load(handle)
+    return [shlex.quote(d) for d in pyproject["tool"]["efakit"]["image-dependencies"]]
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:,=+@%-]*")
+
+
+def dockerfile_quote(value: str) -> str:
+    """An ENV value in Dockerfile syntax: as it is when plain, else in double quotes with
+    backslash, double quote and dollar escaped (so `a b` stays one value and `$X` stays
+    literal).  A newline or control character cannot be carried safely and is refused
+    (the spec schema refuses it first; this is the last guard before a value could add
+    an instruction)."""
+    if _PLAIN_VALUE.fullmatch(value):
+        return value
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise RenderError(f"env value {value!r} holds a control character")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def gencode(archs: list[str]) -> str:
@@ -221,7 +240,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "mpi_bin": mpi_bin,
         "env_lines": ([f"PATH={':'.join(path_prefix)}:$PATH"] if path_prefix else [])
         + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
-        + [f"{name}={value}" for name, value in env.items()],
+        + [f"{name}={dockerfile_quote(value)}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
         "variant_packages": packages,
         "toolkit_pin": next((p for p in packages if p.startswith("sagemaker-training==")), None),
@@ -247,7 +266,12 @@ def render_dockerfile(values: dict[str, Any]) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    template = env.get_template(f"{values['framework']}.Dockerfile.j2")
+    name = f"{values['framework']}.Dockerfile.j2"
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"no template {name} in {TEMPLATES_DIR} for framework "
+                          f"{values['framework']!r}: add one to render this spec") from None
     return template.render(**values)
 
 

@@ -31,6 +31,8 @@ IMAGE_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.
                       r"(?:\.cn)?/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
                       r"(?::(?P<tag>[\w][\w.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))$")
 S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+# More hosts than a one-off EFA check needs; a larger count is a typo that costs money.
+MAX_COUNT = 64
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName
 MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's ceiling for MaxRuntimeInSeconds
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -68,6 +70,9 @@ def validate(spec: JobSpec, local: bool) -> None:
         raise CliError(f"--instance-type {spec.profile.name} is not offered by SageMaker")
     if spec.count < 2:
         raise CliError("--instance-count must be at least 2: EFA is only used between hosts")
+    if spec.count > MAX_COUNT:
+        raise CliError(f"--instance-count {spec.count}: at most {MAX_COUNT} (a one-off "
+                       "verification needs a few hosts; a typo here costs real instances)")
     if not 60 <= spec.max_run <= MAX_RUN_LIMIT:
         raise CliError(f"--max-run must be between 60 and {MAX_RUN_LIMIT} seconds")
     if bool(spec.subnets) != bool(spec.security_groups):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from buildkit import schemas
 from verify import envrules
 from verify.components import components as component_table
 from verify.profiles import UnknownInstance, known_archs, resolve
@@ -276,6 +277,10 @@ def load_spec(path: Path | str, profile: str | None = None, base: str | None = N
         raise SpecError(str(exc)) from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
+    try:
+        schemas.check(raw, "buildkit", "spec.schema.json", str(path))
+    except schemas.SchemaError as exc:
+        raise SpecError(str(exc)) from None
     check.keys("", raw, TOP_KEYS)
     for key in REQUIRED_TOP:
         if key not in raw:

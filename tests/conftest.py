@@ -153,9 +153,16 @@ def write_spec(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def ci_images():
+def ci_build_out(tmp_path_factory):
+    """Where the CI image builds write contexts, logs and last-build.json: never the
+    user's out/build."""
+    return tmp_path_factory.mktemp("ci-build")
+
+
+@pytest.fixture(scope="session")
+def ci_images(ci_build_out):
     """The offline CI images, built once per session by the target users run."""
-    proc = procs.run(["make", "ci-image"], cwd=ROOT, capture_output=True, text=True,
-                     timeout=1800)
+    proc = procs.run(["make", "ci-image", f"BUILD_OUT={ci_build_out}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

@@ -42,8 +42,8 @@ def test_bad_hostfiles_name_the_line(tmp_path, text, error):
 
 
 def test_bad_slurm_nodelist_is_an_error():
-    with pytest.raises(hosts.HostsError, match="cannot expand"):
-        hosts.expand_nodelist("p5-[a-c]")
+    with pytest.raises(hosts.HostsError, match="SLURM_JOB_NODELIST: cannot expand"):
+        hosts.from_slurm({"SLURM_JOB_NODELIST": "p5-[a-c]"})
 
 
 def _bumped(sysfs, device: str, counter: str, by: int) -> dict:

@@ -36,14 +36,14 @@ def run_in(image, script, env=()):
     return docker(*args, image, "bash", "-c", script)
 
 
-def test_both_ci_images_have_a_content_tag_and_the_alias(ci_images):
+def test_both_ci_images_have_a_content_tag_and_the_alias(ci_images, ci_build_out):
     for alias, variant in ((EC2, "ec2"), (SAGEMAKER, "sagemaker")):
         tags = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",
                                  alias).stdout)
         content = [t for t in tags if t != alias]
         assert content and content[0].startswith(
             f"efakit/pytorch:pytorch2.13-cuda13.3-efasrc-ofi1.21-nccl2.29-{variant}-")
-    record = json.loads((ROOT / "out" / "build" / "last-build.json").read_text())
+    record = json.loads((ci_build_out / "last-build.json").read_text())
     assert record["variant"] == "sagemaker" and SAGEMAKER in record["tags"]
 
 

@@ -73,3 +73,22 @@ def test_make_image_passes_allow_unpinned(value, flagged):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert ("--allow-unpinned" in proc.stdout) == flagged
+def test_plain_install_brings_the_host_cli_and_images_install_the_verifier_only():
+    """`pip install efakit` renders, lints and validates without an extra; images install
+    [tool.efakit] image-dependencies, each also a plain dependency, and no host library."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    plain = pyproject["project"]["dependencies"]
+    image = pyproject["tool"]["efakit"]["image-dependencies"]
+    names = {re.split(r"[<>=;\[ ]", d, maxsplit=1)[0].lower() for d in plain}
+    assert {"jinja2", "jsonschema", "boto3"} <= names
+    assert set(image) <= set(plain)
+    image_names = {re.split(r"[<>=;\[ ]", d, maxsplit=1)[0].lower() for d in image}
+    assert image_names.isdisjoint({"jinja2", "jsonschema", "boto3", "matplotlib"})
+    from buildkit.render import verifier_dependencies
+
+    assert [d.strip("'") for d in verifier_dependencies()] == image

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -93,7 +94,14 @@ def _baseline(spec: str | None, tolerance: float):
 def _instance(text: str | None):
     from verify.profiles import resolve
 
-    return resolve(text) if text else None
+    return None if text is None else resolve(text)  # '' is a mistake, not "detect"
+
+
+def _provider(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A libfabric provider name (efa, tcp, shm...): an empty one would match nothing."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_;+-]*", value.strip()):
+        raise click.BadParameter(f"{value!r} is not a libfabric provider name (e.g. efa)")
+    return value
 
 
 @main.command()
@@ -103,7 +111,7 @@ def _instance(text: str | None):
               help="p4d, p4d.24xlarge or ml.p4d.24xlarge: sets GDR and bandwidth expectations.")
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless the job spans this many NCCL nodes.")
-@click.option("--expect-provider", default="efa", show_default=True,
+@click.option("--expect-provider", default="efa", show_default=True, callback=_provider,
               help="The libfabric provider the job should use.")
 @baseline_options
 @handle_errors("efa-verify")
@@ -215,7 +223,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
 @click.option("--gpus-per-host", type=click.IntRange(min=1), default=None,
               help="Ranks per host (default: the GPUs NVML sees here).")
 @click.option("--instance-type", default=None, help="p4d, p5.48xlarge, ml.p5.48xlarge...")
-@click.option("--expect-provider", default="efa", show_default=True)
+@click.option("--expect-provider", default="efa", show_default=True, callback=_provider)
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless NCCL saw this many nodes (one GPU per node with NCCL_HOSTID "
                    "gives more NCCL nodes than hosts).")

@@ -8,14 +8,13 @@ its evidence.
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from verify.profiles import Profile, UnknownInstance, candidates_for_gpu, resolve
+from verify.tables import load_json_file
 
 SM_RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
 IMDS_DEFAULT = "http://169.254.169.254"
@@ -41,12 +40,15 @@ def from_env() -> Detection | None:
 def from_sagemaker(path: str | None = None) -> Detection | None:
     path = path or os.environ.get("EFAKIT_SM_RESOURCE_CONFIG", SM_RESOURCE_CONFIG)
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = load_json_file(path)
+    except ValueError:  # TableError: missing, unreadable, not a file, not JSON
         return None
     name = config.get("current_instance_type") if isinstance(config, dict) else None
     if not name:
         return None
+    if not isinstance(name, str):
+        return Detection(None, "sagemaker-resource-config",
+                         f"{path}: current_instance_type {name!r} is not a string")
     try:
         return Detection(resolve(name), "sagemaker-resource-config", f"{path}: {name}")
     except UnknownInstance:

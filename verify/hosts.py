@@ -7,11 +7,15 @@ a run over the wrong host list proves nothing about the cluster.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from dataclasses import dataclass
-from pathlib import Path
+
+from verify.nodelist import expand_nodelist
+from verify.tables import TableError, load_json_file, read_input_text
+
+# More hosts than any one verification run launches; a larger list is a mistake.
+MAX_SLURM_HOSTS = 16384
 
 HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -66,11 +70,9 @@ def parse_hosts(text: str) -> tuple[Host, ...]:
 def read_hostfile(path: str) -> tuple[Host, ...]:
     """Open MPI hostfiles (`node slots=8`) and plain `node[:8]` lines; # comments."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HostsError(f"--hostfile {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise HostsError(f"--hostfile {path}: not UTF-8 text") from None
+        lines = read_input_text(path).splitlines()
+    except TableError as exc:
+        raise HostsError(f"--hostfile {exc}") from None
     hosts = []
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
@@ -92,8 +94,8 @@ def read_hostfile(path: str) -> tuple[Host, ...]:
 def from_sagemaker(path: str) -> HostPlan | None:
     """SageMaker's resource config: every host, the first is the MPI launcher."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = load_json_file(path)
+    except ValueError:  # TableError: missing, unreadable, not a file, not JSON
         return None
     hosts = config.get("hosts") if isinstance(config, dict) else None
     if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
@@ -102,31 +104,17 @@ def from_sagemaker(path: str) -> HostPlan | None:
                     f"sagemaker-resource-config ({path})")
 
 
-def expand_nodelist(text: str) -> list[str]:
-    """Slurm's compressed node list: `p5-[001-003,007],login` -> names."""
-    names: list[str] = []
-    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,]*", text):
-        match = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
-        if not match:
-            names.append(part)
-            continue
-        prefix, ranges, suffix = match.groups()
-        for item in ranges.split(","):
-            low, _, high = item.partition("-")
-            if not low.isdigit() or (high and not high.isdigit()):
-                raise HostsError(f"SLURM_JOB_NODELIST: cannot expand {part!r}")
-            for number in range(int(low), int(high or low) + 1):
-                names.append(f"{prefix}{number:0{len(low)}d}{suffix}")
-    return names
-
-
 def from_slurm(env: dict[str, str]) -> HostPlan | None:
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
         return None
     per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
     slots = int(per_node) if per_node.isdigit() else None
-    hosts = [Host(_host(n, "SLURM_JOB_NODELIST").name, slots) for n in expand_nodelist(nodelist)]
+    try:
+        names = expand_nodelist(nodelist, MAX_SLURM_HOSTS)
+    except ValueError as exc:
+        raise HostsError(f"SLURM_JOB_NODELIST: {exc}") from None
+    hosts = [Host(_host(n, "SLURM_JOB_NODELIST").name, slots) for n in names]
     return HostPlan(_unique(hosts, "SLURM_JOB_NODELIST"), "slurm (SLURM_JOB_NODELIST)")
 
 

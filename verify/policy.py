@@ -14,6 +14,9 @@ from pathlib import Path
 from verify.tables import TableError, load_table, load_yaml_file
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+# A waiver is a temporary exception: one that runs for decades (9999-12-31) is a
+# permanent one in disguise, which belongs in `required: {check: false}` instead.
+MAX_WAIVER_DAYS = 731
 
 
 class PolicyError(ValueError):
@@ -40,37 +43,57 @@ class Policy:
         return self.required.get(check, self.default_required)
 
 
-def _parse(data: object, name: str) -> Policy:
+def _expiry(value: object, where: str, today: dt.date) -> dt.date:
+    """A waiver's expiry: a plain date, not a time of day, at most MAX_WAIVER_DAYS ahead."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"{where}: expires {value!r} is not YYYY-MM-DD") from None
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise PolicyError(f"{where}: expires must be a date (YYYY-MM-DD), got {value}")
+    if (value - today).days > MAX_WAIVER_DAYS:
+        raise PolicyError(f"{where}: expires {value.isoformat()} is more than "
+                          f"{MAX_WAIVER_DAYS} days ahead (a waiver is temporary; set "
+                          "required: false for a permanent exception)")
+    return value
+
+
+def _parse(data: object, name: str, today: dt.date | None = None) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{name}: expected a mapping with 'required' and 'waivers'")
     unknown = set(data) - {"schema_version", "default_required", "required", "waivers",
                            "description", "scan_fail_on"}
     if unknown:
-        raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     required = data.get("required") or {}
-    if not isinstance(required, dict) or not all(isinstance(v, bool) for v in required.values()):
+    if not isinstance(required, dict) or not all(
+            isinstance(k, str) and isinstance(v, bool) for k, v in required.items()):
         raise PolicyError(f"{name}: 'required' maps check names to true/false")
+    rows = data.get("waivers") or []
+    if not isinstance(rows, list):
+        raise PolicyError(f"{name}: 'waivers' is a list of check, reason and expires")
     waivers = []
-    for i, row in enumerate(data.get("waivers") or []):
+    for i, row in enumerate(rows):
         where = f"{name}: waivers[{i}]"
         if not isinstance(row, dict) or not {"check", "reason", "expires"} <= set(row):
             raise PolicyError(f"{where}: needs check, reason and expires (YYYY-MM-DD)")
-        if not str(row["reason"]).strip():
+        unknown_fields = set(row) - {"check", "reason", "expires"}
+        if unknown_fields:
+            names = ", ".join(sorted(map(str, unknown_fields)))
+            raise PolicyError(f"{where}: unknown key(s) {names}")
+        if not isinstance(row["check"], str) or not row["check"].strip():
+            raise PolicyError(f"{where}: check must be a check name")
+        if not isinstance(row["reason"], str) or not row["reason"].strip():
             raise PolicyError(f"{where}: the reason must not be empty")
-        expires = row["expires"]
-        if isinstance(expires, str):
-            try:
-                expires = dt.date.fromisoformat(expires)
-            except ValueError:
-                raise PolicyError(f"{where}: expires {expires!r} is not YYYY-MM-DD") from None
-        if not isinstance(expires, dt.date):
-            raise PolicyError(f"{where}: expires must be a date (YYYY-MM-DD)")
-        waivers.append(Waiver(str(row["check"]), str(row["reason"]), expires))
+        expires = _expiry(row["expires"], where, today or dt.date.today())
+        waivers.append(Waiver(row["check"], row["reason"], expires))
     default = data.get("default_required", True)
     if not isinstance(default, bool):
         raise PolicyError(f"{name}: default_required must be true or false")
     fail_on = data.get("scan_fail_on", ["CRITICAL"])
-    if not isinstance(fail_on, list) or not set(fail_on) <= set(SEVERITIES):
+    if not isinstance(fail_on, list) or not all(
+            isinstance(s, str) and s in SEVERITIES for s in fail_on):
         raise PolicyError(f"{name}: scan_fail_on lists severities among "
                           f"{', '.join(SEVERITIES)}")
     return Policy(name, dict(required), default, waivers, tuple(fail_on))

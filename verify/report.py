@@ -34,8 +34,9 @@ class WriteError(OSError):
         return f"cannot write {self.filename}: {self.strerror}"
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path`, never leaving a half-written report or a temp file.
+def write_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write `text` (UTF-8; bytes as given) to `path`, never leaving a half-written
+    report or a temp file.
 
     A regular file or a new path gets a temporary file in the same directory,
     fsync'd and renamed over it: an existing file keeps its mode (and, where
@@ -45,7 +46,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     redirection would.  Every failure (a directory at `path`, a missing or
     unwritable directory, a full disk) is a `WriteError`.
     """
-    data = text.encode("utf-8")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     where = Path(path)  # what a failure's reason is about: the link's target once known
     try:
         descriptor = _own_descriptor(str(path))
@@ -210,6 +211,24 @@ def _summary(result: dict) -> tuple[tuple[str, str], ...]:
     return SUMMARY_FIELDS if result["tool"].get("command") in ("parse", "run") else ()
 
 
+def _truncations(result: dict) -> list[dict]:
+    """Inputs that ended early: a PASS on half a log must say so wherever it is shown."""
+    return [e for e in result["errors"] if e["kind"] == "truncated_input"]
+
+
+def _md_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# XML 1.0 allows tab, LF and CR among the control characters; the rest (ANSI escapes'
+# ESC, NUL) make a JUnit file that no reader accepts, so they are shown as \xNN.
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
 def to_table(result: dict) -> str:
     """The terminal summary: verdict, key facts, checks with their first evidence line."""
     lines = [f"VERDICT: {result['verdict'].upper()}  ({result['verdict_reason']})"]
@@ -227,6 +246,8 @@ def to_table(result: dict) -> str:
             lines.append(f"           waived until {waiver['expires']}: {waiver['reason']}")
         for ev in check["evidence"][:1]:
             lines.append(f"           {_where(ev)}: {_clip(ev['text'], 160)}")
+    for warning in _truncations(result):
+        lines.append(f"WARNING: {warning['message'][:200]} (the verdict covers what was read)")
     errors = [e for e in result["errors"] if e["severity"] == "error"]
     if errors:
         lines.append(f"errors ({len(errors)}):")
@@ -248,6 +269,9 @@ def to_markdown(result: dict) -> str:
     verdict = result["verdict"].upper()
     tool = result["tool"]
     out = [f"## {tool['name']} {tool['command']}: {verdict}", "", f"{result['verdict_reason']}", ""]
+    for warning in _truncations(result):
+        out += [f"> **Warning:** {_md_text(warning['message'][:200])} "
+                "(the verdict covers what was read)", ""]
     if _summary(result):
         out += ["| | |", "|---|---|"]
         out += [f"| {label} | {_fmt(result.get(key))} |" for key, label in _summary(result)]
@@ -281,14 +305,17 @@ def to_junit(result: dict) -> str:
            f'<testsuite name="efa-verify" tests="{len(checks)}" failures="{failures}" '
            f'errors="{errors}" skipped="{skipped}">']
     for check in checks:
-        evidence = "\n".join(f"{_where(e)}: {e['text'].strip()}" for e in check["evidence"])
+        evidence = _xml_safe("\n".join(f"{_where(e)}: {e['text'].strip()}"
+                                        for e in check["evidence"]))
+        check = {**check, "message": _xml_safe(check["message"]),
+                 "name": _xml_safe(check["name"])}
         out.append(f'  <testcase classname="efa-verify" name={quoteattr(check["name"])}>')
         status = check["status"]
         if status == "fail":
             out.append(f'    <failure message={quoteattr(check["message"])}>'
                        f"{escape(evidence)}</failure>")
         elif status == "waived":
-            reason = check.get("waiver", {}).get("reason", "")
+            reason = _xml_safe(check.get("waiver", {}).get("reason", ""))
             out.append(f'    <skipped message={quoteattr("waived: " + reason)}/>')
         elif status == "skip":
             out.append(f'    <skipped message={quoteattr(check["message"])}/>')

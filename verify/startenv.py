@@ -10,7 +10,6 @@ absent one gets the instance's value, or the image's default.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from verify.detect import Detection
 from verify.envrules import StartChange, start_changes
+from verify.tables import TableError, load_json_file
 
 IMAGE_ENV = "/etc/efakit/image-env.json"
 
@@ -33,13 +33,16 @@ class StartPlan:
 def load_image_env(path: str | Path) -> dict:
     """The image's record of its versions and baked env (written by efakit render)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the image env record ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = load_json_file(path)
+    except TableError as exc:
+        raise ValueError(f"cannot read the image env record: {exc}") from None
     if not isinstance(data, dict) or "versions" not in data or "env" not in data:
         raise ValueError(f"{path}: not an efakit image env record (no versions/env)")
+    for key in ("versions", "env"):
+        table = data[key]
+        if not isinstance(table, dict) or not all(
+                isinstance(v, (str, type(None))) for v in table.values()):
+            raise ValueError(f"{path}: {key} must map names to strings or null")
     return data
 
 

@@ -3,10 +3,19 @@
 The tables (instance profiles, env rules, log patterns, diagnoses, default
 policy) live here rather than in `buildkit` because both sides need them and
 the verifier must work alone inside an image.
+
+Every user-given input file (specs, policies, hostfiles, image env records,
+reports) is read through `read_input`: a FIFO or device would block or never
+end, a huge file would take minutes to parse, and YAML nested 50,000 deep
+crashes the C parser, so all of that is refused in one line before parsing.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import stat
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -14,23 +23,158 @@ from typing import Any
 
 import yaml
 
+# Specs, policies and records are a few KiB; 4 MiB leaves room and stays fast to parse.
+MAX_INPUT_BYTES = 4 * 1024 * 1024
+# The deepest real spec nests 6 levels; 64 leaves room and stays far from stack limits.
+MAX_YAML_DEPTH = 64
+
+_YAML_LOADER_BASE: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class TableError(ValueError):
     """A data file that cannot be read."""
 
 
-def load_yaml_file(path: Path | str) -> Any:
-    """Read a YAML file, turning every failure into one TableError line."""
+def read_input(path: Path | str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or one TableError line.
+
+    Opened non-blocking, so a FIFO with no writer is refused instead of hanging."""
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise TableError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TableError(f"{path}: is a directory, expected a YAML file") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TableError(f"{path}: {_reason(exc)}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise TableError(f"{path}: is a directory, expected a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise TableError(f"{path}: not a regular file (a FIFO, device or socket); "
+                             "give a file")
+        if info.st_size > limit:
+            raise TableError(f"{path}: {info.st_size} bytes, more than the {limit} allowed")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise TableError(f"{path}: more than the {limit} bytes allowed")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise TableError(f"{path}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def read_input_text(path: Path | str, limit: int = MAX_INPUT_BYTES) -> str:
+    """`read_input` decoded as UTF-8, with one line for text that is not."""
+    data = read_input(path, limit)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TableError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json_file(path: Path | str, limit: int = MAX_INPUT_BYTES) -> Any:
+    """Read a JSON file through `read_input`: not JSON, NaN/Infinity or nesting past
+    Python's recursion limit are each one TableError line."""
+    text = read_input_text(path, limit)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise TableError(f"{path}: not JSON this program reads (nested too deep)") from None
+    except ValueError as exc:
+        raise TableError(f"{path}: not JSON ({exc})") from None
+
+
+class _UniqueKeyLoader(_YAML_LOADER_BASE):  # type: ignore[misc,valid-type]
+    """PyYAML's (C) safe loader that refuses a key given twice: the last one would win
+    silently, and a pin or a waiver would change without anyone seeing it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a finite number", node.start_mark)
+        return value
+
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:  # 2026-13-45 looks like a date to the resolver
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark
+            ) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float",
+                                 _UniqueKeyLoader.construct_yaml_float)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                                 _UniqueKeyLoader.construct_yaml_timestamp)
+
+
+def _check_depth(text: str, limit: int = MAX_YAML_DEPTH) -> None:
+    """Refuse nesting deeper than `limit` using the scanner's tokens (iterative, linear),
+    before the recursive composer could overflow the stack."""
+    depth = 0
+    starts = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+              yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+    ends = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    for token in yaml.scan(text, Loader=_YAML_LOADER_BASE):
+        if isinstance(token, starts):
+            depth += 1
+            if depth > limit:
+                mark = token.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nested more than {limit} levels deep", mark)
+        elif isinstance(token, ends):
+            depth -= 1
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with the bounds above; raises yaml.YAMLError."""
+    _check_depth(text)
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+
+
+def load_yaml_file(path: Path | str, limit: int = MAX_INPUT_BYTES) -> Any:
+    """Read a YAML file, turning every failure into one TableError line."""
+    path = Path(path)
+    text = read_input_text(path, limit)
+    try:
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -44,4 +188,3 @@ def load_table(name: str) -> Any:
     ref = resources.files("verify").joinpath("data", f"{name}.yaml")
     with resources.as_file(ref) as path:
         return load_yaml_file(path)
-

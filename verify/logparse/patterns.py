@@ -156,14 +156,21 @@ def context(line: bytes) -> Context:
     return Context(decode(host), int(pid), int(dev), mpi_rank)
 
 
+TIER2_LINE_MAX = 64 << 10
+
+
 def tier2_lines(data: bytes, line_base: int) -> Iterator[tuple[int, bytes]]:
     """The lines of `data` that are not NCCL records and carry a tier-2 anchor.
 
     Line by line: the anchor regex has no literal prefix (nccl-tests rows), so
     searching a whole block with it costs ~80 ms per MB, while skipping records
     with two substring tests and searching only the other lines costs a tenth.
+    A line is searched in its first TIER2_LINE_MAX bytes: anchors sit near a line's
+    start and nccl-tests rows are short, while a 64 MiB line of NULs or one letter
+    repeated would cost seconds per search.
     """
     regex = tier2_regex()
     for line_no, line in enumerate(data.split(b"\n"), line_base):
-        if INFO_MARKER not in line and WARN_MARKER not in line and regex.search(line):
+        if INFO_MARKER not in line and WARN_MARKER not in line and \
+                regex.search(line, 0, TIER2_LINE_MAX):
             yield line_no, line

@@ -9,7 +9,6 @@ costs as much as counting their records does.
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 import zlib
@@ -23,6 +22,10 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 PROBE = 64 << 10  # how far a block's end is searched for a newline per read
 MAX_CARRY = 64 << 20  # a line longer than this is cut, never held whole
+# A .gz that decodes to more than this, at more than MAX_RATIO times its compressed
+# size, is a bomb, not a log (real NCCL logs compress 10-30x): it stops there.
+BOMB_BYTES = 256 << 20
+MAX_RATIO = 200
 
 
 class SourceError(ValueError):
@@ -109,20 +112,61 @@ def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def _open(source: Source) -> BinaryIO:
+def _raw(source: Source) -> BinaryIO:
     if source.path is None:
-        stream: BinaryIO = sys.stdin.buffer
-        head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
-        return gzip.GzipFile(fileobj=stream) if head == b"\x1f\x8b" else stream
+        return sys.stdin.buffer
     try:
-        handle = source.path.open("rb")
+        return source.path.open("rb")
     except OSError as exc:
         raise SourceError(f"{source.name}: {exc.strerror}") from None
-    if handle.read(2) == b"\x1f\x8b":
-        handle.seek(0)
-        return gzip.GzipFile(fileobj=handle)  # type: ignore[return-value]
-    handle.seek(0)
-    return handle
+
+
+def _decoded(raw: BinaryIO, size: int, problems: list[str] | None, name: str
+             ) -> Iterator[bytes]:
+    """The input's bytes, gunzipped as a stream when it starts with gzip's magic.
+
+    zlib's decompressor object keeps every byte it decoded, so a truncated .gz loses
+    nothing before the break (GzipFile.read() dropped its whole last read), and each
+    step yields at most `size` bytes (a gzip bomb costs time linear in its size and
+    bounded memory).  Concatenated members are read one after another."""
+    head = raw.read(2)
+    if head != b"\x1f\x8b":
+        if head:
+            yield head
+        while block := raw.read(size):
+            yield block
+        return
+    pending = head
+    read = decoded = 0
+    decoder = zlib.decompressobj(wbits=31)
+    try:
+        while True:
+            if decoder.eof:  # the next member, after any NUL padding
+                pending = (decoder.unused_data + pending).lstrip(b"\x00")
+                while not pending:
+                    pending = raw.read(size)
+                    if not pending:
+                        return
+                    pending = pending.lstrip(b"\x00")
+                decoder = zlib.decompressobj(wbits=31)
+            if not pending and not decoder.unconsumed_tail:
+                pending = raw.read(size)
+                if not pending:
+                    raise EOFError("compressed file ended before the end-of-stream marker")
+            data = decoder.unconsumed_tail + pending
+            read += len(pending)
+            pending = b""
+            out = decoder.decompress(data, size)
+            if out:
+                decoded += len(out)
+                if decoded > BOMB_BYTES and decoded > MAX_RATIO * read:
+                    raise EOFError(f"decodes to over {MAX_RATIO} times its size, read up to "
+                                   f"{decoded >> 20} MiB: not a log (a gzip bomb?)")
+                yield out
+    except (EOFError, zlib.error) as exc:
+        if problems is None:
+            raise SourceError(f"{name}: cannot read ({exc})") from None
+        problems.append(f"{name}: input ends early ({exc})")
 
 
 def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
@@ -136,34 +180,28 @@ def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
     if is_plain_file(source):
         yield from file_blocks(source.path)  # type: ignore[arg-type]
         return
-    stream = _open(source)
-    carry = b""
+    raw = _raw(source)
+    carry = bytearray()  # grows in place: a line with no newline costs linear time
     try:
-        while True:
-            try:
-                block = stream.read(size)
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                if problems is None:
-                    raise SourceError(f"{source.name}: cannot read ({exc})") from None
-                problems.append(f"{source.name}: input ends early ({exc})")
-                block = b""
-            except OSError as exc:
-                raise SourceError(f"{source.name}: cannot read ({exc})") from None
-            if not block:
-                break
-            block = carry + block if carry else block
+        for block in _decoded(raw, size, problems, source.name):
             cut = block.rfind(b"\n") + 1
             if cut == 0:
-                if len(block) > MAX_CARRY:
-                    yield block + b"\n"
-                    carry = b""
-                else:
-                    carry = block
+                carry += block
+                if len(carry) > MAX_CARRY:
+                    yield bytes(carry) + b"\n"
+                    carry = bytearray()
                 continue
-            carry = block[cut:]
-            yield block[:cut]
+            if carry:
+                carry += block[:cut]
+                yield bytes(carry)
+                carry = bytearray(block[cut:])
+            else:
+                yield block[:cut]
+                carry = bytearray(block[cut:])
         if carry:
-            yield carry
+            yield bytes(carry)
+    except OSError as exc:
+        raise SourceError(f"{source.name}: cannot read ({exc.strerror or exc})") from None
     finally:
         if source.path is not None:
-            stream.close()
+            raw.close()

@@ -1,0 +1,302 @@
+"""Bad inputs to efa-verify and efakit report: policies, logs, output paths, hostfiles,
+Slurm node lists, image env records and results.  Each: the exit code, one line on
+stderr and never a traceback, and the scratch folder left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from buildkit import cli as host_cli
+from tests.badinput import Case, check
+from tests.conftest import CORPUS
+from verify import cli as verify_cli
+
+GOOD_LOG = CORPUS / "001-efa-gdr-p4d-nccl283-eks-nccltests.log"
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    shutil.copy(GOOD_LOG, tmp_path / "good.log")
+    (tmp_path / "afile").write_text("keep\n")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "binary").write_bytes(bytes(range(256)) * 64)
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "emptydir").mkdir()
+    return tmp_path
+
+
+def _waiver(expires: str, check_name: str = "gdr", reason: str = "r") -> str:
+    return f"waivers:\n  - check: {check_name}\n    reason: {reason}\n    expires: {expires}\n"
+
+
+POLICIES = {
+    "baddate": _waiver("2026-13-45"),
+    "baddate-feb30": _waiver("2027-02-30"),
+    "baddate-day0": _waiver("2027-01-00"),
+    "datetime": _waiver("2030-01-01T10:00:00"),
+    "datetime-space": _waiver("2027-01-01 10:00:00"),
+    "datetime-tz": _waiver("2027-01-01T10:00:00Z"),
+    "farfuture": _waiver("9999-12-31"),
+    "farfuture-2100": _waiver("2100-01-01"),
+    "quoted-farfuture": _waiver("'9999-12-31'"),
+    "quoted-baddate": _waiver("'2026-13-45'"),
+    "intdate": _waiver("20270101"),
+    "floatdate": _waiver("2027.5"),
+    "worddate": _waiver("soon"),
+    "nulldate": _waiver("null"),
+    "listdate": _waiver("[2027-01-01]"),
+    "emptyreason": _waiver("2027-01-01", reason="''"),
+    "spacereason": _waiver("2027-01-01", reason="'   '"),
+    "listreason": _waiver("2027-01-01", reason="[a]"),
+    "intcheck": _waiver("2027-01-01", check_name="5"),
+    "emptycheck": _waiver("2027-01-01", check_name="''"),
+    "listcheck": _waiver("2027-01-01", check_name="[gdr]"),
+    "waiver-extra-key": _waiver("2027-01-01") + "    ticket: X-1\n",
+    "waiver-missing-expires": "waivers:\n  - check: gdr\n    reason: r\n",
+    "waiver-scalar": "waivers:\n  - gdr\n",
+    "waivers-dict": "waivers: {check: gdr}\n",
+    "waivers-str": "waivers: gdr\n",
+    "unknownkey": "colour: red\n",
+    "reqstr": "required: gdr\n",
+    "reqlist": "required: [gdr]\n",
+    "reqvalue-str": "required: {gdr: 'no'}\n",
+    "reqvalue-int": "required: {gdr: 0}\n",
+    "reqkey-int": "required: {5: false}\n",
+    "default-str": "default_required: 'false'\n",
+    "default-int": "default_required: 0\n",
+    "scan-str": "scan_fail_on: CRITICAL\n",
+    "scan-bad": "scan_fail_on: [SEVERE]\n",
+    "scan-int": "scan_fail_on: [5]\n",
+    "scan-nested": "scan_fail_on: [[CRITICAL]]\n",
+    "list": "- a\n- b\n",
+    "scalar": "strict\n",
+    "empty": "",
+    "badyaml": "required: {gdr: true\n",
+    "dupkey": "required: {gdr: true}\nrequired: {gdr: false}\n",
+    "dupkey-waiver": _waiver("2027-01-01") + "    check: efa\n",
+    "nan": "required: {gdr: .nan}\n",
+    "deep": "required: " + "[" * 10000 + "]" * 10000 + "\n",
+    "python-tag": "required: !!python/object/apply:os.system ['true']\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_bad_policies(scratch, name):
+    (scratch / "policy.yaml").write_text(POLICIES[name])
+    check(verify_cli.main, Case(f"pol-{name}", ("parse", "good.log", "--instance-type", "p5",
+                                                "--policy", "policy.yaml"), 2), scratch)
+
+
+@pytest.mark.parametrize("path", ["fifo", "binary", "emptydir", "loop1", "nope.yaml",
+                                  "/proc/self/mem", "/dev/zero", "afile/sub"])
+def test_policy_paths_that_cannot_be_a_policy(scratch, path):
+    check(verify_cli.main, Case(f"pol-path-{path}", ("parse", "good.log", "--policy", path), 2),
+          scratch)
+
+
+@pytest.mark.parametrize("args", [
+    ("nope.log",), ("emptydir",), ("loop1",), ("fifo",), ("/dev/zero",), ("/proc/self/mem",),
+    ("good.log", "nope.log"), ("afile/sub",),
+])
+def test_log_paths_that_cannot_be_read(scratch, args):
+    check(verify_cli.main, Case(f"parse-{'-'.join(args)}", ("parse", *args), 2), scratch)
+
+
+@pytest.mark.parametrize("option,target", [
+    ("-o", "/proc/x"), ("-o", "/nonexistent/dir/x.json"), ("-o", "emptydir"),
+    ("-o", "afile/x.json"), ("-o", "/sys/kernel/x"), ("--junit", "/proc/x"),
+    ("--junit", "emptydir"), ("--junit", "afile/x.xml"), ("--markdown", "/sys/kernel/x"),
+    ("--markdown", "/proc/x.md"), ("--markdown", "afile/x.md"), ("--markdown", "emptydir"),
+    ("-o", "loop1"),
+])
+def test_unwritable_report_paths(scratch, option, target):
+    check(verify_cli.main, Case(f"out-{option}-{target}", ("parse", "good.log", option, target),
+                                2, "cannot write"), scratch)
+
+
+@pytest.mark.parametrize("value", ["", "bogus", " ", "ml.", "p5.48xlarge.x", "p5;rm", "p5 5",
+                                   "ml.t3.medium.x", "z1d.large", "p5\nx", "../p5"])
+def test_unknown_instance_types(scratch, value):
+    check(verify_cli.main, Case(f"inst-{value!r}", ("parse", "good.log", "--instance-type",
+                                                    value), 2), scratch)
+
+
+@pytest.mark.parametrize("option,value", [("--expect-nodes", "0"), ("--expect-nodes", "abc"),
+                                          ("--expect-nodes", "-1"), ("--expect-provider", ""),
+                                          ("--expect-provider", "efa;rm -rf /")])
+def test_bad_numbers(scratch, option, value):
+    case = Case(f"parse{option}{value}", ("parse", "good.log", option, value), 2)
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(verify_cli.main, list(case.argv))
+    # click's usage errors are its own few lines (usage, hint, error): no traceback.
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert not (result.exception and not isinstance(result.exception, SystemExit))
+
+
+HOSTFILES = {
+    "badfield": "node1 slots=8\nnode2 foo=bar\n",
+    "slots-word": "node1 slots=x\n",
+    "slots-zero": "node1 slots=0\n",
+    "slots-neg": "node1 slots=-2\n",
+    "dup": "node1\nnode1\n",
+    "shell": "node1;rm -rf /\n",
+    "slash": "bad/host\n",
+    "empty": "",
+    "comments-only": "# none\n\n",
+    "latin1": "n\xe9ud\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTFILES))
+def test_bad_hostfiles(scratch, name):
+    path = scratch / f"hf-{name}"
+    path.write_bytes(HOSTFILES[name].encode("latin-1"))
+    check(verify_cli.main, Case(f"hostfile-{name}", ("run", "--hostfile", path.name,
+                                                     "--output-dir", "r"), 2), scratch)
+
+
+@pytest.mark.parametrize("path", ["fifo", "binary", "emptydir", "loop1", "nope", "/dev/zero"])
+def test_hostfile_paths_that_are_no_hostfile(scratch, path):
+    check(verify_cli.main, Case(f"hostfile-path-{path}", ("run", "--hostfile", path,
+                                                          "--output-dir", "r"), 2), scratch)
+
+
+@pytest.mark.parametrize("nodelist", [
+    "n[0-99999999]", "p5-[001-", "p5-]1[", "p5-[a-c]", "n[3-1]", "n[[1-2]]", "a,,b",
+    "n[1-]", "n[]", "a[0-999]-b[0-999]", "n[0-20000]", "bad/host[1-2]", "n[1-2];rm",
+])
+def test_bad_slurm_node_lists(scratch, nodelist):
+    check(verify_cli.main, Case(f"slurm-{nodelist}", ("run", "--output-dir", "r"), 2,
+                                "SLURM_JOB_NODELIST", env={"SLURM_JOB_NODELIST": nodelist}),
+          scratch)
+
+
+IMAGE_ENVS = {
+    "list": "[1]",
+    "wrongtypes": '{"versions": "x", "env": 5}',
+    "versions-list": '{"versions": [], "env": {}}',
+    "env-int-values": '{"versions": {}, "env": {"X": 5}}',
+    "versions-nested": '{"versions": {"nccl": {"a": 1}}, "env": {}}',
+    "no-env": '{"versions": {}}',
+    "notjson": "versions: {}",
+    "truncated": '{"versions": {',
+    "deep": "[" * 100000 + "]" * 100000,
+    "nan": '{"versions": NaN, "env": {}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_ENVS))
+@pytest.mark.parametrize("command", ["static", "env"])
+def test_bad_image_env_records(scratch, name, command):
+    (scratch / "ie.json").write_text(IMAGE_ENVS[name])
+    argv = (("static", "--root", "emptydir", "--image-env", "ie.json") if command == "static"
+            else ("env", "--shell", "--image-env", "ie.json", "--instance-type", "p5"))
+    check(verify_cli.main, Case(f"{command}-imageenv-{name}", argv, 2), scratch)
+
+
+@pytest.mark.parametrize("path", ["fifo", "binary", "emptydir", "loop1", "nope", "/dev/zero",
+                                  "/proc/self/mem"])
+def test_image_env_paths_that_are_no_record(scratch, path):
+    check(verify_cli.main, Case(f"env-path-{path}", ("env", "--image-env", path,
+                                                     "--instance-type", "p5"), 2), scratch)
+
+
+@pytest.mark.parametrize("config", ['{"current_instance_type": 5}', "[1]", "garbage",
+                                    '{"current_instance_type": ["p5"]}',
+                                    '{"current_instance_type": "ml.nope"}'])
+def test_broken_sagemaker_resource_config_is_not_a_detection(scratch, config):
+    (scratch / "ie.json").write_text('{"versions": {}, "env": {}}')
+    (scratch / "rc.json").write_text(config)
+    err = check(verify_cli.main, Case("env-smcfg-bad", ("env", "--shell", "--image-env",
+                                                        "ie.json"), 0,
+                                      env={"EFAKIT_SM_RESOURCE_CONFIG": "rc.json",
+                                           "EFAKIT_IMDS": "off"}), scratch)
+    assert "keeping the image's environment" in err or "no profile" in err
+
+
+@pytest.fixture
+def good_result(scratch):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(verify_cli.main, ["parse", str(scratch / "good.log"), "--json",
+                                                  "--instance-type", "p4d"])
+    (scratch / "good.json").write_text(result.stdout)
+    return json.loads(result.stdout)
+
+
+def _mutated(result: dict, key: str, value: object) -> str:
+    data = json.loads(json.dumps(result))
+    data[key] = value
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("schema2", '{"schema_version": 2}'), ("minimal", '{"schema_version": 1}'),
+    ("list", "[1]"), ("yaml", "schema_version: 1\n"), ("truncated", '{"schema_version": 1'),
+    ("deep", "[" * 100000 + "]" * 100000), ("nan", '{"schema_version": NaN}'),
+    ("empty", ""), ("null", "null"),
+])
+def test_bad_results_for_report(scratch, name, text):
+    (scratch / "r.json").write_text(text)
+    check(host_cli.main, Case(f"report-{name}", ("report", "r.json"), 2), scratch)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("verdict", "maybe"), ("verdict", None), ("checks", "x"), ("checks", [{"name": 5}]),
+    ("tests", {"a": 1}), ("nodes", "two"), ("tool", None), ("ranks_detail", 5),
+    ("busbw_avg_GBps", "fast"), ("errors", "x"),
+])
+def test_results_that_break_the_schema(scratch, good_result, key, value):
+    (scratch / "r.json").write_text(_mutated(good_result, key, value))
+    check(host_cli.main, Case(f"report-{key}-{value!r}", ("report", "r.json"), 2,
+                              "not a valid efa-verify result"), scratch)
+
+
+@pytest.mark.parametrize("path", ["fifo", "binary", "emptydir", "loop1", "nope", "/dev/zero",
+                                  "/proc/self/mem", "afile/x"])
+def test_report_paths_that_are_no_result(scratch, path):
+    check(host_cli.main, Case(f"report-path-{path}", ("report", path), 2), scratch)
+
+
+@pytest.mark.parametrize("option,target", [
+    ("--markdown", "/proc/x.md"), ("--markdown", "afile/x.md"), ("--markdown", "emptydir"),
+    ("--markdown", "/sys/kernel/x.md"), ("--plot", "/proc/x.png"), ("--plot", "afile/x.png"),
+    ("--plot", "emptydir"),
+])
+def test_report_outputs_that_cannot_be_written(scratch, good_result, option, target):
+    from click.testing import CliRunner
+
+    before = sorted(p.name for p in scratch.iterdir())
+    old = os.getcwd()
+    os.chdir(scratch)
+    try:
+        result = CliRunner().invoke(host_cli.main, ["report", "good.json", option, target])
+    finally:
+        os.chdir(old)
+    # The table goes to stdout first; the refusal is one line on stderr.
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "cannot write" in result.stderr
+    assert not (result.exception and not isinstance(result.exception, SystemExit))
+    assert sorted(p.name for p in scratch.iterdir()) == before
+
+
+SM = ("sagemaker-verify", "--image-uri",
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com/efakit-pytorch:t1",
+      "--role", "arn:aws:iam::123456789012:role/EfakitSageMaker", "--output", "s3://bucket/pfx",
+      "--dry-run")
+
+
+@pytest.mark.parametrize("extra", [
+    ("--instance-count", "100000"), ("--instance-count", "1"), ("--instance-count", "-3"),
+    ("--subnets", "subnet-1", "--security-groups", ",,,"), ("--local",),
+    ("--job-name", "bad name!"), ("--job-name", "x" * 200), ("--max-run", "5"),
+    ("--instance-type", "ml.t3.medium"), ("--instance-type", "g5"), ("--region", "eu-west-1"),
+])
+def test_sagemaker_verify_refuses_before_any_call(scratch, extra):
+    check(host_cli.main, Case(f"sm-{'-'.join(extra)[:30]}", (*SM, *extra), 2), scratch)
