@@ -318,10 +318,6 @@ def load_spec(path: Path | str, profile: str | None = None, base: str | None = N
     for name, body in variants.items():
         check.keys(f"variants.{name}", body or {}, {"why": str, "packages": list,
                                                      "provenance": str})
-        for i, req in enumerate((body or {}).get("packages") or []):
-            if not re.match(r"^[A-Za-z0-9][\w.-]*==[\w.+!-]+$", str(req)):
-                check.fail(f"variants.{name}.packages[{i}]",
-                           f"expected name==version (a pin), got {req!r}")
     check.keys("artifacts", merged["artifacts"], {"mirror": (str, type(None))})
     budget = merged["size_budget_GB"]
     if isinstance(budget, bool) or budget <= 0:

@@ -104,7 +104,7 @@ BAD_SPECS = [
     ("negative budget", _set("size_budget_GB", -1), "size_budget_GB: expected a positive number"),
     ("bad variant", _set("variants.lambda", {}), "variants.lambda: unknown key"),
     ("unpinned variant package", _set("variants.sagemaker.packages", ["sagemaker-training"]),
-     "variants.sagemaker.packages[0]: expected name==version"),
+     "variants.sagemaker.packages.0: 'sagemaker-training' is not a pin"),
     ("bad env name", _set("env_extra", {"nccl_debug": "INFO"}), "env_extra.nccl_debug"),
     ("bad fingerprint", _set("components.efa_installer.signature.key_fingerprint", "1234"),
      "expected 40 uppercase hex digits"),
