@@ -216,7 +216,8 @@ def test_broken_sagemaker_resource_config_is_not_a_detection(scratch, config):
     err = check(verify_cli.main, Case("env-smcfg-bad", ("env", "--shell", "--image-env",
                                                         "ie.json"), 0,
                                       env={"EFAKIT_SM_RESOURCE_CONFIG": "rc.json",
-                                           "EFAKIT_IMDS": "off"}), scratch)
+                                           "EFAKIT_IMDS": "off", "EFAKIT_VERBOSE": "1"}),
+                scratch)
     assert "keeping the image's environment" in err or "no profile" in err
 
 
