@@ -27,8 +27,8 @@ MIRROR ?= out/mirror
 VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
-.PHONY: help venv render golden lint test bench-parse bench-build clean image ci-image \
-	mirror base-image gate free-disk sagemaker-verify
+.PHONY: help venv render golden lint test test-deps mutate bench-parse bench-build clean \
+	image ci-image host mirror base-image gate free-disk sagemaker-verify
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -38,11 +38,13 @@ REGISTRY ?=
 
 help:
 	@echo "make ci-image [NAMESPACE=efakit]                build NAMESPACE/pytorch:ci and :ci-sagemaker offline"
-	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=]  build with BuildKit"
+	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=] [ALLOW_UNPINNED=1]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
 	@echo "make lint                                       ruff, hadolint and the env rules"
 	@echo "make test                                       the test suite (creates .venv if needed)"
+	@echo "make test-deps                                  system packages the Docker-free tests need (Open MPI)"
+	@echo "make mutate                                     mutation score of the suite (bench/mutations.yaml)"
 	@echo "make golden                                     regenerate tests/golden after a deliberate change"
 	@echo "make bench-parse                                parser throughput against grep"
 
@@ -70,9 +72,25 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# System packages the Docker-free tests need beyond the venv: Open MPI's mpirun for
+# the `efa-verify run` tests (in CI a missing part fails the test instead of skipping
+# it).  Installs only what is missing, with apt (sudo unless root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-deps:
+	@command -v mpirun >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		openmpi-bin; }
+	@mpirun --version | head -1
+
+# Mutation score of the Docker-free suite over the decisions users depend on
+# (bench/mutations.yaml); a benchmark, not a CI step: it takes long.
+# make mutate [MUTATE_ARGS="--only NAME --tests-from main"]
+mutate: $(STAMP)
+	$(PY) bench/mutate.py $(MUTATE_ARGS)
+
 image: $(STAMP)
 	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
-		--namespace $(NAMESPACE)
+		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,) --namespace $(NAMESPACE)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
@@ -108,14 +126,20 @@ $(MIRROR)/wheels/requirements-base.txt: | $(STAMP)
 
 mirror: $(MIRROR)/wheels/requirements-base.txt
 
-base-image: mirror
+# Docker and debootstrap installed and dockerd started where missing (as root on
+# Debian/Ubuntu), or the exact commands printed, before anything is downloaded.
+host:
+	@OUT=$(OUT) .ci/setup-host --pidfile $(OUT)/dockerd.pid
+
+base-image: host mirror
 	$(BIN)/efakit base-image --mirror $(MIRROR)
 
-ci-image: base-image
+ci-image: host base-image
 	$(BIN)/efakit build pytorch --profile offline --variant ec2 --tag ci --out $(BUILD_OUT) \
 		--namespace $(NAMESPACE)
 	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker \
 		--out $(BUILD_OUT) --namespace $(NAMESPACE)
+	@OUT=$(OUT) .ci/setup-host --report $(OUT)/dockerd.pid
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py

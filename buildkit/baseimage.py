@@ -11,10 +11,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 from buildkit.engine import Engine, image_exists
 from buildkit.mirror import WHEELS
+from buildkit.progress import Progress
 from verify.cliutil import CliError
 from verify.exitcodes import Exit
 
@@ -22,11 +24,35 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
 
 
-def _run(cmd: list[str], what: str, timeout: int = 900) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def _stage(line: str) -> str | None:
+    """debootstrap's stage from one of its `I: ...` lines (per-package lines fold into one)."""
+    if not line.startswith("I: "):
+        return None
+    words = line[3:].split()
+    # 'Retrieving libc6 2.36-9', 'Extracting libc6...': one package each
+    if (words[:1] in (["Retrieving"], ["Validating"]) and len(words) == 3) or \
+            (words[:1] in (["Extracting"], ["Unpacking"], ["Configuring"]) and len(words) == 2):
+        return f"debootstrap: {words[0].lower()} packages"
+    return f"debootstrap: {line[3:].strip().rstrip('.')}"
+
+
+def _run(cmd: list[str], what: str, progress: Progress, timeout: int = 900) -> None:
+    """Run a long step, its stages shown as progress, its last lines in the error."""
+    progress.status(what)
+    tail: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
+        watchdog = threading.Timer(timeout, proc.kill)  # a hung step, silent or not, ends
+        watchdog.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-8:]
+            stage = _stage(line)
+            if stage:
+                progress.status(stage)
+        watchdog.cancel()
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise CliError(f"{what} failed:\n{tail}", Exit.FAIL)
+        raise CliError(f"{what} failed:\n" + "\n".join(tail), Exit.FAIL)
 
 
 def build_base(engine: Engine, ref: str, mirror: Path, force: bool = False) -> str:
@@ -39,22 +65,25 @@ def build_base(engine: Engine, ref: str, mirror: Path, force: bool = False) -> s
     if not requirements.exists():
         raise CliError(f"{requirements} missing: run efakit fetch-artifacts pytorch "
                        f"{mirror} --profile offline first")
+    progress = Progress("base-image")
+    progress.note(f"making {ref}: debootstrap bookworm, the mirror's wheels, docker import")
     with tempfile.TemporaryDirectory(prefix="efakit-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm",
-              str(root), DEBIAN_MIRROR], "debootstrap bookworm")
+              str(root), DEBIAN_MIRROR], "debootstrap bookworm", progress)
         staged = root / "tmp" / "wheels"
         shutil.copytree(mirror / WHEELS, staged)
         _run(["chroot", str(root), "python3", "-m", "pip", "install", "--no-cache-dir",
               "--break-system-packages", "--no-index", "--find-links", "/tmp/wheels",
               "--require-hashes", "-r", "/tmp/wheels/requirements-base.txt"],
-             "pip install of torch and NCCL into the base")
+             "pip install of torch and NCCL into the base", progress)
         shutil.rmtree(staged)
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / cache).glob("*"):
                 if item.is_file():
                     item.unlink()
         archive = Path(tmp) / "rootfs.tar"
+        progress.status("docker import of the root")
         with tarfile.open(archive, "w") as tar:
             tar.add(root, arcname=".")
         proc = subprocess.run([engine.client, "import", "--change",
@@ -63,4 +92,5 @@ def build_base(engine: Engine, ref: str, mirror: Path, force: bool = False) -> s
                               capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             raise CliError(f"docker import failed: {proc.stderr.strip()[-400:]}", Exit.FAIL)
+    progress.done()
     return f"built {ref}"

@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 from buildkit.engine import Engine, image_exists, image_id, repo_root_revision
 from buildkit.mirror import check_mirror
 from buildkit.paths import REPO_ROOT
+from buildkit.progress import Progress
 from buildkit.render import render_context
 from buildkit.spec import PIN_KINDS, Spec
 from verify.cliutil import CliError
@@ -108,30 +108,6 @@ def _ensure_base(engine: Engine, spec: Spec) -> str:
     return image_id(engine, ref)
 
 
-class Progress:
-    """Steps done/total and the current step on a terminal; quiet otherwise."""
-
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.start = time.monotonic()
-        self.steps: dict[str, str] = {}
-
-    def line(self, text: str) -> None:
-        match = STEP_RE.match(text)
-        if not match:
-            return
-        self.steps[match.group(1)] = f"[{match.group(2)}/{match.group(3)}] {match.group(4)}"
-        if self.tty:
-            elapsed = time.monotonic() - self.start
-            self.stream.write(f"\r\033[K{elapsed:6.0f}s {self.steps[match.group(1)][:100]}")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-
-
 def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
     """Input problems that stop a build before any engine is asked (exit 2)."""
     missing = unpinned(spec)
@@ -194,7 +170,8 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
         cmd.append("--no-cache")
     cmd += registry_cache_args(engine, cache_repo, variant)
     cmd.append(str(context))
-    progress = Progress()
+    progress = Progress(f"build {variant}")
+    progress.note(f"building {tag}; full log: {log}")
     lines: list[str] = []
     with log.open("w", encoding="utf-8") as sink, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -204,7 +181,9 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
             sink.write(text)
             lines.append(text.rstrip("\n"))
             del lines[:-400]
-            progress.line(text.rstrip("\n"))
+            step = STEP_RE.match(text)
+            if step:
+                progress.status(f"[{step.group(2)}/{step.group(3)}] {step.group(4)}")
     progress.done()
     if proc.returncode != 0:
         raise CliError(_failure(lines, log), Exit.FAIL)

@@ -29,11 +29,23 @@ base_option = click.option("--base", default=None,
                            help="Choose a base from the spec's base.choices.")
 
 
+def _exit_table() -> str:
+    from verify.exitcodes import DESCRIPTIONS
+
+    rows = "\n".join(f"  {int(code):>3}  {text}" for code, text in DESCRIPTIONS.items())
+    return f"\b\nExit status (shared with efa-verify):\n{rows}"
+
+
 @click.group("efakit", cls=OneLineGroup,
-             context_settings={"help_option_names": ["-h", "--help"]})
+             context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_table())
 @click.version_option(__version__, prog_name="efakit")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, envvar="EFAKIT_QUIET",
+              help="No progress on stderr (data and errors still print).")
+def main(quiet: bool) -> None:
     """Build GPU training images with AWS EFA networking, and prove they use it."""
+    from buildkit.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 @main.command()
@@ -58,37 +70,26 @@ def render(framework: str, variant: str | None, profile: str | None, base: str |
 
 @main.command("explain-env")
 @click.argument("framework")
-@click.option("--instance-type", default=None,
-              help="p5, p5.48xlarge or ml.p5.48xlarge (default: any instance).")
+@click.option("--instance-type", "instance_types", multiple=True,
+              help="p5, p5.48xlarge or ml.p5.48xlarge; repeat it to see what differs "
+                   "between instances (default: any instance).")
 @profile_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/explain-env.schema.json).")
 @errors
-def explain_env(framework: str, instance_type: str | None, profile: str | None) -> None:
-    """Print each FI_/NCCL_ variable: set or deliberately not set, and why."""
-    from verify.envrules import explain, image_env
+def explain_env(framework: str, instance_types: tuple[str, ...], profile: str | None,
+                as_json: bool) -> None:
+    """Print each FI_/NCCL_ variable per instance: value or not set, why, source, versions."""
+    import json
+
+    from buildkit.explain import explain_env as build_doc
+    from buildkit.explain import to_text
     from verify.profiles import resolve
 
     spec = _load(framework, profile)
-    prof = resolve(instance_type) if instance_type else None
-    versions = spec.versions()
-    shown = ", ".join(f"{k}={v}" for k, v in versions.items() if v)
-    click.echo(f"{framework}: {shown}")
-    click.echo(f"instance: {prof.name if prof else 'any (instance rules apply at start)'}")
-    baked = image_env(versions)
-    for decision in explain(versions, prof):
-        if decision.scope == "start":
-            on = prof.name if prof else "this instance"
-            if decision.is_set:
-                where = f"set at container start on {on}"
-            elif baked[decision.var].is_set:
-                where = f"unset at container start on {on}"
-            else:
-                where = f"deliberately not set on {on}"
-        else:
-            where = "image ENV" if decision.is_set else "deliberately not set"
-        state = f"{decision.var}={decision.value}" if decision.is_set else decision.var
-        click.echo(f"\n{state}  [{where}]\n  why: {decision.why}\n  source: {decision.source}")
-    for name, value in spec.env_extra.items():
-        click.echo(f"\n{name}={value}  [image ENV, from the spec's env_extra]")
+    profiles = [resolve(name) for name in instance_types] or [None]
+    doc = build_doc(spec.versions(), profiles, spec.env_extra)
+    click.echo(json.dumps(doc, indent=2) if as_json else to_text(doc, framework), nl=as_json)
 
 
 def _hadolint(dockerfiles: list[Path]) -> list[str]:
@@ -112,8 +113,10 @@ def _hadolint(dockerfiles: list[Path]) -> list[str]:
 @click.argument("framework", required=False, default="pytorch")
 @profile_option
 @click.option("--no-hadolint", is_flag=True, help="Only check the env rules.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/lint.schema.json).")
 @errors
-def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
+def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) -> None:
     """hadolint every rendered variant, and check the image env against the env rules."""
     import tempfile
 
@@ -121,21 +124,32 @@ def lint(framework: str, profile: str | None, no_hadolint: bool) -> None:
     from verify.profiles import resolve
 
     spec = _load(framework, profile)
-    problems: list[str] = []
+    problems: list[dict[str, str]] = []
     versions = spec.versions()
     env = {d.var: d.value for d in image_env(versions).values() if d.is_set}
     env.update(spec.env_extra)
     targets = [resolve(n) for n in spec.instance_types] or None
-    problems.extend(f"env: {f.message()}" for f in lint_env(env, versions, targets))
+    problems.extend({"kind": "env", "message": f.message()}
+                    for f in lint_env(env, versions, targets))
     if not no_hadolint:
         with tempfile.TemporaryDirectory() as tmp:
             files = []
             for variant in spec.variants:
                 render_context(spec, variant, Path(tmp) / variant)
                 files.append(Path(tmp) / variant / "Dockerfile")
-            problems.extend(p.replace(tmp + "/", "") for p in _hadolint(files))
+            problems.extend({"kind": "hadolint", "message": p.replace(tmp + "/", "")}
+                            for p in _hadolint(files))
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "framework": framework,
+                               "profile": profile, "variants": list(spec.variants),
+                               "hadolint": not no_hadolint, "clean": not problems,
+                               "problems": problems}, indent=2))
+        sys.exit(int(Exit.FAIL if problems else Exit.PASS))
     for problem in problems:
-        click.echo(problem)
+        click.echo(f"{problem['kind']}: {problem['message']}" if problem["kind"] == "env"
+                   else problem["message"])
     if problems:
         click.echo(f"efakit lint: {len(problems)} problem(s)", err=True)
         sys.exit(int(Exit.FAIL))
@@ -207,6 +221,8 @@ def _mirror_path(spec: Spec, artifacts: Path | None) -> Path | None:
 @click.option("--cache-repo", default=None, metavar="REPO",
               help="Registry repository for BuildKit's cache (buildx only), e.g. an ECR "
                    "repository of its own.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (verify/schema/build.schema.json).")
 @click.option("--reuse-from", default=None, metavar="ECR-URI",
               help="Registry repository gate --push pushes to: an image already there under "
                    "the content tag is pulled, not rebuilt to a new digest.")
@@ -220,7 +236,7 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
           artifacts: Path | None, aliases: tuple[str, ...], allow_unpinned: bool,
           out_dir: Path, force: bool, no_cache: bool, ca_bundle: Path | None,
           cache_repo: str | None, reuse_from: str | None, registry: str | None,
-          namespace: str) -> None:
+          namespace: str, as_json: bool) -> None:
     """Render and build FRAMEWORK with BuildKit; tag it by content."""
     from buildkit.build import build_image, image_repo, preflight
     from buildkit.engine import find_engine
@@ -238,16 +254,24 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
     engine = find_engine()
     out_dir.mkdir(parents=True, exist_ok=True)
     variants = [variant] if variant else list(spec.variants)
+    built = []
     for name in variants:
         variant_aliases = [a if len(variants) == 1 else f"{a}-{name}" for a in aliases]
         result = build_image(engine, spec, name, out_dir, _mirror_path(spec, artifacts),
                              variant_aliases, allow_unpinned, force=force,
                              repo=repo, ca_bundle=ca_bundle, no_cache=no_cache,
                              cache_repo=cache_repo, reuse_from=target)
-        click.echo(f"built {framework} {name}: {result.image_id}")
-        for tag in result.tags:
-            click.echo(f"  tag {tag}")
-        click.echo(f"  log {result.log}")
+        built.append({"variant": name, **result.as_dict()})
+        if not as_json:
+            click.echo(f"built {framework} {name}: {result.image_id}")
+            for tag in result.tags:
+                click.echo(f"  tag {tag}")
+            click.echo(f"  log {result.log}")
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "framework": framework,
+                               "profile": profile, "builds": built}, indent=2))
 
 
 @main.command()
@@ -273,7 +297,7 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     from buildkit import gate as gatemod
     from buildkit.engine import find_engine
     from verify import report
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import Policy, PolicyError, load_policy
 
     def policy_from(path: str) -> Policy:
@@ -304,7 +328,8 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     extra = {"tool": {"name": "efakit", "version": __version__, "command": "gate"},
              "image": {"reference": ref, "id": info["Id"], "size_bytes": info.get("Size", 0),
                        "variant": labels.get("dev.efakit.variant"), "content_tag": content,
-                       "policy": policy_path}}
+                       "policy": policy_path,
+                       "digest": (info.get("RepoDigests") or [None])[0]}}
     result = checks_result("gate", checks, policy, None, extra)
     if target is None:
         result["push"] = {"action": "not-requested"}
@@ -316,13 +341,19 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     else:
         result = _push(engine, target, info, content, aliases, checks, policy, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, render in (("gate.json", report.to_json), ("gate.xml", report.to_junit),
-                         ("gate.md", report.to_markdown)):
-        report.write_atomic(out_dir / name, render(result))
+    head = gatemod.headline(result)
+    markdown = "\n\n".join(f"**{line}**" if i == 0 else line.replace("  ", " ")
+                           for i, line in enumerate(head)) + "\n\n" + report.to_markdown(result)
+    for name, text in (("gate.json", report.to_json(result)),
+                       ("gate.xml", report.to_junit(result)), ("gate.md", markdown)):
+        report.write_atomic(out_dir / name, text)
     if summary_file:
         with summary_file.open("a", encoding="utf-8") as handle:
-            handle.write(report.to_markdown(result))
-    click.echo(report.to_json(result) if as_json else report.to_table(result), nl=False)
+            handle.write(markdown)
+    if as_json:
+        click.echo(report.to_json(result), nl=False)
+    else:
+        click.echo("\n".join(head) + "\n" + report.to_table(result), nl=False)
     if result["push"]["action"] in ("pushed", "already-present"):
         click.echo(f"pushed {result['push']['reference']}@{result['push']['digest']} "
                    f"({result['push']['action']})", err=True)
@@ -345,7 +376,7 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
     """Push under the immutable-tag rule, then read the scan into the verdict."""
     from buildkit import ecr
     from buildkit.gate import scan_check
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
 
     client = ecr.client(target.region)
     repo = ecr.ensure_repository(client, target.repository)
@@ -384,12 +415,14 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/sagemaker"),
               show_default=True, help="Where the downloaded report and plot go.")
 @click.option("--poll", type=float, default=30, hidden=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the verifier's JSON result (verify/schema/result.schema.json).")
 @errors
 def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, instance_count: int,
                      output: str | None, max_run: int, region: str | None,
                      subnets: tuple[str, ...], security_groups: tuple[str, ...], quick: bool,
                      no_wait: bool, dry_run: bool, local: bool, job_name: str | None,
-                     out_dir: Path, poll: float) -> None:
+                     out_dir: Path, poll: float, as_json: bool) -> None:
     """Run the verifier as a SageMaker training job on 2+ EFA instances and print the verdict."""
     import json
     import time
@@ -416,11 +449,11 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
         return
     if local:
         sm.prepare_out(out_dir, local=True)
-        _sagemaker_local(spec, req, out_dir)
+        _sagemaker_local(spec, req, out_dir, as_json)
     # Every local precondition before CreateTrainingJob: a job bills from its creation.
     made = sm.prepare_out(out_dir / spec.name)
     try:
-        _sagemaker_remote(spec, req, out_dir, no_wait, poll)
+        _sagemaker_remote(spec, req, out_dir, no_wait, poll, as_json)
     except CliError:
         sm.discard_out(made)  # what no job wrote into
         raise
@@ -433,8 +466,8 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
         raise error from None
 
 
-def _show_result(result: dict | None, where: Path, failure: str | None) -> int:
-    """Print the verdict table (and plot), returning the exit status."""
+def _show_result(result: dict | None, where: Path, failure: str | None, as_json: bool) -> int:
+    """Print the verdict table or JSON (and plot), returning the exit status."""
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
 
@@ -442,39 +475,47 @@ def _show_result(result: dict | None, where: Path, failure: str | None) -> int:
         click.echo(f"no efa-verify result in the job's output{': ' + failure if failure else ''}",
                    err=True)
         return int(Exit.FAIL)
-    click.echo(reports.to_table(result), nl=False)
+    click.echo(reports.to_json(result) if as_json else reports.to_table(result), nl=False)
     try:
-        click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}")
+        click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}", err=as_json)
     except PlotError as exc:
-        click.echo(f"plot: none ({exc})")
+        click.echo(f"plot: none ({exc})", err=as_json)
     return int(reports.VERDICT_EXIT[result["verdict"]])
 
 
-def _sagemaker_local(spec, req: dict, out_dir: Path) -> None:
+def _sagemaker_local(spec, req: dict, out_dir: Path, as_json: bool) -> None:
     import json
 
     from buildkit import smlocal
+    from buildkit.progress import Progress
+
+    say = Progress("sagemaker-verify").line  # where the job is: stderr, data stays on stdout
 
     workdir = out_dir / spec.name
     if workdir.exists():
         raise CliError(f"{workdir} exists: give another --job-name")
     hyper = {k: v for k, v in req["HyperParameters"].items() if k != "instance-type"}
     code, output = smlocal.run(workdir, spec.image_uri, spec.count, req["Environment"], hyper,
-                               spec.max_run, click.echo)
+                               spec.max_run, say)
     result_file = output / "data" / "efa-verify" / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     failure = output / "failure"
     if failure.exists():
-        click.echo(f"FailureReason: {failure.read_text()}")
-    click.echo(f"algo-1 exited {code}; outputs in {output}")
-    sys.exit(_show_result(result, workdir, failure.read_text() if failure.exists() else None))
+        say(f"FailureReason: {failure.read_text()}")
+    say(f"algo-1 exited {code}; outputs in {output}")
+    sys.exit(_show_result(result, workdir, failure.read_text() if failure.exists() else None,
+                          as_json))
 
 
-def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float) -> None:
+def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float,
+                      as_json: bool) -> None:
     import json
 
     from buildkit import sagemaker as sm
     from buildkit.ecr import aws_call
+    from buildkit.progress import Progress
+
+    say = Progress("sagemaker-verify").line  # where the job is: stderr, data stays on stdout
 
     sm.check_quotas(spec, lambda line: click.echo(line, err=True))
     client = sm.client("sagemaker", spec.region)
@@ -482,12 +523,12 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
     dest = out_dir / spec.name
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "request.json").write_text(json.dumps(req, indent=2) + "\n")  # what was asked
-    click.echo(f"created training job {spec.name} ({spec.count} x {spec.instance_type}); "
-               f"request in {dest / 'request.json'}")
+    say(f"created training job {spec.name} ({spec.count} x {spec.instance_type}); "
+        f"request in {dest / 'request.json'}")
     if no_wait:
         return
     try:
-        job = sm.wait(client, sm.client("logs", spec.region), spec.name, click.echo, poll)
+        job = sm.wait(client, sm.client("logs", spec.region), spec.name, say, poll)
     except KeyboardInterrupt:
         if sys.stdin.isatty() and click.confirm(f"\nstop training job {spec.name}?"):
             aws_call("StopTrainingJob", client.stop_training_job, TrainingJobName=spec.name)
@@ -497,11 +538,11 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
                        f"--training-job-name {spec.name})")
         sys.exit(int(Exit.INTERRUPTED))
     result = sm.fetch_result(sm.client("s3", spec.region), job, dest)
-    code = _show_result(result, dest, job.get("FailureReason"))
+    code = _show_result(result, dest, job.get("FailureReason"), as_json)
     if code == 0:
         tag = sm.mark_verified(sm.client("ecr", spec.region), spec.image_uri,
                                spec.profile.family)
-        click.echo(f"verified: {tag}")
+        click.echo(f"verified: {tag}", err=as_json)
     sys.exit(code)
 
 

@@ -11,11 +11,11 @@ import json
 import re
 
 from buildkit.engine import Engine
+from buildkit.progress import Progress
 from buildkit.spec import Spec
+from verify.checks import Check, Evidence, unknown_names
 from verify.components import components
 from verify.envrules import lint_env
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
 from verify.policy import Policy
 
 VERSION_LABELS = ("torch", "cuda", *(row.label for row in components().values()))
@@ -53,7 +53,8 @@ def label_checks(ref: str, info: dict) -> list[Check]:
 def env_checks(ref: str, info: dict, record: dict) -> list[Check]:
     """The image's ENV against the rules, for the versions its own record states."""
     env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [])
-    findings = lint_env(env, record["versions"])
+    # start defaults are exported by the entrypoint: judge ENV as a container sees it
+    findings = lint_env({**(record.get("start_defaults") or {}), **env}, record["versions"])
     baked = {k: v for k, v in record["env"].items() if env.get(k) != v}
     problems = [f.message() for f in findings] + \
         [f"{k}: image ENV {env.get(k)!r} differs from its record {v!r}" for k, v in baked.items()]
@@ -93,6 +94,10 @@ def static_in_image(engine: Engine, ref: str) -> tuple[list[Check], dict]:
         return [Check("static", "fail", True, f"efa-verify static did not run in the image "
                       f"(exit {done.returncode}): {last}")], {}
     # Inside, the default policy (nothing waived) applies; the gate's policy decides here.
+    unknown = unknown_names(c["name"] for c in result["checks"])
+    if unknown:  # an image whose verifier is newer or older than this gate's registry
+        return [Check("static", "fail", True, "efa-verify static in the image reported "
+                      f"check(s) this gate does not know: {', '.join(unknown)}")], result
     checks = [Check(c["name"], c["status"], c["required"], c["message"],
                     [Evidence(**e) for e in c["evidence"]]) for c in result["checks"]]
     return checks, result
@@ -116,7 +121,10 @@ def tags_of(info: dict) -> tuple[str | None, list[str]]:
 
 def gate_checks(engine: Engine, ref: str, info: dict, spec: Spec) -> tuple[list[Check], dict]:
     variant = (info["Config"].get("Labels") or {}).get("dev.efakit.variant", "?")
+    progress = Progress("gate")
+    progress.note(f"running efa-verify static inside {ref} (no network)")
     inner, static = static_in_image(engine, ref)
+    progress.note("checking labels, ENV, entrypoint and size from docker image inspect")
     record = image_record(engine, ref)
     checks = inner + label_checks(ref, info) + env_checks(ref, info, record) + \
         entrypoint_checks(ref, info, variant) + size_checks(ref, info, spec.size_budget_GB)
@@ -134,3 +142,21 @@ def scan_check(scan: dict, policy: Policy) -> Check:
     bad = {k: v for k, v in counts.items() if k in policy.scan_fail_on and v}
     return Check("scan_findings", "fail" if bad else "pass", True,
                  f"{shown} (the policy fails on {', '.join(policy.scan_fail_on)})", evidence)
+
+
+STATIC_DIFFERS = ("`efa-verify static` alone applies the default policy (every check required, "
+                  "nothing waived); the gate applies the policy above, so the two can differ.")
+
+
+def headline(result: dict) -> list[str]:
+    """What was gated, under which policy, and a pass that rests on waivers said up front."""
+    image = result["image"]
+    waived = [c["name"] for c in result["checks"] if c["status"] == "waived"]
+    verdict = result["verdict"].upper()
+    if waived and result["verdict"] == "pass":
+        verdict = f"PASS with {len(waived)} waiver{'s' * (len(waived) > 1)} ({', '.join(waived)})"
+    digest = image.get("digest") or "no registry digest (not pushed)"
+    return [f"GATE: {verdict}",
+            f"image:  {image['reference']}  {digest}  (id {image['id']})",
+            f"policy: {image['policy']}",
+            f"note:   {STATIC_DIFFERS}"]

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from buildkit.paths import REPO_ROOT
+from buildkit.progress import Progress
 from buildkit.spec import PIN_KINDS, Spec
 
 WHEELS = "wheels"
@@ -34,7 +35,7 @@ WHEEL_SETS = {
     "base": "torch=={torch} nvidia-nccl-cu{cuda_major}=={nccl}",
     "builder": "{builder}",
     "verifier": "click PyYAML nvidia-ml-py",
-    "sagemaker": "sagemaker-training mpi4py",
+    "sagemaker": "{sagemaker}",
 }
 # The air-gapped source mirror beside a checkout (shared/artifacts/SOURCES.md);
 # EFAKIT_SOURCES names another.  Without one, sources are downloaded.
@@ -68,15 +69,18 @@ def _requirement_line(wheel: Path) -> str:
 def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     """Download (and, for sdists, build) every wheel the offline images install."""
     written = []
+    progress = Progress("fetch-artifacts")
     values = {"torch": spec.base.get("torch"),
               "nccl": (spec.components.get("nccl") or {}).get("version"),
               "cuda_major": str(spec.base.get("cuda") or "12").split(".")[0],
-              "builder": " ".join(spec.base.get("builder_wheels") or [])}
+              "builder": " ".join(spec.base.get("builder_wheels") or []),
+              "sagemaker": " ".join(spec.variants.get("sagemaker", {}).get("packages") or [])}
     for name, template in WHEEL_SETS.items():
         if not template.format(**values).strip():
             continue
         wheels = mirror / WHEEL_DIRS.get(name, WHEELS)
         wheels.mkdir(parents=True, exist_ok=True)
+        progress.status(f"wheels for {name}: pip download {template.format(**values)}")
         with tempfile.TemporaryDirectory() as tmp:
             staging = Path(tmp)
             _pip("download", "--quiet", "--dest", str(staging), *template.format(**values).split())
@@ -89,6 +93,7 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
                 if not target.exists():
                     shutil.copy2(wheel, target)
                 lines.append(_requirement_line(target))
+        progress.note(f"wheels for {name}: {len(lines)} pinned in {wheels}")
         requirements = wheels / f"requirements-{name}.txt"
         requirements.write_text(
             f"# {name}: pinned by efakit fetch-artifacts; pip --require-hashes checks each\n"
@@ -156,6 +161,7 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
     where it has the file, else from its URL) and check its pin, or compute the sha256."""
     computed = {}
     local = sources_dir()
+    progress = Progress("fetch-artifacts")
     for name, comp in spec.components.items():
         url = (comp or {}).get("url")
         if not url:
@@ -165,10 +171,12 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
         source = local / target.name if local is not None else None
         try:
             if source is not None and source.is_file():
+                progress.note(f"{target.name}: from the local source mirror {local}")
                 shutil.copyfile(source, partial)
             else:
+                progress.note(f"{target.name}: downloading {url}")
                 with urllib.request.urlopen(url, timeout=30) as resp, partial.open("wb") as out:
-                    shutil.copyfileobj(resp, out)
+                    _copy_with_progress(resp, out, target.name, progress)
         except (urllib.error.URLError, OSError) as exc:
             partial.unlink(missing_ok=True)
             raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
@@ -180,7 +188,19 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
             raise MirrorError(problem)
         partial.replace(target)
         computed[name] = sha256_of(target)
+        progress.note(f"{target.name}: {target.stat().st_size / 1e6:.1f} MB, "
+                      + ("sha256 computed" if update_pins else "pin checked"))
+    progress.done()
     return computed
+
+
+def _copy_with_progress(resp, out, name: str, progress: Progress) -> None:
+    total = int(resp.headers.get("Content-Length") or 0) or None
+    done = 0
+    while block := resp.read(1 << 20):
+        out.write(block)
+        done += len(block)
+        progress.transfer(name, done, total)
 
 
 def _requirement_key(line: str) -> str:

@@ -184,7 +184,11 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
                                 + (SYSTEM_MPI["build"] if system_mpi else [])
                                 + (["gnupg"] if (efa or {}).get("signature") else [])))
 
-    image_env = {d.var: d.value for d in envrules.image_env(versions).values() if d.is_set}
+    # What an instance may change at start is exported by the entrypoint, not baked in
+    # ENV: a variable present when the container starts is then always the user's.
+    defaults = envrules.start_defaults(versions)
+    image_env = {d.var: d.value for d in envrules.image_env(versions).values()
+                 if d.is_set and d.var not in defaults}
     env = {**image_env, **spec.env_extra}
     libdirs = [d for d in (ofi_libdir, layout.lookup("libfabric_libdir", facts)) if d]
     if not system_mpi:
@@ -194,6 +198,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     if comps.get("nccl_tests"):
         path_prefix.append(table["nccl_tests"].prefix)
 
+    packages = (spec.variants.get(variant) or {}).get("packages") or []
     mirror_pip = "--no-index --find-links /artifacts/wheels " if spec.mirror else ""
     cuda_home = "/opt/cuda-wheels/nvidia/cu13" if spec.base.get("builder_wheels") \
         else "/usr/local/cuda"
@@ -237,9 +242,12 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
         + [f"{name}={dockerfile_quote(value)}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
+        "variant_packages": packages,
+        "toolkit_pin": next((p for p in packages if p.startswith("sagemaker-training==")), None),
         "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,
                       "profile": spec.profile, "versions": versions, "env": env,
+                      "start_defaults": defaults,
                       "ofi_nccl_libdir": ofi_libdir,
                       "gpu_archs": spec.gpu_archs,
                       "instance_types": spec.instance_types,

@@ -316,7 +316,8 @@ def load_spec(path: Path | str, profile: str | None = None, base: str | None = N
     variants = merged["variants"]
     check.keys("variants", variants, set(VARIANTS))
     for name, body in variants.items():
-        check.keys(f"variants.{name}", body or {}, {"why": str})
+        check.keys(f"variants.{name}", body or {}, {"why": str, "packages": list,
+                                                     "provenance": str})
     check.keys("artifacts", merged["artifacts"], {"mirror": (str, type(None))})
     budget = merged["size_budget_GB"]
     if isinstance(budget, bool) or budget <= 0:

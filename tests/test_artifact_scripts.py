@@ -7,10 +7,10 @@ These are the exact files the rendered Dockerfiles copy into every build
 import hashlib
 import os
 import shutil
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 FILES = ROOT / "templates" / "files"
@@ -24,9 +24,9 @@ def _fetch(tmp_path, name, want, env=None, url="https://invalid.example/none"):
     runner.write_text(script)
     dest = tmp_path / "out" / name
     dest.parent.mkdir(exist_ok=True)
-    proc = subprocess.run(["sh", str(runner), name, url, want, str(dest)],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=60)
+    proc = procs.run(["sh", str(runner), name, url, want, str(dest)],
+                     capture_output=True, text=True, env={**os.environ, **(env or {})},
+                     timeout=60)
     return proc, dest
 
 
@@ -65,15 +65,15 @@ def test_missing_artifact_without_network_fails_clearly(tmp_path, mirror):
     assert "artifact absent.tar.gz" in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg not installed")
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg: not installed (Debian: gpg)")
 def test_gpg_signature_path_with_a_key_made_here(tmp_path):
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
 
     def gpg(*args, **kw):
-        return subprocess.run(["gpg", "--batch", "--yes", *args], env=env, check=True,
-                              capture_output=True, timeout=120, **kw)
+        return procs.run(["gpg", "--batch", "--yes", *args], env=env, check=True,
+                         capture_output=True, timeout=120, **kw)
 
     gpg("--passphrase", "", "--quick-generate-key", "efakit test <test@efakit>", "ed25519",
         "sign", "1d")
@@ -87,14 +87,14 @@ def test_gpg_signature_path_with_a_key_made_here(tmp_path):
     def verify(want, data=None):
         if data is not None:
             payload.write_bytes(data)
-        return subprocess.run(["sh", str(script), str(payload), str(payload) + ".sig",
-                               str(tmp_path / "key.asc"), want], capture_output=True,
-                              text=True, timeout=120)
+        return procs.run(["sh", str(script), str(payload), str(payload) + ".sig",
+                          str(tmp_path / "key.asc"), want], capture_output=True,
+                         text=True, timeout=120)
 
     try:
         _check_signatures(verify, fpr)
     finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+        procs.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
 
 
 def _check_signatures(verify, fpr):

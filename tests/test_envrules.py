@@ -100,3 +100,15 @@ def test_forbidden_source_build_needs_new_libfabric(source):
     assert any("libfabric 1.19" in p for p in envrules.forbidden(versions, ["sm_80"]))
     installer = {**versions, "aws_ofi_nccl_source": "installer"}
     assert not any("libfabric" in p for p in envrules.forbidden(installer, ["sm_80"]))
+
+
+def test_lint_names_the_instances_a_finding_holds_for():
+    """Across every profile, one wrong variable can be wrong for different reasons on
+    different instances: each finding names its instances, not 'every instance'."""
+    findings = envrules.lint_env({"FI_EFA_USE_DEVICE_RDMA": "1"}, MODERN)
+    by_instances = {f.instances: f for f in findings}
+    assert ("g4dn.metal",) in by_instances and len(findings) == 2
+    assert "no RDMA read" in by_instances[("g4dn.metal",)].message()
+    others = next(f for f in findings if f.instances != ("g4dn.metal",))
+    assert "p5.48xlarge" in others.instances and "g4dn.metal" not in others.instances
+    assert "every instance" not in " ".join(f.message() for f in findings)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.error
 
 import boto3
 import pytest
 
-from tests import services
+from tests import procs, services
 from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT, TEST_NAMESPACE
+from tests.procs import EFAKIT
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
@@ -34,13 +34,12 @@ def aws(tmp_path_factory):
 
 
 def gate(*args, env=None, out=None):
-    argv = [str(ROOT / ".venv" / "bin" / "efakit") if (ROOT / ".venv").exists() else "efakit",
-            "gate", *args, "--json"]
+    argv = [*EFAKIT, "gate", *args, "--json"]
     if out:
         argv += ["--out", str(out)]
     merged = {**os.environ, **(env or {})}
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={k: v for k, v in merged.items() if v is not None})
+    proc = procs.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
+                     env={k: v for k, v in merged.items() if v is not None})
     result = json.loads(proc.stdout) if proc.stdout.startswith("{") else None
     return proc, result
 
@@ -75,11 +74,11 @@ def broken_images(ci_images, tmp_path_factory):
             (ROOT / "tests" / "fixtures" / "broken" / "retarget_fatbin.py").read_text())
         (ctx / "Dockerfile").write_text(f"FROM {EC2}\n{step}\n")
         refs[name] = f"efakit-test/broken:{name}"
-        proc = subprocess.run([DOCKER, "build", "-q", "-t", refs[name], str(ctx)],
-                              capture_output=True, text=True, timeout=600)
+        proc = procs.run([DOCKER, "build", "-q", "-t", refs[name], str(ctx)],
+                         capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     yield refs
-    subprocess.run([DOCKER, "image", "rm", *refs.values()], capture_output=True)
+    procs.run([DOCKER, "image", "rm", *refs.values()], capture_output=True)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -152,11 +151,11 @@ def test_a_different_image_under_a_taken_tag_is_refused(ci_images, aws):
     assert first.returncode == 0, first.stderr
     tag = result["image"]["content_tag"]
     impostor = f"{TEST_NAMESPACE}/impostor:{tag}"  # the sagemaker image under the ec2 image's tag
-    subprocess.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
+    procs.run([DOCKER, "tag", SAGEMAKER, impostor], check=True)
     try:
         proc, _ = gate(impostor, "--push", f"{URI}/gate-immutable", "--registry", reg, env=env)
     finally:
-        subprocess.run([DOCKER, "image", "rm", impostor], capture_output=True)
+        procs.run([DOCKER, "image", "rm", impostor], capture_output=True)
     assert proc.returncode == 6, proc.stderr
     assert "already holds a different image" in proc.stderr and "nothing was pushed" in proc.stderr
     headers, manifest = services.registry_get(reg, f"/v2/gate-immutable/manifests/{tag}")
@@ -189,13 +188,21 @@ def test_scan_findings_fail_the_gate_when_the_policy_says_so(ci_images, aws, tmp
     assert result["push"]["scan"]["findings"][0]["name"] == "CVE-9999-9999"
 
 
+def error_of(stderr: str) -> str:
+    """stderr without the gate's progress lines: the one-line error, newline included."""
+    rest = [line for line in stderr.splitlines(keepends=True)
+            if not line.startswith("efakit gate: ")]
+    assert len(rest) == 1, stderr
+    return rest[0]
+
+
 def test_bad_registry_password_is_a_credentials_error(ci_images, aws, tmp_path):
     _, endpoint = aws
     with services.registry(tmp_path / "registry", password="another-password") as reg:
         proc, _ = gate(EC2, "--push", f"{URI}/gate-badpw", "--registry", reg,
                        env=services.aws_env(endpoint))
         assert proc.returncode == 5
-        assert proc.stderr.startswith(f"efakit: error: docker login to {reg} refused")
+        assert error_of(proc.stderr).startswith(f"efakit: error: docker login to {reg} refused")
         with pytest.raises(urllib.error.HTTPError):  # our password is not theirs
             catalog(reg)
 
@@ -215,9 +222,10 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
     proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", "--registry", "127.0.0.1:1",
                    env=nothing)
     assert proc.returncode == 5
-    assert proc.stderr.startswith("efakit: error: DescribeRepositories: no AWS credentials")
+    assert error_of(proc.stderr).startswith(
+        "efakit: error: DescribeRepositories: no AWS credentials")
     proc, _ = gate(EC2, "--push", f"{URI}/gate-nocreds", env={**nothing, "AWS_PROFILE": "nope"})
-    assert (proc.returncode, proc.stderr.count("\n")) == (5, 1)
+    assert proc.returncode == 5 and error_of(proc.stderr)
     assert "The config profile (nope) could not be found" in proc.stderr
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION")}
     proc, _ = gate(EC2, "--push", "gate-noregion", env=env)
@@ -228,11 +236,21 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
 
 def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
     """`make gate` with no IMAGE: the image `make ci-image` built last (the sagemaker one)."""
-    proc = subprocess.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = procs.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
+                     text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert result["image"]["variant"] == "sagemaker" and result["verdict"] == "pass"
     assert result["push"] == {"action": "not-requested"}
     entry = next(c for c in result["checks"] if c["name"] == "entrypoint")
     assert "cmd ['train']" in entry["message"]
+    # The table leads with the verdict, the image and the policy; offline waives the installer.
+    lines = proc.stdout.splitlines()
+    head = lines[next(i for i, line in enumerate(lines) if line.startswith("GATE: ")):][:4]
+    assert head[0] == "GATE: PASS with 1 waiver (efa_installer)", head
+    assert head[1].startswith(f"image:  {EC2.split(':')[0]}:") and result["image"]["id"] in head[1]
+    assert head[2] == f"policy: {result['image']['policy']}"
+    assert "default policy" in head[3]
+    assert (tmp_path / "gate" / "gate.md").read_text().startswith(
+        "**GATE: PASS with 1 waiver (efa_installer)**")
+    assert "efakit gate: running efa-verify static inside" in proc.stderr

@@ -5,8 +5,8 @@ A deliberate template or spec change is reviewed as a diff of these files;
 """
 
 import difflib
+import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 
 from buildkit.render import render_context
 from buildkit.spec import load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -52,10 +53,14 @@ def test_dockerfile_matches_golden(spec_file, profile, base, variant, tmp_path):
 def test_seed_spec_renders_the_seed_variables(tmp_path):
     out = render_context(load_spec(SEED), "ec2", tmp_path / "ctx")
     text = (out / "Dockerfile").read_text()
-    for line in ("FI_PROVIDER=efa", "NCCL_PROTO=simple", "FI_EFA_USE_DEVICE_RDMA=1",
+    for line in ("FI_PROVIDER=efa", "NCCL_PROTO=simple",
                  "NCCL_LAUNCH_MODE=PARALLEL", "NCCL_NET_SHARED_COMMS=0"):
         assert line in text
     assert "--enable-platform-aws" in text
+    # g4dn has no RDMA read: the entrypoint exports it, so a user's own value is never undone
+    assert "FI_EFA_USE_DEVICE_RDMA" not in text
+    record = json.loads((out / "efakit" / "image-env.json").read_text())
+    assert record["start_defaults"] == {"FI_EFA_USE_DEVICE_RDMA": "1"}
 
 
 def test_modern_spec_renders_none_of_the_needless_variables(tmp_path):
@@ -77,13 +82,13 @@ def test_dockerfiles_stay_within_docker_2010_buildkit(tmp_path):
 
 def test_render_is_byte_identical_and_atomic(tmp_path):
     def run(dest):
-        return subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                               "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
+        return procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
+                          "-o", str(dest)], capture_output=True, text=True, cwd=ROOT)
 
     assert run(tmp_path / "a").returncode == 0
     assert run(tmp_path / "b").returncode == 0
-    diff = subprocess.run(["diff", "-r", str(tmp_path / "a"), str(tmp_path / "b")],
-                          capture_output=True, text=True)
+    diff = procs.run(["diff", "-r", str(tmp_path / "a"), str(tmp_path / "b")],
+                     capture_output=True, text=True)
     assert diff.returncode == 0, diff.stdout
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
     assert Path("ec2/Dockerfile") in files and Path("ec2/efakit/image-env.json") in files

@@ -9,12 +9,13 @@ test ever asks an instance-metadata address.
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 
 import pytest
 
+from tests import procs
 from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT, TEST_REPO
+from tests.procs import EFAKIT
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
@@ -22,7 +23,7 @@ EC2, SAGEMAKER = CI_EC2, CI_SAGEMAKER
 
 
 def docker(*args, check=True, timeout=600):
-    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    proc = procs.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -124,7 +125,7 @@ def test_start_time_step_applies_instance_rules(ci_images):
     # libfabric 2.6 with plugin 1.21: the image sets no FI_EFA_USE_DEVICE_RDMA, so an
     # instance without RDMA read (g4dn) needs no change.
     out = run_in(EC2, 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"',
-                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal",))
+                 env=("EFAKIT_INSTANCE_TYPE=g4dn.metal", "EFAKIT_VERBOSE=1"))
     assert out.stdout.strip() == "rdma=unset"
     assert "efakit: instance g4dn.metal" in out.stderr and "already fits" in out.stderr
 
@@ -170,10 +171,10 @@ def _tampered_mirror(tmp_path):
 
 def test_tampered_mirror_wheel_fails_the_build_and_tags_nothing(ci_images, tmp_path):
     mirror, victim = _tampered_mirror(tmp_path)
-    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--artifacts", str(mirror), "--tag", "tampered",
-                           "--out", str(tmp_path / "build")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
+                      "ec2", "--artifacts", str(mirror), "--tag", "tampered",
+                      "--out", str(tmp_path / "build")],
+                     cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2
     assert f"artifact {victim.name}: sha256 mismatch: expected " in proc.stderr
     assert docker("image", "inspect", f"{TEST_REPO}:tampered", check=False).returncode != 0
@@ -183,21 +184,21 @@ def test_pip_inside_the_build_checks_the_same_hashes(ci_images, tmp_path):
     """Defense in depth: even past the host check, pip --require-hashes refuses it."""
     mirror, _ = _tampered_mirror(tmp_path)
     ctx = tmp_path / "ctx"
-    subprocess.run(["efakit", "render", "pytorch", "--profile", "offline", "--variant", "ec2",
-                    "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
+    procs.run([*EFAKIT, "render", "pytorch", "--profile", "offline", "--variant", "ec2",
+               "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
     shutil.rmtree(ctx / "artifacts")
     shutil.copytree(mirror, ctx / "artifacts")
-    proc = subprocess.run([DOCKER, "build", "-t", f"{TEST_REPO}:tampered", str(ctx)],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    proc = procs.run([DOCKER, "build", "-t", f"{TEST_REPO}:tampered", str(ctx)],
+                     capture_output=True, text=True, timeout=900,
+                     env={**os.environ, "DOCKER_BUILDKIT": "1"})
     assert proc.returncode != 0 and "DO NOT MATCH THE HASHES" in proc.stderr + proc.stdout
     assert docker("image", "inspect", f"{TEST_REPO}:tampered", check=False).returncode != 0
 
 
 def test_same_inputs_same_tag(ci_images, tmp_path):
-    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--out", str(tmp_path / "again")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
+                      "ec2", "--out", str(tmp_path / "again")],
+                     cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     first = json.loads(docker("image", "inspect", "--format", "{{json .RepoTags}}",
                               EC2).stdout)
@@ -230,8 +231,8 @@ def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
     bundle = tmp_path / "proxy-ca.pem"
     bundle.write_bytes(canary)
     ctx = tmp_path / "ctx"
-    subprocess.run(["efakit", "render", "pytorch", "--profile", "offline", "--variant", "ec2",
-                    "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
+    procs.run([*EFAKIT, "render", "pytorch", "--profile", "offline", "--variant", "ec2",
+               "-o", str(ctx)], cwd=ROOT, check=True, capture_output=True)
     shutil.rmtree(ctx / "artifacts")
     shutil.copytree(ROOT / "out" / "mirror", ctx / "artifacts", copy_function=os.link)
     dockerfile = (ctx / "Dockerfile").read_text()
@@ -240,9 +241,9 @@ def test_ca_bundle_secret_never_lands_in_a_layer(ci_images, tmp_path):
     (ctx / "Dockerfile").write_text(dockerfile[:line_end] + f"ARG EFAKIT_TEST_NONCE={os.getpid()}"
                                     f"-{tmp_path.name}\n" + dockerfile[line_end:])
     ref = f"{TEST_REPO}:secret-test"
-    proc = subprocess.run([DOCKER, "build", "--progress=plain", "-t", ref, "--secret",
-                           f"id=ca-bundle,src={bundle}", str(ctx)], capture_output=True,
-                          text=True, timeout=1500, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    proc = procs.run([DOCKER, "build", "--progress=plain", "-t", ref, "--secret",
+                      f"id=ca-bundle,src={bundle}", str(ctx)], capture_output=True,
+                     text=True, timeout=1500, env={**os.environ, "DOCKER_BUILDKIT": "1"})
     try:
         assert proc.returncode == 0, proc.stderr[-3000:]
         ran = [ln for ln in proc.stderr.splitlines() if "efakit-with-ca" in ln
@@ -261,10 +262,10 @@ def test_a_failing_step_is_named_with_its_last_lines(ci_images, tmp_path):
         shutil.copy(ROOT / name, home / name)
     ssh = home / "templates" / "partials" / "ssh.j2"
     ssh.write_text(ssh.read_text() + "RUN echo efakit-test-failing-step && exit 3\n")
-    proc = subprocess.run(["efakit", "build", "pytorch", "--profile", "offline", "--variant",
-                           "ec2", "--artifacts", str(ROOT / "out" / "mirror"), "--tag", "broken",
-                           "--out", str(tmp_path / "b")], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "EFAKIT_HOME": str(home)})
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant",
+                      "ec2", "--artifacts", str(ROOT / "out" / "mirror"), "--tag", "broken",
+                      "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                     timeout=900, env={**os.environ, "EFAKIT_HOME": str(home)})
     assert proc.returncode == 1
     assert "build failed at [" in proc.stderr and "efakit-test-failing-step" in proc.stderr
     assert "no tag was applied" in proc.stderr
@@ -288,3 +289,19 @@ def test_run_in_the_offline_image_fails_truthfully(ci_images):
     bench = next(c for c in second["checks"] if c["name"] == "benchmark")
     assert bench["status"] == "fail" and "exited with status" in bench["message"]
     assert any("CUDA is not available to torch 2.13.0" in e["text"] for e in bench["evidence"])
+
+
+def test_build_json_names_the_image_its_tags_and_log(ci_images, tmp_path):
+    import jsonschema
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--profile", "offline", "--variant", "ec2",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, json.loads((ROOT / "verify" / "schema" / "build.schema.json")
+                                        .read_text()))
+    (build,) = doc["builds"]
+    assert build["variant"] == "ec2" and build["tags"][0].startswith(f"{TEST_REPO}:pytorch")
+    # ci_images built it: same inputs, same content tag, nothing rebuilt
+    with open(build["log"], encoding="utf-8") as log:
+        assert "exists: same inputs, nothing built" in log.read()

@@ -4,21 +4,29 @@ archive, an archive of another tag, and a missing mirror entry each give one lin
 naming the artifact, the expected and the actual digest, and no build starts."""
 
 import gzip
+import hashlib
 import io
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 
 import pytest
 
-from buildkit.mirror import MirrorError, fetch_downloads, pin_problem, tree_id
+from buildkit.mirror import (
+    MirrorError,
+    artifact_name,
+    check_mirror,
+    check_wheels,
+    fetch_downloads,
+    pin_problem,
+    tree_id,
+)
 from buildkit.spec import load_spec
+from tests import procs
 from tests.conftest import ROOT
 from tests.test_artifact_scripts import _fetch
 
-SHARED_SOURCES = ROOT.parent / "shared" / "artifacts" / "sources"
 OFFLINE = load_spec(ROOT / "images" / "pytorch.yaml", profile="offline")
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -34,11 +42,11 @@ def _git_archive(tmp_path, name: str, files: dict[str, str]) -> tuple[bytes, str
     (repo / "run.sh").write_text("#!/bin/sh\n")
     (repo / "run.sh").chmod(0o755)
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "x"]):
-        subprocess.run(["git", *cmd], cwd=repo, check=True, env=GIT_ENV)
-    tree = subprocess.run(["git", "rev-parse", "HEAD^{tree}"], cwd=repo, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    tar = subprocess.run(["git", "archive", "--format=tar", f"--prefix={name}/", "HEAD"],
-                         cwd=repo, check=True, capture_output=True).stdout
+        procs.run(["git", *cmd], cwd=repo, check=True, env=GIT_ENV)
+    tree = procs.run(["git", "rev-parse", "HEAD^{tree}"], cwd=repo, check=True,
+                     capture_output=True, text=True).stdout.strip()
+    tar = procs.run(["git", "archive", "--format=tar", f"--prefix={name}/", "HEAD"],
+                    cwd=repo, check=True, capture_output=True).stdout
     return gzip.compress(tar, mtime=0), tree
 
 
@@ -68,13 +76,14 @@ def test_a_file_that_is_no_archive_is_named_unreadable(tmp_path):
     assert "tree mismatch: expected " + "a" * 40 + ", actual unreadable" in problem
 
 
-def _build_offline(mirror):
-    return subprocess.run([sys.executable, "-m", "buildkit.cli", "build", "pytorch", "--profile",
-                           "offline", "--variant", "ec2", "--artifacts", str(mirror),
-                           "--out", str(mirror.parent / "build")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120,
-                          env={**os.environ, "EFAKIT_IMDS": "off",
-                               "DOCKER_HOST": "unix:///nonexistent/efakit-test.sock"})
+def _build_offline(mirror, home=None):
+    return procs.run([sys.executable, "-m", "buildkit.cli", "build", "pytorch", "--profile",
+                      "offline", "--variant", "ec2", "--artifacts", str(mirror),
+                      "--out", str(mirror.parent / "build")],
+                     capture_output=True, text=True, cwd=ROOT, timeout=120,
+                     env={**os.environ, "EFAKIT_IMDS": "off",
+                               "DOCKER_HOST": "unix:///nonexistent/efakit-test.sock",
+                     **({"EFAKIT_HOME": str(home)} if home else {})})
 
 
 def _stand_in_mirror(tmp_path):
@@ -112,22 +121,89 @@ def test_a_missing_mirror_entry_stops_the_build_naming_the_pin(tmp_path):
             f"(expected tree {want}") in proc.stderr
 
 
-@pytest.mark.skipif(not SHARED_SOURCES.is_dir(), reason="no ../shared/artifacts/sources here")
-def test_an_archive_of_another_tag_is_refused(tmp_path):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
+def _home_with_pins(tmp_path, mirror):
+    """An EFAKIT_HOME whose offline spec pins the stand-in archives of `mirror` by their
+    real tree ids, so a real build command checks them (nothing from ../shared)."""
+    home = tmp_path / "home"
+    (home / "images").mkdir(parents=True)
+    (home / "templates").symlink_to(ROOT / "templates")
+    text = (ROOT / "images" / "pytorch.yaml").read_text()
     for comp in OFFLINE.components.values():
         if comp.get("url"):
-            shutil.copy(SHARED_SOURCES / comp["file"], mirror / comp["file"])
-    assert pin_problem("libfabric", OFFLINE.components["libfabric"],
-                       mirror / "libfabric-2.6.0.tar.gz") is None
+            text = text.replace(comp["tree"], tree_id(mirror / comp["file"]))
+    (home / "images" / "pytorch.yaml").write_text(text)
+    return home
+
+
+def test_an_archive_of_another_tag_is_refused(tmp_path):
+    mirror = _stand_in_mirror(tmp_path)
+    home = _home_with_pins(tmp_path, mirror)
+    spec = load_spec(home / "images" / "pytorch.yaml", profile="offline")
+    assert check_mirror(spec, mirror) == []  # every archive matches its pin
     # GDRCopy's archive where nccl-tests' should be: a real archive, of the wrong tag.
-    shutil.copy(SHARED_SOURCES / "gdrcopy-2.6.tar.gz", mirror / "nccl-tests-2.19.6.tar.gz")
-    proc = _build_offline(mirror)
-    assert proc.returncode == 2
+    shutil.copy(mirror / "gdrcopy-2.6.tar.gz", mirror / "nccl-tests-2.19.6.tar.gz")
+    proc = _build_offline(mirror, home)
+    assert proc.returncode == 2 and "\n" not in proc.stderr.strip(), proc.stderr
     assert ("artifact nccl-tests-2.19.6.tar.gz (nccl_tests): tree mismatch: expected "
-            f"{OFFLINE.components['nccl_tests']['tree']}, actual "
-            f"{OFFLINE.components['gdrcopy']['tree']}") in proc.stderr
+            f"{spec.components['nccl_tests']['tree']}, actual "
+            f"{spec.components['gdrcopy']['tree']}") in proc.stderr
+    assert not (tmp_path / "build").exists()
+
+
+def test_check_mirror_names_a_download_whose_sha256_does_not_match(tmp_path):
+    """The production spec pins the EFA installer tarball by the publisher's sha256."""
+    production = load_spec(ROOT / "images" / "pytorch.yaml")
+    installer = production.components["efa_installer"]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for comp in production.components.values():
+        if comp.get("url"):
+            (mirror / artifact_name(comp)).write_bytes(b"<html>rate limited</html>")
+    name = artifact_name(installer)
+    actual = hashlib.sha256(b"<html>rate limited</html>").hexdigest()
+    problems = check_mirror(production, mirror)
+    assert (f"artifact {name} (efa_installer): sha256 mismatch: expected "
+            f"{installer['sha256']}, actual {actual}") in problems
+
+
+@pytest.mark.parametrize("kind", ["sha256", "sha512"])
+def test_a_digest_pin_passes_only_the_exact_bytes(tmp_path, kind):
+    (tmp_path / "rel.tar.gz").write_bytes(b"release tarball\n")
+    good = hashlib.new(kind, b"release tarball\n").hexdigest()
+    assert pin_problem("rel", {kind: good}, tmp_path / "rel.tar.gz") is None
+    (tmp_path / "rel.tar.gz").write_bytes(b"release tarball, one byte changed\n")
+    have = hashlib.new(kind, b"release tarball, one byte changed\n").hexdigest()
+    assert pin_problem("rel", {kind: good}, tmp_path / "rel.tar.gz") == \
+        f"artifact rel.tar.gz (rel): {kind} mismatch: expected {good}, actual {have}"
+
+
+def _wheel_mirror(tmp_path, directory: str = "wheels") -> tuple:
+    """A mirror with one wheel pinned by a requirements file, as fetch-artifacts writes it."""
+    wheels = tmp_path / "mirror" / directory
+    wheels.mkdir(parents=True)
+    wheel = wheels / "demo_pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK demo wheel")
+    (wheels / "requirements-base.txt").write_text(
+        "# base: pinned by efakit fetch-artifacts\n"
+        f"demo-pkg==1.0 --hash=sha256:{hashlib.sha256(b'PK demo wheel').hexdigest()}\n")
+    return tmp_path / "mirror", wheel
+
+
+@pytest.mark.parametrize("directory", ["wheels", "toolchain"])
+def test_check_wheels_names_a_swapped_wheel(tmp_path, directory):
+    mirror, wheel = _wheel_mirror(tmp_path, directory)
+    assert check_wheels(mirror) == []
+    want = hashlib.sha256(b"PK demo wheel").hexdigest()
+    wheel.write_bytes(b"PK another wheel")
+    have = hashlib.sha256(b"PK another wheel").hexdigest()
+    assert check_wheels(mirror) == [f"artifact {wheel.name}: sha256 mismatch: expected {want}, "
+                                    f"actual {have}"]
+
+
+def test_check_wheels_names_a_missing_wheel(tmp_path):
+    mirror, wheel = _wheel_mirror(tmp_path)
+    wheel.unlink()
+    assert check_wheels(mirror) == [f"artifact demo-pkg==1.0: missing from {mirror / 'wheels'}"]
 
 
 def test_fetching_from_a_local_source_mirror_checks_the_pin_and_leaves_nothing(

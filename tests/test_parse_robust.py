@@ -2,7 +2,6 @@
 
 import gzip
 import os
-import subprocess
 import sys
 import time
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import procs
 from tests.conftest import CORPUS, ROOT
 from tests.parsehelp import parse_text
 
@@ -62,8 +62,8 @@ def test_mutated_real_logs_never_raise(tmp_path, data):
 
 def _parse_seconds(path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
-                          capture_output=True, cwd=ROOT)
+    proc = procs.run([sys.executable, "-m", "verify.cli", "parse", str(path), "--json"],
+                     capture_output=True, cwd=ROOT)
     assert proc.returncode in (0, 1, 3), proc.stderr
     return time.perf_counter() - start
 
@@ -161,6 +161,7 @@ def test_timestamped_lines_are_counted_by_message(tmp_path, monkeypatch):
     log = tmp_path / "stamped.log"
     log.write_text("".join(f"2026-11-25T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
                            f"{i % 1000:03d}Z {line}\n" for i, line in enumerate(lines)))
+    monkeypatch.setattr(tier1, "CLASS_MIN_PIECES", 10 ** 9)  # messages and pieces, not shapes
     counter = tier1.Tier1Counter()
     modes = []
     for block in file_blocks(log):
@@ -186,15 +187,14 @@ def _glued_log(ranks: int, size: int) -> tuple[bytes, bytes]:
     return text, text.replace(b"\n", b" ") + b"\n"
 
 
-def _limited(cmd: list[str], stdin=None, memory: int = 1 << 30) -> subprocess.CompletedProcess:
+def _limited(cmd: list[str], memory: int = 1 << 30):
     """Run with at most `memory` bytes of address space (a blow-up dies, not the host)."""
     import resource
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-    return subprocess.run(cmd, capture_output=True, cwd=ROOT, stdin=stdin, preexec_fn=limit,
-                          timeout=180)
+    return procs.run(cmd, capture_output=True, cwd=ROOT, preexec_fn=limit, timeout=180)
 
 
 @pytest.mark.parametrize("form", ["plain", "gz"])

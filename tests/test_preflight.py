@@ -2,10 +2,11 @@
 
 import json
 import os
-import subprocess
 
 import pytest
 
+from tests import procs
+from tests.procs import VERIFY
 from verify.detect import Detection
 from verify.preflight import GpuInventory, Host, check_efa, check_gpus, check_limits
 from verify.profiles import resolve
@@ -90,10 +91,10 @@ def test_limits_are_read_for_real(tmp_path):
 
 def test_preflight_command_on_this_machine_fails_with_reasons(tmp_path):
     host = _sysfs(tmp_path, efa=0, uverbs=0)
-    proc = subprocess.run(["efa-verify", "preflight", "--instance-type", "p4d", "--json",
-                           "--sysfs", str(host.sys), "--devfs", str(host.dev)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "EFAKIT_IMDS": "off"})
+    proc = procs.run([*VERIFY, "preflight", "--instance-type", "p4d", "--json",
+                      "--sysfs", str(host.sys), "--devfs", str(host.dev)],
+                     capture_output=True, text=True, timeout=120,
+                     env={**os.environ, "EFAKIT_IMDS": "off"})
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
     checks = {c["name"]: c for c in result["checks"]}
@@ -103,7 +104,7 @@ def test_preflight_command_on_this_machine_fails_with_reasons(tmp_path):
 
 @pytest.mark.gpu
 def test_preflight_reads_a_real_gpu():
-    proc = subprocess.run(["efa-verify", "preflight", "--json"], capture_output=True, text=True,
-                          env={**os.environ, "EFAKIT_IMDS": "off"})
+    proc = procs.run([*VERIFY, "preflight", "--json"], capture_output=True, text=True,
+                     env={**os.environ, "EFAKIT_IMDS": "off"})
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert "x NVIDIA" in checks["gpus"]["message"] or checks["gpus"]["status"] == "pass"

@@ -1,18 +1,18 @@
 """`efakit render -o`: a user's directory is never wiped, bad targets are one line, exit 2."""
 
 import os
-import subprocess
 import sys
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 
 def render(out, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                           "--variant", "ec2", "-o", str(out)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "EFAKIT_IMDS": "off"}, timeout=120)
+    return procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
+                      "--variant", "ec2", "-o", str(out)], capture_output=True, text=True,
+                     cwd=cwd, env={**os.environ, "EFAKIT_IMDS": "off"}, timeout=120)
 
 
 def _one_line_error(proc, *fragments):
@@ -41,9 +41,9 @@ def test_dot_is_refused_when_it_holds_the_users_files(tmp_path):
     (tmp_path / "work.py").write_text("print('mine')\n")
     before = _snapshot(tmp_path)
     env_root = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
-                           "--variant", "ec2", "-o", "."], capture_output=True, text=True,
-                          cwd=tmp_path, env=env_root, timeout=120)
+    proc = procs.run([sys.executable, "-m", "buildkit.cli", "render", "pytorch",
+                      "--variant", "ec2", "-o", "."], capture_output=True, text=True,
+                     cwd=tmp_path, env=env_root, timeout=120)
     _one_line_error(proc, "refusing to replace .")
     assert _snapshot(tmp_path) == before
 

@@ -1,12 +1,12 @@
 """Repository contracts: the README's exit-code table, the workflow, the make targets."""
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests import procs
+from tests.conftest import ROOT, tool
+from tests.procs import EFAKIT
 from verify.exitcodes import DESCRIPTIONS, Exit
 
 
@@ -26,12 +26,10 @@ def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.skipif(shutil.which("check-jsonschema") is None,
-                    reason="check-jsonschema not installed (pip install 'efakit[test]')")
 def test_workflow_is_valid_for_github():
-    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows",
-                           str(ROOT / ".github" / "workflows" / "image-gate.yml")],
-                          capture_output=True, text=True)
+    proc = procs.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                      str(ROOT / ".github" / "workflows" / "image-gate.yml")],
+                     capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -45,6 +43,36 @@ def test_workflow_only_calls_make_targets():
         assert re.search(rf"^{target}:", makefile, re.M), target
 
 
+def test_third_party_licenses_list_every_component_with_its_table_license():
+    from verify.components import components
+
+    text = (ROOT / "THIRD_PARTY_LICENSES.md").read_text()
+    rows = dict(re.findall(r"^\| ([\w-]+) \| ([^|]+?) \|", text, re.M))
+    for comp in components().values():
+        assert comp.label in rows, comp.label
+        assert rows[comp.label] == (comp.spdx or "several (AWS's bundle)"), comp.label
+        if comp.license:
+            assert comp.licenses_dir() in text and all(f in text for f in comp.license)
+
+
+def test_the_root_has_what_an_open_source_user_looks_for():
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    for name in ("CONTRIBUTING.md", "CHANGELOG.md", "THIRD_PARTY_LICENSES.md"):
+        assert (ROOT / name).is_file(), name
+
+
+def test_efakit_help_carries_the_exit_code_table():
+    text = procs.run([*EFAKIT, "--help"], capture_output=True, text=True).stdout
+    for code, description in DESCRIPTIONS.items():
+        assert re.search(rf"^\s+{int(code)}\s+{re.escape(description)}$", text, re.M), code
+
+
+@pytest.mark.parametrize("value, flagged", [("1", True), ("", False), ("0", False)])
+def test_make_image_passes_allow_unpinned(value, flagged):
+    proc = procs.run(["make", "-n", "-C", str(ROOT), "image", f"ALLOW_UNPINNED={value}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert ("--allow-unpinned" in proc.stdout) == flagged
 def test_plain_install_brings_the_host_cli_and_images_install_the_verifier_only():
     """`pip install efakit` renders, lints and validates without an extra; images install
     [tool.efakit] image-dependencies, each also a plain dependency, and no host library."""
@@ -79,8 +107,8 @@ def test_tests_name_images_only_in_their_own_namespace():
     assert {name: refs for name, refs in found.items() if refs} == {}
     assert conftest.CI_EC2.startswith(conftest.TEST_NAMESPACE + "/")
     assert "NAMESPACE=" in (ROOT / "tests" / "conftest.py").read_text()
-    make = subprocess.run(["make", "-n", "ci-image", "NAMESPACE=efakit-test"], cwd=ROOT,
-                          capture_output=True, text=True)
+    make = procs.run(["make", "-n", "ci-image", "NAMESPACE=efakit-test"], cwd=ROOT,
+                     capture_output=True, text=True)
     builds = [line for line in make.stdout.splitlines() if "efakit build" in line
               or "--namespace" in line]
     assert builds and make.stdout.count("--namespace efakit-test") == 2, make.stdout
@@ -93,8 +121,8 @@ def test_build_namespace_is_checked_before_anything_runs(monkeypatch):
 
     assert os.environ["EFAKIT_NAMESPACE"] == "efakit-test"  # every test's `efakit build`
     assert image_repo("efakit-test", "pytorch") == "efakit-test/pytorch"
-    proc = subprocess.run(["efakit", "build", "pytorch", "--namespace", "Bad NS"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "DOCKER_HOST":
-                                                               "unix:///nonexistent.sock"})
+    proc = procs.run([*EFAKIT, "build", "pytorch", "--namespace", "Bad NS"], cwd=ROOT,
+                     capture_output=True, text=True,
+                     env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--namespace 'Bad NS': not a Docker repository path" in proc.stderr

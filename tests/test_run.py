@@ -21,7 +21,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import FIXTURES, ROOT
+from tests import procs
+from tests.conftest import FIXTURES, ROOT, missing
 from tests.parsehelp import check
 
 pytestmark = pytest.mark.mpi
@@ -53,8 +54,7 @@ def launch(tmp_path: Path, *args: str, mode: str = "ok", sysfs: Path | None = No
     if binary and not (bindir / "all_reduce_perf").exists():
         (bindir / "all_reduce_perf").symlink_to(FAKE)
     env = {**os.environ, "EFAKIT_FAKE_MODE": mode, "EFAKIT_IMDS": "off",
-           "EFAKIT_FAKE_ARGV": str(tmp_path / "argv.txt"),
-           "EFAKIT_TEST_TOKEN": str(tmp_path)}
+           "EFAKIT_FAKE_ARGV": str(tmp_path / "argv.txt")}
     if bump and sysfs:
         env["EFAKIT_FAKE_SYSFS"] = str(sysfs)
     # This machine has no GPU, and no EFA unless a sysfs tree is given: the stand-in
@@ -67,12 +67,14 @@ def launch(tmp_path: Path, *args: str, mode: str = "ok", sysfs: Path | None = No
             "--gpus-per-host", "2", "--policy", str(policy), "--json", *args]
     if sysfs:
         argv += ["--sysfs", str(sysfs)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=tmp_path)
+    # The verifier, mpirun and the ranks carry the token: leftovers() finds what the
+    # product failed to reap, and the test's teardown kills it (tests/procs.py).
+    return procs.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=env, cwd=tmp_path, token=str(tmp_path))
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str]:
-    out, err = proc.communicate(timeout=timeout)
+    out, err = procs.finish(proc, timeout)
     result = json.loads(out) if out.strip().startswith("{") else {}
     if result:
         jsonschema.validate(result, SCHEMA)
@@ -80,16 +82,8 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str
 
 
 def leftovers(token: Path) -> list[str]:
-    """Processes still carrying this test's token in their environment."""
-    needle = f"EFAKIT_TEST_TOKEN={token}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and needle in (proc / "environ").read_bytes().split(b"\0"):
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
-            continue
-    return found
+    """Processes of this test that the verifier left running."""
+    return procs.carriers(token)
 
 
 def test_healthy_run_passes_and_counters_back_the_logs(tmp_path):
@@ -213,8 +207,8 @@ def test_missing_nccl_tests_is_a_failed_check_naming_it(tmp_path):
     (["--hosts", "a", "--hostfile", "f"], "give --hosts or --hostfile, not both"),
 ])
 def test_bad_host_lists_are_one_line_usage_errors(tmp_path, args, message):
-    done = subprocess.run([sys.executable, "-m", "verify", "run", *args, "--output-dir",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+    done = procs.run([sys.executable, "-m", "verify", "run", *args, "--output-dir",
+                      str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr == f"efa-verify: error: {message}\n"
     assert not (tmp_path / "o").exists()
 
@@ -222,19 +216,19 @@ def test_bad_host_lists_are_one_line_usage_errors(tmp_path, args, message):
 def test_a_used_output_directory_is_refused(tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "result.json").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "verify", "run", "--output-dir",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+    done = procs.run([sys.executable, "-m", "verify", "run", "--output-dir",
+                      str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "exists and is not an empty directory" in done.stderr
 
 
 def test_no_mpirun_is_a_missing_tool(tmp_path):
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run([sys.executable, "-m", "verify", "run", "--hosts", "localhost",
-                           "--output-dir", str(tmp_path / "o")], capture_output=True,
-                          text=True, env=env)
+    done = procs.run([sys.executable, "-m", "verify", "run", "--hosts", "localhost",
+                      "--output-dir", str(tmp_path / "o")], capture_output=True,
+                     text=True, env=env)
     if Path("/opt/amazon/openmpi/bin/mpirun").exists():
-        pytest.skip("an EFA installer mpirun exists on this machine")
+        missing("efa-host", "the EFA installer's mpirun exists on this machine")
     assert done.returncode == 4
     assert done.stderr.startswith("efa-verify: error: mpirun not found")
 
@@ -242,10 +236,10 @@ def test_no_mpirun_is_a_missing_tool(tmp_path):
 @pytest.mark.gpu
 def test_torch_engine_on_a_real_gpu(tmp_path):
     """On a GPU host: one rank through torch.distributed and NCCL, the table parsed."""
-    proc = subprocess.run([sys.executable, "-m", "verify", "run", "--engine", "torch",
-                           "--hosts", "localhost", "--gpus-per-host", "1", "--json",
-                           "--output-dir", str(tmp_path / "out")], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "EFAKIT_IMDS": "off"})
+    proc = procs.run([sys.executable, "-m", "verify", "run", "--engine", "torch",
+                      "--hosts", "localhost", "--gpus-per-host", "1", "--json",
+                      "--output-dir", str(tmp_path / "out")], capture_output=True,
+                     text=True, timeout=600, env={**os.environ, "EFAKIT_IMDS": "off"})
     result = json.loads(proc.stdout)
     assert check(result, "benchmark")["status"] == "pass", check(result, "benchmark")
     assert result["tests"] and result["tests"][-1]["complete"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 
 import pytest
 
+from tests import procs
 from tests.conftest import CI_EC2, FIXTURES
 
 pytestmark = pytest.mark.docker
@@ -25,7 +25,7 @@ IMAGE = CI_EC2
 
 
 def docker(*args, check=True):
-    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=600)
+    proc = procs.run([DOCKER, *args], capture_output=True, text=True, timeout=600)
     assert not check or proc.returncode == 0, proc.stderr
     return proc
 

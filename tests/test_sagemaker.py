@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -19,9 +17,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests import services
-from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT
+from tests import procs, services
+from tests.conftest import CI_EC2, CI_SAGEMAKER, ROOT, missing
 from tests.parsehelp import check, parse_text
+from tests.procs import EFAKIT
 from tests.test_parse_formats import good, table
 from verify import smjob
 
@@ -31,9 +30,8 @@ BASE = ["--image-uri", IMAGE, "--role", ROLE, "--output", "s3://efakit-test/jobs
 
 
 def efakit(*args, env=None, cwd=ROOT, timeout=600):
-    binary = Path(sys.executable).parent / "efakit"
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return procs.run([*EFAKIT, *args], capture_output=True, text=True, cwd=cwd,
+                     timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_dry_run_prints_the_exact_request_and_calls_nothing(tmp_path):
@@ -143,9 +141,10 @@ def test_wait_download_verdict_and_verified_tag(moto_env, tmp_path):
                   "--instance-type", "p5",
                   "--out", str(tmp_path / "out"), env=moto_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "efakit-j3: Completed / Completed" in proc.stdout
-    assert "[algo-1-1764100000] efa_verify_pass=1" in proc.stdout
-    assert "VERDICT: PASS" in proc.stdout
+    # where the job is goes to stderr; the verdict is the data, on stdout
+    assert "efakit-j3: Completed / Completed" in proc.stderr
+    assert "[algo-1-1764100000] efa_verify_pass=1" in proc.stderr
+    assert "VERDICT: PASS" in proc.stdout and "efa_verify_pass" not in proc.stdout
     assert (tmp_path / "out" / "efakit-j3" / "busbw.png").stat().st_size > 1000
     assert "verified: efakit-pytorch:cafe-verify-verified-p5" in proc.stdout
     tags = [t for i in ecr.describe_images(repositoryName="efakit-pytorch")["imageDetails"]
@@ -163,15 +162,8 @@ def test_refused_credentials_are_one_line(tmp_path):
 
 
 def test_smjob_contract_pieces(tmp_path):
-    config = tmp_path / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"],
-         "current_instance_type": "ml.p4d.24xlarge", "network_interface_name": "ethwe"}))
-    (config / "hyperparameters.json").write_text(json.dumps({"sweep": "\"full\"",
-                                                             "timeout": "900"}))
-    job = smjob.load_config(tmp_path)
-    assert (job.leader, job.current) == ("algo-1", "algo-2")
+    job = smjob.JobConfig(["algo-1", "algo-2"], "algo-2", "algo-1", "ethwe", "ml.p4d.24xlarge",
+                          {"sweep": "full", "timeout": "900"}, tmp_path / "output")
     args = smjob.run_args(job, tmp_path / "out")
     assert args[args.index("--hosts") + 1] == "algo-1,algo-2" and "--full" in args
     assert args[args.index("--instance-type") + 1] == "ml.p4d.24xlarge"
@@ -192,15 +184,17 @@ def test_smjob_contract_pieces(tmp_path):
 
 @pytest.mark.docker
 def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path):
-    if subprocess.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
-        pytest.skip("docker-compose: not installed (.ci/run installs Debian's docker-compose)")
+    if procs.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
+        missing("docker-compose", "not installed (.ci/run installs Debian's docker-compose)")
     proc = efakit("sagemaker-verify", "--image-uri", CI_SAGEMAKER, "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
-                  "--out", str(tmp_path), timeout=900)
+                  "--out", str(tmp_path), "--json", timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)  # --json: stdout is the result, nothing else
     result = json.loads((tmp_path / "local1" / "algo-1" / "output" / "data" / "efa-verify"
                          / "result.json").read_text())
     assert result["run"]["hosts"] == ["algo-1", "algo-2"]
+    assert printed["verdict"] == result["verdict"] and printed["checks"] == result["checks"]
     fabric = check(result, "fabric")
     assert fabric["status"] == "pass"
     assert fabric["message"].startswith("libfabric tcp from algo-1 to algo-2")
@@ -211,4 +205,39 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
     # The image's nccl-tests really ran and failed without a GPU: its error line and the
     # missing GPUs are both named.
     assert failure.startswith("efa-verify FAIL: ") and "gpus" in failure
-    assert "efa_verify_pass=0" in proc.stdout and "VERDICT: FAIL" in proc.stdout
+    assert "efa_verify_pass=0" in proc.stderr  # the job's own lines: progress, on stderr
+
+
+@pytest.mark.docker
+def test_the_job_reads_its_cluster_through_the_toolkits_environment(ci_images, tmp_path):
+    """load_config in the sagemaker image: sagemaker-training's Environment, pinned there."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"],
+         "current_instance_type": "ml.p4d.24xlarge", "network_interface_name": "ethwe"}))
+    (config / "hyperparameters.json").write_text(json.dumps({"sweep": "\"full\"",
+                                                             "timeout": "900"}))
+    (config / "inputdataconfig.json").write_text("{}")
+    script = ("import json, dataclasses, importlib.metadata as md; from verify import smjob; "
+              "c = dataclasses.asdict(smjob.load_config()); c['output_dir'] = str(c['output_dir']); "
+              "print(json.dumps({'toolkit': md.version('sagemaker-training'), **c}))")
+    proc = procs.run(["/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker",
+                           "run", "--rm", "-e", "EFAKIT_IMDS=off", "-e",
+                           "AWS_EC2_METADATA_DISABLED=true", "-e", "SAGEMAKER_BASE_DIR=/sm",
+                           "-v", f"{tmp_path}:/sm", "--entrypoint", "python3",
+                           CI_SAGEMAKER, "-c", script],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job = json.loads(proc.stdout.strip().splitlines()[-1])
+    from buildkit.spec import load_spec
+
+    pins = load_spec(ROOT / "images" / "pytorch.yaml").variants["sagemaker"]["packages"]
+    assert f"sagemaker-training=={job['toolkit']}" in pins
+    # the leader is the toolkit's master_hostname: the first host as the resource config
+    # lists them (SageMaker lists them sorted; this one does not, to tell the two apart)
+    assert (job["hosts"], job["current"], job["leader"]) == (["algo-1", "algo-2"], "algo-2",
+                                                             "algo-2")
+    assert (job["interface"], job["instance_type"]) == ("ethwe", "ml.p4d.24xlarge")
+    assert job["hyper"] == {"sweep": "full", "timeout": "900"}
+    assert job["output_dir"] == "/sm/output"

@@ -59,7 +59,7 @@ def test_out_under_a_regular_file_creates_no_job(moto_env, tmp_path):
     assert (tmp_path / "file").read_text() == "keep"
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="linux: needs Linux's /proc")
 @pytest.mark.parametrize("out", ["/proc/efakit-out", "/proc/self/status"])
 def test_out_in_proc_creates_no_job(moto_env, out):
     proc = efakit("sagemaker-verify", *BASE, "--no-wait", "--job-name", "efakit-pre2",

@@ -1,12 +1,12 @@
 """Image spec validation: one-line errors naming file, key and expected form."""
 
 import copy
-import subprocess
 import sys
 
 import pytest
 
 from buildkit.spec import SpecError, load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
 
 
@@ -21,6 +21,15 @@ def test_the_real_spec_and_its_profiles_load():
     assert offline.components["aws_ofi_nccl"]["source"] == "archive"
     assert offline.versions()["libfabric"] == "2.6.0"
     assert load_spec(ROOT / "images" / "pytorch.yaml", base="ngc").base_name == "ngc"
+
+
+def test_the_sagemaker_toolkit_is_pinned_in_the_spec_and_the_mirror():
+    from buildkit.mirror import WHEEL_SETS
+
+    spec = load_spec(ROOT / "images" / "pytorch.yaml")
+    packages = spec.variants["sagemaker"]["packages"]
+    assert any(p.startswith("sagemaker-training==") for p in packages)
+    assert WHEEL_SETS["sagemaker"] == "{sagemaker}"  # the mirror downloads exactly these
 
 
 def test_seed_fixture_loads():
@@ -94,6 +103,8 @@ BAD_SPECS = [
      "size_budget_GB: expected an integer or a number"),
     ("negative budget", _set("size_budget_GB", -1), "size_budget_GB: expected a positive number"),
     ("bad variant", _set("variants.lambda", {}), "variants.lambda: unknown key"),
+    ("unpinned variant package", _set("variants.sagemaker.packages", ["sagemaker-training"]),
+     "variants.sagemaker.packages.0: 'sagemaker-training' is not a pin"),
     ("bad env name", _set("env_extra", {"nccl_debug": "INFO"}), "env_extra.nccl_debug"),
     ("bad fingerprint", _set("components.efa_installer.signature.key_fingerprint", "1234"),
      "expected 40 uppercase hex digits"),
@@ -135,8 +146,8 @@ def test_unknown_profile(tmp_path):
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "buildkit.cli", "render", "nope", "-o",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    result = procs.run([sys.executable, "-m", "buildkit.cli", "render", "nope", "-o",
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "no image spec for framework 'nope'" in result.stderr

@@ -1,9 +1,6 @@
 """The start-time env step: instance detection and what it changes, run for real."""
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -12,7 +9,9 @@ import pytest
 
 from buildkit.render import render_context
 from buildkit.spec import load_spec
+from tests import procs
 from tests.conftest import FIXTURES, ROOT
+from tests.procs import VERIFY
 from verify import detect, startenv
 from verify.profiles import resolve
 
@@ -89,27 +88,31 @@ def test_nothing_detected(clean_env, monkeypatch):
     assert detect.detect().profile is None
 
 
-def test_plan_unsets_device_rdma_without_rdma_read(seed_image_env):
+def test_plan_leaves_device_rdma_out_without_rdma_read(seed_image_env):
     record = startenv.load_image_env(seed_image_env)
     det = detect.Detection(resolve("g4dn.metal"), "test", "g4dn.metal")
-    plan = startenv.plan(record, det, {"FI_EFA_USE_DEVICE_RDMA": "1"})
+    plan = startenv.plan(record, det, {})
     assert startenv.shell_lines(plan) == ["unset FI_EFA_USE_DEVICE_RDMA"]
     assert any("no RDMA read" in line for line in startenv.describe(plan))
 
 
-def test_plan_never_touches_a_user_choice(seed_image_env):
+@pytest.mark.parametrize("value", ["0", "1"])  # "1" is the image's own default
+def test_plan_never_touches_a_user_choice_whatever_its_value(seed_image_env, value):
     record = startenv.load_image_env(seed_image_env)
     det = detect.Detection(resolve("g4dn.metal"), "test", "g4dn.metal")
-    plan = startenv.plan(record, det, {"FI_EFA_USE_DEVICE_RDMA": "0"})
+    plan = startenv.plan(record, det, {"FI_EFA_USE_DEVICE_RDMA": value})
     assert startenv.shell_lines(plan) == [] and len(plan.kept) == 1
+    assert startenv.describe(plan) == []  # silent: nothing changed
 
 
 def test_plan_keeps_the_image_env_on_p4d(seed_image_env):
     record = startenv.load_image_env(seed_image_env)
     det = detect.Detection(resolve("p4d"), "test", "p4d")
-    plan = startenv.plan(record, det, {"FI_EFA_USE_DEVICE_RDMA": "1"})
-    assert startenv.shell_lines(plan) == []
-    assert "already fits" in startenv.describe(plan)[-1]
+    plan = startenv.plan(record, det, {})
+    # the image's default, exported by the entrypoint rather than baked in ENV
+    assert startenv.shell_lines(plan) == ["export FI_EFA_USE_DEVICE_RDMA=1"]
+    assert "already fits" in startenv.describe(plan, verbose=True)[-1]
+    assert startenv.describe(plan) == []  # silent: nothing changed
 
 
 def test_bad_image_env_record(tmp_path):
@@ -119,24 +122,50 @@ def test_bad_image_env_record(tmp_path):
         startenv.load_image_env(bad)
 
 
-@pytest.mark.skipif(shutil.which("efa-verify") is None, reason="efa-verify not installed")
 def test_entrypoint_applies_rules_for_real(seed_image_env, tmp_path):
-    """Run the rendered entrypoint script with the real efa-verify, as the image does."""
+    """Run the rendered entrypoint script with the real efa-verify, as the image does
+    (it calls `efa-verify` by name: the package's entry point, first on PATH)."""
     entry = seed_image_env.parent / "entrypoint.sh"
-    env = {**os.environ, "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
-           "EFAKIT_INSTANCE_TYPE": "g4dn.metal", "FI_EFA_USE_DEVICE_RDMA": "1",
+    env = {**procs.env_with_bin(), "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
+           "EFAKIT_INSTANCE_TYPE": "g4dn.metal",
            "FI_PROVIDER": "efa", "EFAKIT_SM_RESOURCE_CONFIG": str(tmp_path / "none")}
-    result = subprocess.run(
+    env.pop("FI_EFA_USE_DEVICE_RDMA", None)
+    result = procs.run(
         ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset} '
          'provider=${FI_PROVIDER-unset}"'], capture_output=True, text=True, env=env,
         cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "rdma=unset provider=efa"
-    assert "efakit: instance g4dn.metal (from EFAKIT_INSTANCE_TYPE" in result.stderr
+    assert "efakit: instance" not in result.stderr  # detection only with EFAKIT_VERBOSE=1
     assert "unset FI_EFA_USE_DEVICE_RDMA" in result.stderr
+    # the user's own FI_EFA_USE_DEVICE_RDMA=1, equal to the image's default, is kept
+    mine = procs.run(
+        ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"'],
+        capture_output=True, text=True, env={**env, "FI_EFA_USE_DEVICE_RDMA": "1"},
+        cwd=ROOT, timeout=60)
+    assert mine.stdout.strip() == "rdma=1" and mine.stderr == ""
+    # undetected instance: the image's default is exported, silently
+    undetected = {k: v for k, v in env.items() if k != "EFAKIT_INSTANCE_TYPE"}
+    default = procs.run(
+        ["sh", str(entry), "sh", "-c", 'echo "rdma=${FI_EFA_USE_DEVICE_RDMA-unset}"'],
+        capture_output=True, text=True, env=undetected, cwd=ROOT, timeout=60)
+    assert default.stdout.strip() == "rdma=1" and default.stderr == ""
+
+
+def test_entrypoint_is_silent_when_nothing_changes_unless_verbose(seed_image_env, tmp_path):
+    entry = seed_image_env.parent / "entrypoint.sh"
+    env = {**procs.env_with_bin(), "EFAKIT_IMAGE_ENV": str(seed_image_env), "EFAKIT_IMDS": "off",
+           "EFAKIT_SM_RESOURCE_CONFIG": str(tmp_path / "none")}
+    env.pop("EFAKIT_INSTANCE_TYPE", None)
+    quiet = procs.run(["sh", str(entry), "true"], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = procs.run(["sh", str(entry), "true"], capture_output=True, text=True,
+                             env={**env, "EFAKIT_VERBOSE": "1"}, cwd=ROOT, timeout=60)
+    assert "efakit: instance not detected" in verbose.stderr
 
 
 def test_env_cli_bad_record_is_exit_2(tmp_path):
-    result = subprocess.run(["efa-verify", "env", "--image-env", str(tmp_path / "nope.json")],
-                            capture_output=True, text=True)
+    result = procs.run([*VERIFY, "env", "--image-env", str(tmp_path / "nope.json")],
+                       capture_output=True, text=True)
     assert result.returncode == 2 and "cannot read the image env record" in result.stderr

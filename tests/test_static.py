@@ -3,14 +3,14 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests import procs
 from tests.conftest import CI_EC2
 
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc: not installed")
 MODERN = {"aws_ofi_nccl": "1.14.2", "aws_ofi_nccl_source": "installer", "libfabric": "2.1.0",
           "nccl": "2.21.5", "efa_installer": "1.41.0", "cuda": "12.4"}
 
@@ -22,7 +22,7 @@ def _so(path, source, *libs, libdir=None):
     cmd = ["gcc", "-shared", "-fPIC", "-Wl,--no-as-needed", "-o", str(path), str(src)]
     if libdir:
         cmd += [f"-L{libdir}", *[f"-l{lib}" for lib in libs]]
-    subprocess.run(cmd, check=True, capture_output=True)
+    procs.run(cmd, check=True, capture_output=True)
     src.unlink()
 
 
@@ -38,8 +38,8 @@ def _tree(tmp_path, absent=()):
 def _static(root, env=None, *extra):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FI_", "NCCL_"))}
     environ.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "verify", "static", "--root", str(root), "--json", *extra],
-                          capture_output=True, text=True, env=environ, timeout=120)
+    proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(root), "--json", *extra],
+                     capture_output=True, text=True, env=environ, timeout=120)
     assert proc.returncode in (0, 1, 3), proc.stderr
     result = json.loads(proc.stdout)
     return proc.returncode, {c["name"]: c for c in result["checks"]}
@@ -107,8 +107,8 @@ def test_absent_components_say_so(tmp_path):
 
 
 def test_missing_image_env_record_is_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "verify", "static", "--root", str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(tmp_path)],
+                     capture_output=True, text=True)
     assert proc.returncode == 2 and "image env record" in proc.stderr
 
 
@@ -116,9 +116,9 @@ def test_missing_image_env_record_is_exit_2(tmp_path):
 def test_static_passes_every_check_it_makes_in_the_offline_image(ci_images):
     from tests.test_images import DOCKER
 
-    proc = subprocess.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", CI_EC2,
-                           "efa-verify", "static", "--json"], capture_output=True, text=True,
-                          timeout=300)
+    proc = procs.run([DOCKER, "run", "--rm", "-e", "EFAKIT_IMDS=off", CI_EC2,
+                      "efa-verify", "static", "--json"], capture_output=True, text=True,
+                     timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     result = json.loads(proc.stdout)
     statuses = {c["name"]: c["status"] for c in result["checks"]}

@@ -6,10 +6,10 @@ from a few lines of C (no third-party code)."""
 import json
 import os
 import struct
-import subprocess
 
 import pytest
 
+from tests import procs
 from tests.test_static import MODERN, _so, _static, needs_gcc
 from verify import elf
 
@@ -39,11 +39,12 @@ def _binary(path, blob: bytes, libdirs=(), libs=()):
                    + _c_bytes(blob) + "};\nint main(void) { return 0; }\n")
     cmd = ["gcc", "-Wl,--no-as-needed", "-o", str(path), str(src)]
     cmd += [f"-L{d}" for d in libdirs] + [f"-l{lib}" for lib in libs]
-    subprocess.run(cmd, check=True, capture_output=True)
+    procs.run(cmd, check=True, capture_output=True)
     src.unlink()
 
 
-def _stack(tmp_path, archs=ARCH_80_90_100, absent=("efa_installer",), ofi="1.21.1"):
+def _stack(tmp_path, archs=ARCH_80_90_100, absent=("efa_installer",), ofi="1.21.1",
+           nccl="2.29.7", mpi=True):
     """A tree shaped like the offline image: plugin, one NCCL, nccl-tests over MPI."""
     root = tmp_path / "root"
     record = {"schema_version": 1, "versions": {**MODERN, "aws_ofi_nccl": "1.21.1",
@@ -55,13 +56,13 @@ def _stack(tmp_path, archs=ARCH_80_90_100, absent=("efa_installer",), ofi="1.21.
     _so(root / "opt/amazon/ofi-nccl/lib/libnccl-net.so",
         f'const char v[] = "NET/OFI Initializing aws-ofi-nccl {ofi}";\n')
     nccl_dir = root / "opt/nccl/lib"
-    _so(nccl_dir / "libnccl.so.2", 'const char v[] = "NCCL version 2.29.7+cuda13.0";\n')
+    _so(nccl_dir / "libnccl.so.2", f'const char v[] = "NCCL version {nccl}+cuda13.0";\n')
     (nccl_dir / "libnccl.so").symlink_to("libnccl.so.2")
     _so(tmp_path / "mpi" / "libmpi.so", "int MPI_Init(void) { return 0; }\n")
     blob = fatbin([(2, int(a[3:])) for a in archs] + [(1, 100)])
     for name in ("all_reduce_perf", "all_gather_perf"):
         _binary(root / "opt/nccl-tests" / name, blob, (nccl_dir, tmp_path / "mpi"),
-                ("nccl", "mpi"))
+                ("nccl", "mpi") if mpi else ("nccl",))
     return root
 
 
@@ -70,7 +71,7 @@ ENV = {"LD_LIBRARY_PATH": "/opt/amazon/ofi-nccl/lib:/opt/nccl/lib"}
 
 def test_fatbin_archs_are_read_from_the_headers(tmp_path):
     if not __import__("shutil").which("gcc"):
-        pytest.skip("gcc not installed")
+        pytest.skip("gcc: not installed")
     _binary(tmp_path / "b", fatbin([(2, 80), (2, 90), (1, 90), (2, 80)]))
     assert elf.fatbin_archs(tmp_path / "b") == {"sass": {"sm_80", "sm_90"}, "ptx": {"sm_90"}}
 
@@ -145,3 +146,29 @@ def test_an_absent_plugin_and_tests_fail_by_their_label(tmp_path):
     assert checks["nccl_tests"]["status"] == "fail" and "nccl-tests is absent" in \
         checks["nccl_tests"]["message"]
     assert checks["nccl_tests_archs"]["status"] == "skip"
+
+
+@needs_gcc
+def test_an_nccl_of_another_version_than_the_record_fails(tmp_path):
+    _, checks = _static(_stack(tmp_path, nccl="2.28.3"), ENV)
+    version = checks["nccl_version"]
+    assert version["status"] == "fail"
+    assert "2.28.3+cuda13.0" in version["message"] and "2.29.7" in version["message"]
+
+
+@needs_gcc
+def test_nccl_tests_built_without_mpi_fail(tmp_path):
+    _, checks = _static(_stack(tmp_path, mpi=False), ENV)
+    tests = checks["nccl_tests"]
+    assert tests["status"] == "fail" and "not linked to MPI (MPI=1 missing)" in tests["message"]
+
+
+@needs_gcc
+@pytest.mark.parametrize("marker, status", [("FI_EFA_TX_SIZE", "pass"), ("FI_TCP_IFACE", "fail")])
+def test_libfabric_needs_the_efa_provider_compiled_in(tmp_path, marker, status):
+    """The efa provider registers FI_EFA_* parameters; a libfabric without them has none."""
+    root = _stack(tmp_path)
+    _so(root / "opt/amazon/efa/lib/libfabric.so.1", f'const char p[] = "{marker}";\n')
+    _, checks = _static(root, {"LD_LIBRARY_PATH": ENV["LD_LIBRARY_PATH"] + ":/opt/amazon/efa/lib"})
+    assert checks["libfabric"]["status"] == "pass"
+    assert checks["libfabric_efa"]["status"] == status

@@ -60,12 +60,10 @@ def test_unknown_instance_names_the_known_ones():
         resolve("p9")
 
 
-def test_expected_busbw_by_node_count():
-    p5 = resolve("p5")
-    assert p5.expected_busbw(2) == 437
-    assert p5.expected_busbw(16) == 437  # largest published count below
-    assert p5.expected_busbw(1) is None
-    assert resolve("p4d").expected_busbw(2) is None  # no published figure: unknown
+def test_every_efa_instance_states_its_efa_bandwidth():
+    for profile in all_profiles().values():
+        assert (profile.efa_gbps > 0) == (profile.efa_devices > 0), profile.name
+        assert "Gbps" in profile.source or not profile.efa_gbps, profile.name
 
 
 def test_gpu_model_candidates():

@@ -13,7 +13,6 @@ import errno
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.conftest import QUIET_ENV, ROOT
 from tests.parsehelp import parse_text
 from tests.test_parse_formats import good, table
@@ -155,8 +155,8 @@ def test_dev_stdout_redirected_to_a_file_keeps_the_order(tmp_path):
               "print('after')")
     out = tmp_path / "out.txt"
     with out.open("w") as handle:
-        subprocess.run([sys.executable, "-c", script], stdout=handle, cwd=ROOT, check=True,
-                       env={**os.environ, **ENV})
+        procs.run([sys.executable, "-c", script], stdout=handle, cwd=ROOT, check=True,
+                  env={**os.environ, **ENV})
     assert out.read_text() == "before\nREPORT\nafter\n"
 
 
@@ -186,7 +186,7 @@ def test_a_path_under_a_regular_file_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self") or not os.path.isdir("/sys/kernel"),
-                    reason="needs Linux's /proc and /sys")
+                    reason="linux: needs Linux's /proc and /sys")
 @pytest.mark.parametrize("path", ["/proc/efakit-report.json", "/proc/self/efakit.json",
                                   "/sys/efakit-report.json", "/sys/kernel/efakit.json"])
 def test_pseudo_filesystems_are_refused(path):
@@ -235,15 +235,15 @@ def _log(tmp_path: Path) -> Path:
 
 
 def _verify(*args, cwd=ROOT, **kw):
-    return subprocess.run([sys.executable, "-m", "verify", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**os.environ, **ENV}, **kw)
+    return procs.run([sys.executable, "-m", "verify", *map(str, args)],
+                     capture_output=True, text=True, cwd=cwd, timeout=120,
+                     env={**os.environ, **ENV}, **kw)
 
 
 def _efakit(*args):
-    return subprocess.run([sys.executable, "-c", "from buildkit.cli import main; main()",
-                           *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env={**os.environ, **ENV})
+    return procs.run([sys.executable, "-c", "from buildkit.cli import main; main()",
+                      *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                     timeout=120, env={**os.environ, **ENV})
 
 
 def _one_line_error(proc, prog: str, tail: str) -> None:
@@ -276,13 +276,13 @@ def test_cli_parse_junit_to_dev_stdout(tmp_path):
     assert os.path.islink("/dev/stdout")
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash: not installed")
 def test_cli_parse_into_process_substitution(tmp_path):
     got = tmp_path / "got.xml"
     command = (f'"{sys.executable}" -m verify parse "{_log(tmp_path)}" --instance-type p5 '
                f'--junit >(cat > "{got}"); status=$?; wait; exit $status')
-    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env={**os.environ, **ENV})
+    proc = procs.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT,
+                     timeout=120, env={**os.environ, **ENV})
     assert proc.returncode == 0, proc.stderr
     for _ in range(100):  # cat may still be finishing
         if got.exists() and got.read_text().endswith("</testsuite>\n"):

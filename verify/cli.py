@@ -79,11 +79,33 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
     else:
         detection = detect.detect()
     start = startenv.plan(record, detection, os.environ)
-    for line in startenv.describe(start):
+    # Silent unless something changed: every container start runs this.
+    for line in startenv.describe(start, os.environ.get("EFAKIT_VERBOSE") == "1"):
         click.echo(line, err=True)
     if as_shell:
         for line in startenv.shell_lines(start):
             click.echo(line)
+
+def baseline_options(func):
+    """--baseline and --baseline-tolerance: the same on parse and run."""
+    func = click.option("--baseline-tolerance", "tolerance", type=click.FloatRange(0, 0.99),
+                        default=0.10, show_default=True,
+                        help="How far below the baseline a size may fall (0.10 = 10%).")(func)
+    return click.option("--baseline", "baseline_spec", default=None, metavar="NAME|FILE",
+                        help="Compare busbw size by size with a site baseline "
+                             "(efa-verify baseline record).")(func)
+
+
+def _baseline(spec: str | None, tolerance: float):
+    from verify.baseline import BaselineError, load
+
+    if spec is None:
+        return None
+    try:
+        return load(spec, tolerance)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+
 
 def _instance(text: str | None):
     from verify.profiles import resolve
@@ -107,10 +129,12 @@ def _provider(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               help="Fail unless the job spans this many NCCL nodes.")
 @click.option("--expect-provider", default="efa", show_default=True, callback=_provider,
               help="The libfabric provider the job should use.")
+@baseline_options
 @handle_errors("efa-verify")
 def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_file: str | None,
           markdown_file: str | None, instance_type: str | None, expect_nodes: int | None,
-          expect_provider: str, policy_file: str | None) -> None:
+          expect_provider: str, policy_file: str | None, baseline_spec: str | None,
+          tolerance: float) -> None:
     """Decide from NCCL_DEBUG=INFO logs whether EFA and GPUDirect RDMA were really used.
 
     PATHS are files, directories of per-rank logs, - for stdin, or .gz files.
@@ -122,12 +146,13 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
     try:
         policy = load_policy(policy_file)
         instance = _instance(instance_type)
+        base = _baseline(baseline_spec, tolerance)
         sources = expand(list(paths))
         model, inputs = parse_sources(sources)
     except (SourceError, PolicyError) as exc:
         raise CliError(str(exc)) from None
     options = Options(instance, "--instance-type" if instance else None, expect_nodes,
-                      expect_provider.strip().lower())
+                      expect_provider.strip().lower(), baseline=base)
     result = build(model, inputs, options, policy)
     _emit(result, as_json, json_file, junit_file, markdown_file)
 
@@ -147,7 +172,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
     from pathlib import Path
 
     from verify import startenv
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import PolicyError, load_policy
     from verify.static import Image, static_checks
 
@@ -183,7 +208,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
     from pathlib import Path
 
     from verify import detect, startenv
-    from verify.logparse.result import checks_result
+    from verify.checks import checks_result
     from verify.policy import PolicyError, load_policy
     from verify.preflight import Host, preflight_checks
 
@@ -237,13 +262,15 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
               help="Where the nccl-tests binaries are (default /opt/nccl-tests, then PATH).")
 @click.option("--sysfs", default="/sys", show_default=True, hidden=True)
 @report_options
+@baseline_options
 @handle_errors("efa-verify")
 def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
         instance_type: str | None, expect_provider: str, expect_nodes: int | None,
         test_name: str, quick: bool,
         engine: str, output_dir: str | None, timeout: float | None, stall_timeout: float | None,
         tests_dir: str | None, sysfs: str, as_json: bool, json_file: str | None,
-        junit_file: str | None, markdown_file: str | None, policy_file: str | None) -> None:
+        junit_file: str | None, markdown_file: str | None, policy_file: str | None,
+        baseline_spec: str | None, tolerance: float) -> None:
     """Run nccl-tests over MPI across hosts and decide from its logs and EFA counters.
 
     Every stage has a timeout and a progress watch; on a hang the process tree
@@ -269,10 +296,11 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
             "efa-verify-run-%Y%m%d-%H%M%S")))
     except (PolicyError, hostmod.HostsError, runjob.RunSetupError) as exc:
         raise CliError(str(exc)) from None
+    base = _baseline(baseline_spec, tolerance)
     gpus, gpus_source = _gpus_per_host(gpus_per_host)
     instance = _instance(instance_type)
     options = Options(instance, "--instance-type" if instance else None, expect_nodes,
-                      expect_provider.strip().lower())
+                      expect_provider.strip().lower(), test_name, base)
     opts = runjob.RunOptions(plan, gpus, gpus_source, outdir, engine, test_name,
                              "quick" if quick else "full", options, timeout, stall_timeout,
                              sysfs, tests_dir)
@@ -303,6 +331,33 @@ def _gpus_per_host(given: int | None) -> tuple[int, str]:
         why = inventory if isinstance(inventory, str) else "NVML sees no GPU"
         return 1, f"one rank per host: {why}"
     return inventory.count, f"NVML on the launching host ({inventory.count} GPUs)"
+
+
+@main.group()
+def baseline() -> None:
+    """Site baselines: keep a known-good run's busbw curve to judge later runs against."""
+
+
+@baseline.command("record")
+@click.argument("result_file", metavar="RESULT.json", type=click.Path(dir_okay=False))
+@click.option("--name", required=True, help="The baseline's name (letters, digits, . _ -).")
+@click.option("--dir", "directory", default=None, metavar="DIR",
+              help="Where baselines live (default $EFA_VERIFY_BASELINES, else "
+                   "~/.local/share/efa-verify/baselines).")
+@handle_errors("efa-verify")
+def baseline_record(result_file: str, name: str, directory: str | None) -> None:
+    """Keep the busbw curves of a passing RESULT.json as baseline NAME."""
+    from pathlib import Path
+
+    from verify.baseline import BaselineError, baseline_dir, record
+
+    try:
+        target = record(Path(result_file), name, Path(directory) if directory else baseline_dir())
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write baseline {name}: {exc.strerror}") from None
+    click.echo(str(target))
 
 
 @main.command("sagemaker")

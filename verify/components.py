@@ -13,7 +13,7 @@ from functools import cache
 from verify.tables import TableError, load_table
 
 SOURCES = ("installer", "archive", "release", "wheel")
-_KEYS = {"label", "sources", "stage", "prefix", "libdir", "license", "build_packages",
+_KEYS = {"label", "sources", "stage", "prefix", "libdir", "license", "spdx", "build_packages",
          "runtime_packages", "checks", "why", "source"}
 
 
@@ -26,6 +26,7 @@ class Component:
     prefix: str | None
     libdir: str | None
     license: tuple[str, ...]
+    spdx: str | None
     build_packages: tuple[str, ...]
     runtime_packages: tuple[str, ...]
     checks: tuple[str, ...]
@@ -41,7 +42,7 @@ def _row(name: str, row: object) -> Component:
     if not isinstance(row, dict):
         raise TableError(f"{where}: expected a mapping")
     unknown = set(row) - _KEYS
-    missing = {"label", "sources", "checks", "why", "source"} - set(row)
+    missing = {"label", "sources", "checks", "why", "source", "spdx"} - set(row)
     if unknown or missing:
         raise TableError(f"{where}: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
     sources = tuple(row["sources"])
@@ -52,7 +53,7 @@ def _row(name: str, row: object) -> Component:
         raise TableError(f"{where}: a component built from source needs stage, prefix and "
                          "license")
     return Component(name, row["label"], sources, row.get("stage"), row.get("prefix"),
-                     row.get("libdir"), tuple(row.get("license") or ()),
+                     row.get("libdir"), tuple(row.get("license") or ()), row["spdx"],
                      tuple(row.get("build_packages") or ()),
                      tuple(row.get("runtime_packages") or ()), tuple(row["checks"]), row["why"])
 

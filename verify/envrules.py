@@ -30,6 +30,8 @@ class Decision:
     why: str
     source: str
     when: Mapping[str, object]
+    plugin_sets: str | None = None  # what aws-ofi-nccl injects by itself when unset
+    per_job: bool = False  # users set it per job; lint and static leave it alone
 
     @property
     def is_set(self) -> bool:
@@ -72,9 +74,18 @@ def decide(var: str, versions: Mapping[str, str | None],
         if _matches(when, versions, facts):
             scope = "start" if INSTANCE_KEYS & set(when) else "image"
             value = rule.get("value")
+            plugin = rule.get("plugin_sets")
             return Decision(var, None if value is None else str(value), scope,
-                            rule["why"], rule.get("source", ""), when)
+                            rule["why"], rule.get("source", ""), when,
+                            None if plugin is None else str(plugin),
+                            bool(_rules()[var][-1].get("per_job")))
     raise ValueError(f"env rules: no rule for {var} matches (the last rule must have no 'when')")
+
+
+def depends_on(var: str) -> list[str]:
+    """The component versions and instance facts any rule of `var` looks at."""
+    keys = {key for rule in _rules()[var] for key in (rule.get("when") or {})}
+    return sorted(keys)
 
 
 def image_env(versions: Mapping[str, str | None]) -> dict[str, Decision]:
@@ -109,6 +120,16 @@ def start_changes(versions: Mapping[str, str | None], profile: Profile) -> list[
     return changes
 
 
+def start_defaults(versions: Mapping[str, str | None]) -> dict[str, str]:
+    """Baked values of variables some instance changes at start: kept out of the image's
+    ENV (the entrypoint exports them) so that a variable present at start is always the
+    user's, even with the image's own value."""
+    changed = {c.var for p in all_profiles().values() for c in start_changes(versions, p)}
+    baked = image_env(versions)
+    return {var: baked[var].value for var in sorted(changed)  # type: ignore[misc]
+            if baked[var].is_set}
+
+
 @dataclass(frozen=True)
 class EnvFinding:
     """A variable set against the rules (lint and static checks)."""
@@ -138,7 +159,10 @@ def lint_env(env: Mapping[str, str], versions: Mapping[str, str | None],
     profiles = profiles or list(all_profiles().values())
     for var in _rules():
         have = env.get(var)
-        baked = decide(var, versions).value
+        baked_decision = decide(var, versions)
+        if baked_decision.per_job:
+            continue  # the user's per-job choice, whatever its value
+        baked = baked_decision.value
         wrong: dict[tuple[str | None, str], list[str]] = {}
         for profile in profiles:
             wanted = decide(var, versions, profile.facts())

@@ -11,8 +11,8 @@ import json
 import socket
 from pathlib import Path
 
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
+from verify.checks import Check, Evidence
+from verify.outliers import low_outliers
 from verify.tables import load_table
 
 Snapshot = dict[str, dict[str, int]]  # "device/port" -> counter -> value
@@ -162,6 +162,14 @@ def counters_check(before: dict[str, dict], after: dict[str, dict], nodes: int |
         return Check("efa_counters", "fail", True, "EFA devices moved no data on "
                      + ", ".join(idle) + " during the run: NCCL did not use EFA there" + note,
                      evidence), summary
+    # Every host of a collective sends the same bytes: one far below its peers sent
+    # part of its share some other way (a NIC unused, a path off EFA).
+    per_host = {h: float(sum(s["traffic_bytes"] for s in summary[h].values())) for h in with_efa}
+    low = low_outliers(per_host)
+    if low:
+        evidence = [ev(o.name, k) for o in low for k in sorted(with_efa[o.name])][:8]
+        return Check("efa_counters", "fail", True, "EFA traffic far below the other hosts' on "
+                     + "; ".join(o.describe("B") for o in low) + note, evidence), summary
     total = sum(s["traffic_bytes"] for devs in summary.values() for s in devs.values())
     used = sum(1 for devs in summary.values() for s in devs.values() if s["traffic_bytes"])
     count = sum(len(devs) for devs in with_efa.values())

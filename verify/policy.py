@@ -1,14 +1,13 @@
 """Policies: which checks are required, and waivers with a reason and an expiry.
 
-The parser, the static checks and the CI gate share this mechanism, so a waived
-check shows as `waived` everywhere (never `pass`), and an expired waiver stops
-counting on its expiry date and says so.
+The parser, the static checks and the CI gate share this mechanism (applied by
+verify/checks.py), so a waived check shows as `waived` everywhere (never
+`pass`), and an expired waiver stops counting on its expiry date and says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,42 +99,25 @@ def _parse(data: object, name: str, today: dt.date | None = None) -> Policy:
     return Policy(name, dict(required), default, waivers, tuple(fail_on))
 
 
+def _known_checks(policy: Policy) -> Policy:
+    """Refuse check names no producer emits: a typo would otherwise relax or waive nothing."""
+    from verify.checks import unknown_names
+
+    for where, names in (("required", policy.required),
+                         ("waivers", [w.check for w in policy.waivers])):
+        unknown = unknown_names(names)
+        if unknown:
+            raise PolicyError(f"{policy.name}: {where} names unknown check(s) "
+                              f"{', '.join(unknown)} (known: see verify/data/checks.yaml)")
+    return policy
+
+
 def load_policy(path: str | Path | None) -> Policy:
     """The default policy (everything required) or a policy file."""
     if path is None:
-        return _parse(load_table("default_policy"), "default policy")
+        return _known_checks(_parse(load_table("default_policy"), "default policy"))
     try:
         data = load_yaml_file(path)
     except TableError as exc:
         raise PolicyError(str(exc)) from None
-    return _parse(data, str(path))
-
-
-def apply(policy: Policy, checks: Iterable, today: dt.date | None = None) -> None:
-    """Set `required` from the policy and turn waived checks into `waived`."""
-    today = today or dt.date.today()
-    for check in checks:
-        check.required = check.required and policy.is_required(check.name)
-        for waiver in policy.waivers:
-            if waiver.check != check.name:
-                continue
-            if waiver.expires < today:
-                check.message += (f" (waiver expired {waiver.expires.isoformat()}, ignored: "
-                                  f"{waiver.reason})")
-                continue
-            # A skipped check is waived too: the policy then records that what it would
-            # have checked is knowingly absent (the offline profile's EFA installer).
-            if check.status in ("fail", "unknown", "skip"):
-                check.waiver = {"reason": waiver.reason, "expires": waiver.expires.isoformat(),
-                                "status_without_waiver": check.status}
-                check.status = "waived"
-
-
-def verdict(checks: Iterable) -> tuple[str, object | None]:
-    """fail if a required check fails; inconclusive if one is unknown; else pass."""
-    checks = list(checks)
-    for status, word in (("fail", "fail"), ("unknown", "inconclusive")):
-        for check in checks:
-            if check.required and check.status == status:
-                return word, check
-    return "pass", None
+    return _known_checks(_parse(data, str(path)))

@@ -13,9 +13,8 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.checks import Check, Evidence
 from verify.detect import Detection
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
 from verify.versions import parse_version
 
 SHM_MIN_BYTES = 1 << 30  # NCCL's SHM transport needs far more than Docker's 64 MB default

@@ -6,7 +6,7 @@ profile; this module is the only place that knows how.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from verify.tables import load_table
 
@@ -28,19 +28,12 @@ class Profile:
     efa_devices: int
     rdma_read: bool | None
     gdr_capable: bool
-    busbw_GBps: dict[int, float] = field(default_factory=dict)
+    efa_gbps: int = 0
     source: str = ""
 
     @property
     def family(self) -> str:
         return self.name.split(".", 1)[0]
-
-    def expected_busbw(self, nodes: int | None) -> float | None:
-        """Published busbw for the largest listed node count <= `nodes`, else None."""
-        if not nodes or nodes < 2:
-            return None
-        counts = [n for n in self.busbw_GBps if n <= nodes]
-        return float(self.busbw_GBps[max(counts)]) if counts else None
 
     def facts(self) -> dict[str, object]:
         """The instance facts env rules may test."""
@@ -59,7 +52,7 @@ def _build(name: str, row: dict) -> Profile:
         efa_devices=int(row["efa_devices"]),
         rdma_read=row.get("rdma_read"),
         gdr_capable=bool(row["gdr_capable"]),
-        busbw_GBps={int(k): float(v) for k, v in (row.get("busbw_GBps") or {}).items()},
+        efa_gbps=int(row["efa_gbps"]),
         source=row.get("source", ""),
     )
 

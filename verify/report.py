@@ -15,6 +15,7 @@ import re
 import secrets
 import stat
 import sys
+import textwrap
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -170,7 +171,14 @@ def _reason(exc: OSError, where: Path) -> str:
     return reason
 
 
+COMPACT_JSON_RANKS = 4096  # beyond this many ranks, JSON is written without indentation
+
+
 def to_json(result: dict) -> str:
+    """Indented for people; compact for a job of thousands of ranks, where Python's
+    indenting encoder would cost seconds (its C encoder only writes compact JSON)."""
+    if len(result.get("ranks_detail") or ()) > COMPACT_JSON_RANKS:
+        return json.dumps(result, separators=(",", ":")) + "\n"
     return json.dumps(result, indent=2, sort_keys=False) + "\n"
 
 
@@ -237,17 +245,24 @@ def to_table(result: dict) -> str:
             waiver = check["waiver"]
             lines.append(f"           waived until {waiver['expires']}: {waiver['reason']}")
         for ev in check["evidence"][:1]:
-            lines.append(f"           {_where(ev)}: {ev['text'].strip()[:160]}")
+            lines.append(f"           {_where(ev)}: {_clip(ev['text'], 160)}")
     for warning in _truncations(result):
         lines.append(f"WARNING: {warning['message'][:200]} (the verdict covers what was read)")
     errors = [e for e in result["errors"] if e["severity"] == "error"]
     if errors:
         lines.append(f"errors ({len(errors)}):")
         for err in errors[:10]:
-            lines.append(f"  {err['file']}:{err['line']} [{err['kind']}] {err['message'][:160]}")
+            lines.append(f"  {err['file']}:{err['line']} [{err['kind']}] "
+                         f"{_clip(err['message'], 160)}")
             if err.get("fix"):
                 lines.append(f"      fix: {err['fix']}")
     return "\n".join(lines) + "\n"
+
+
+def _clip(text: str, width: int) -> str:
+    """A long message shortened at a word boundary, marked as cut: cut mid-word
+    ('My EFA addr: fi_') it reads as if the log said that."""
+    return textwrap.shorten(text.strip(), width, placeholder=" [...]")
 
 
 def to_markdown(result: dict) -> str:
@@ -274,7 +289,7 @@ def to_markdown(result: dict) -> str:
         out += ["", "### Errors", ""]
         for err in errors[:20]:
             out.append(f"- `{err['file']}:{err['line']}` **{err['kind']}**: "
-                       f"{err['message'][:200]}")
+                       f"{_clip(err['message'], 200)}")
             if err.get("fix"):
                 out.append(f"  - fix: {err['fix']}")
     return "\n".join(out) + "\n"

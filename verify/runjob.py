@@ -18,10 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verify.checks import Check, Evidence
 from verify.hosts import HostPlan
 from verify.hwcounters import counters_check, efa_devices, inventory_checks
-from verify.logparse.decide import Check
-from verify.logparse.model import ErrorEntry, Evidence
+from verify.logparse.model import ErrorEntry
 from verify.logparse.result import Options, build, parse_sources
 from verify.logparse.sources import expand
 from verify.policy import Policy

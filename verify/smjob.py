@@ -1,12 +1,22 @@
 """`efa-verify sagemaker`: the verifier as a SageMaker training job.
 
 SageMaker starts the container on every host.  Each host starts sshd; the
-first host (sorted, as SageMaker's MPI launcher does) waits for port 22 on
-every host, runs `efa-verify run` over all of them, writes the reports where
-SageMaker uploads them (/opt/ml/output/data), prints the figures as
-`name=value` lines for the job's metric definitions, puts the verdict
-summary in /opt/ml/output/failure when it is not a pass, and tells the other
+leader (the toolkit's master host) waits for port 22 on every host, runs
+`efa-verify run` over all of them, writes the reports where SageMaker
+uploads them (/opt/ml/output/data), prints the figures as `name=value` lines
+for the job's metric definitions, puts the verdict summary in
+/opt/ml/output/failure when it is not a pass, and tells the other
 hosts to exit.  The others serve sshd until told, or until the run's time is up.
+
+What comes from the sagemaker-training toolkit (pinned in the spec's sagemaker
+variant): its public `environment.Environment` says the hosts, this host, the
+leader (`master_hostname`), the network interface, the instance type and the
+hyperparameters, and its module paths say where outputs go (SAGEMAKER_BASE_DIR
+moves them, as the toolkit itself allows).  What stays efakit's own: the
+toolkit's MPI runner wraps a user entry point on every rank and its sshd start
+and host wait are private functions, while `efa-verify run` must launch mpirun
+itself (its own rank layout, timeouts and log capture), so the sshd start, the
+wait for port 22 and the follower's wait are here.
 """
 
 from __future__ import annotations
@@ -20,7 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ML = Path(os.environ.get("EFAKIT_SM_ROOT", "/opt/ml"))
 DONE_MARKER = Path("/tmp/efakit-verify-leader-done")
 FAILURE_LIMIT = 1024  # characters of FailureReason SageMaker keeps
 METRICS = (("busbw_avg_GBps", "efa_verify_busbw_avg_GBps"),
@@ -32,36 +41,35 @@ METRICS = (("busbw_avg_GBps", "efa_verify_busbw_avg_GBps"),
 class JobConfig:
     hosts: list[str]
     current: str
+    leader: str
     interface: str
     instance_type: str | None
     hyper: dict[str, str]
-
-    @property
-    def leader(self) -> str:
-        return self.hosts[0]
+    output_dir: Path  # /opt/ml/output: data/ is uploaded, failure is the FailureReason
 
 
-def load_config(root: Path = ML) -> JobConfig:
-    config_dir = root / "input" / "config"
-    path = config_dir / "resourceconfig.json"
+def load_config() -> JobConfig:
+    """The job as the sagemaker-training toolkit's Environment reads it."""
     try:
-        resources = json.loads(path.read_text())
+        from sagemaker_training import environment
+    except ImportError:
+        raise ValueError("the sagemaker-training toolkit is not installed (the image's "
+                         "sagemaker variant has it)") from None
+    try:
+        env = environment.Environment()
     except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror} (not inside a SageMaker job?)") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
-    try:
-        hyper = json.loads((config_dir / "hyperparameters.json").read_text())
-    except (OSError, ValueError):
-        hyper = {}
-    # SageMaker passes hyperparameters as strings (JSON-encoded by some SDKs).
-    hyper = {k: str(v).strip('"') for k, v in (hyper or {}).items()}
-    hosts = sorted(resources.get("hosts") or [])
-    if not hosts or resources.get("current_host") not in hosts:
-        raise ValueError("resourceconfig.json: needs hosts and a current_host among them")
-    return JobConfig(hosts, resources["current_host"],
-                     resources.get("network_interface_name") or "eth0",
-                     resources.get("current_instance_type"), hyper)
+        raise ValueError(f"{exc.filename}: {exc.strerror} (not inside a SageMaker job?)") \
+            from None
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{environment.input_config_dir}: unreadable job configuration "
+                         f"({exc})") from None
+    hosts = sorted(env.hosts)
+    if env.current_host not in hosts:
+        raise ValueError("resourceconfig.json: current_host is not among hosts")
+    # The toolkit decodes JSON-encoded hyperparameters; the run's flags take strings.
+    hyper = {k: str(v) for k, v in env.hyperparameters.items()}
+    return JobConfig(hosts, env.current_host, env.master_hostname, env.network_interface_name,
+                     env.current_instance_type, hyper, Path(environment.output_dir))
 
 
 def interface(name: str, sys_net: Path = Path("/sys/class/net")) -> tuple[str, str]:
@@ -136,7 +144,9 @@ def start_sshd() -> str | None:
 def notify_followers(config: JobConfig) -> None:
     from verify.supervise import rsh_command
 
-    for host in config.hosts[1:]:
+    for host in config.hosts:
+        if host == config.leader:
+            continue
         subprocess.run(rsh_command() + [host, "touch", str(DONE_MARKER)],
                        capture_output=True, timeout=60, check=False)
 
@@ -151,7 +161,7 @@ def follow(max_wait: float) -> int:
 
 
 def lead(config: JobConfig, ssh_timeout: float) -> int:
-    outdir = ML / "output" / "data" / "efa-verify"
+    outdir = config.output_dir / "data" / "efa-verify"
     outdir.parent.mkdir(parents=True, exist_ok=True)
     iface, why = interface(config.interface)
     print(f"efa-verify: leading {len(config.hosts)} hosts {config.hosts}; interface {why}",
@@ -176,7 +186,7 @@ def lead(config: JobConfig, ssh_timeout: float) -> int:
     for line in metric_lines(result):
         print(line, flush=True)
     if result.get("verdict") != "pass":
-        failure = ML / "output" / "failure"
+        failure = config.output_dir / "failure"
         failure.parent.mkdir(parents=True, exist_ok=True)
         failure.write_text(failure_reason(result))
     notify_followers(config)

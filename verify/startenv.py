@@ -2,8 +2,10 @@
 
 One image serves every instance family, so what depends on the instance (e.g.
 FI_EFA_USE_DEVICE_RDMA where the EFA device has no RDMA read) is decided here,
-from the same rules table the image was rendered from.  A variable the user set
-to something other than the image's value is never touched.
+from the same rules table the image was rendered from.  Variables an instance may
+change are not in the image's ENV (its record lists them as `start_defaults`), so
+one present at start is the user's and is never touched, whatever its value; an
+absent one gets the instance's value, or the image's default.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class StartPlan:
     detection: Detection
     changes: tuple[StartChange, ...]
     kept: tuple[StartChange, ...]  # changes skipped because the user set the variable
+    defaults: tuple[tuple[str, str], ...] = ()  # the image's start defaults, exported as is
 
 
 def load_image_env(path: str | Path) -> dict:
@@ -46,21 +49,28 @@ def load_image_env(path: str | Path) -> dict:
 def plan(image_env: Mapping, detection: Detection, environ: Mapping[str, str]) -> StartPlan:
     """Decide the changes; with several GPU-model candidates, only those all agree on."""
     versions = image_env["versions"]
+    defaults = dict(image_env.get("start_defaults") or {})
     profiles = [detection.profile] if detection.profile else list(detection.candidates)
-    if not profiles:
-        return StartPlan(detection, (), ())
-    per_profile = [set(start_changes(versions, p)) for p in profiles]
-    agreed = sorted(set.intersection(*per_profile), key=lambda c: c.var)
+    agreed: list[StartChange] = []
+    if profiles:
+        per_profile = [set(start_changes(versions, p)) for p in profiles]
+        agreed = sorted(set.intersection(*per_profile), key=lambda c: c.var)
     apply, kept = [], []
     for change in agreed:
-        current = environ.get(change.var)
-        (apply if current == change.image_value else kept).append(change)
-    return StartPlan(detection, tuple(apply), tuple(kept))
+        if change.var in defaults:  # not in ENV: present means the user set it
+            users = change.var in environ
+        else:  # an older image baked it in ENV: only a different value is surely the user's
+            users = environ.get(change.var) != change.image_value
+        (kept if users else apply).append(change)
+    changed = {c.var for c in agreed}
+    exported = tuple((var, value) for var, value in sorted(defaults.items())
+                     if var not in environ and var not in changed)
+    return StartPlan(detection, tuple(apply), tuple(kept), exported)
 
 
 def shell_lines(start: StartPlan) -> list[str]:
     """`export`/`unset` lines for the entrypoint to eval."""
-    lines = []
+    lines = [f"export {var}={shlex.quote(value)}" for var, value in start.defaults]
     for change in start.changes:
         if change.value is None:
             lines.append(f"unset {change.var}")
@@ -69,8 +79,12 @@ def shell_lines(start: StartPlan) -> list[str]:
     return lines
 
 
-def describe(start: StartPlan) -> list[str]:
-    """Human lines for stderr: what was detected, set, unset or kept."""
+def describe(start: StartPlan, verbose: bool = False) -> list[str]:
+    """Human lines for stderr: what was set or unset; with `verbose`, also what was
+    detected and kept (every container start would otherwise print them)."""
+    if not verbose:
+        return [line for line in describe(start, True)
+                if line.startswith(("efakit: set ", "efakit: unset "))]
     det = start.detection
     if det.profile:
         head = f"efakit: instance {det.profile.name} (from {det.source}: {det.detail})"

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verify import elf, envrules
+from verify.checks import Check, Evidence
 from verify.components import owner_of
-from verify.logparse.decide import Check
-from verify.logparse.model import Evidence
 from verify.profiles import Profile
 
 PLUGIN_NAMES = ("libnccl-net.so", "libnccl-net-ofi.so")

@@ -83,7 +83,7 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=secret,id=ca-bundle \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update && apt-get install -y --no-install-recommends build-essential \
- && efakit-with-ca /usr/bin/python3 -m pip wheel --no-deps --wheel-dir /wheels sagemaker-training
+ && efakit-with-ca /usr/bin/python3 -m pip wheel --no-deps --wheel-dir /wheels sagemaker-training==5.1.4
 
 FROM nvcr.io/nvidia/pytorch:26.09-py3
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -174,7 +174,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \
     --mount=type=bind,from=sagemaker-wheels,source=/wheels,target=/wheels \
-    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --find-links /wheels sagemaker-training mpi4py \
+    efakit-with-ca /usr/bin/python3 -m pip install --no-compile --find-links /wheels sagemaker-training==5.1.4 mpi4py==4.1.2 \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
  && command -v train
 

@@ -83,7 +83,7 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=secret,id=ca-bundle \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update && apt-get install -y --no-install-recommends build-essential \
- && efakit-with-ca /opt/conda/bin/python -m pip wheel --no-deps --wheel-dir /wheels sagemaker-training
+ && efakit-with-ca /opt/conda/bin/python -m pip wheel --no-deps --wheel-dir /wheels sagemaker-training==5.1.4
 
 FROM pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime@sha256:db80a41f8428644cebcb3d75b0b62df334ab6c0e75785951eb25f48bfbd42407
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -173,7 +173,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \
     --mount=type=bind,from=sagemaker-wheels,source=/wheels,target=/wheels \
-    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile --find-links /wheels sagemaker-training mpi4py \
+    efakit-with-ca /opt/conda/bin/python -m pip install --no-compile --find-links /wheels sagemaker-training==5.1.4 mpi4py==4.1.2 \
  && mkdir -p /opt/ml/code /opt/ml/input/config /opt/ml/output /opt/ml/model \
  && command -v train
 

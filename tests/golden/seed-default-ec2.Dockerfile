@@ -158,7 +158,6 @@ ENV PATH=/opt/amazon/openmpi/bin:/opt/amazon/efa/bin:$PATH \
     LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:/opt/amazon/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
     FI_PROVIDER=efa \
     NCCL_PROTO=simple \
-    FI_EFA_USE_DEVICE_RDMA=1 \
     NCCL_LAUNCH_MODE=PARALLEL \
     NCCL_NET_SHARED_COMMS=0
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
+from verify.checks import Evidence
 from verify.logparse.scan import Event, Row
 from verify.tables import load_table
 
@@ -46,17 +47,6 @@ def is_efa_provider(provider: str | None) -> bool:
 def normalise_provider(raw: str) -> str:
     """`efa, fabric is efa (found 4 nics)` -> `efa`; `efa;ofi_rxr` stays."""
     return raw.split(",")[0].split(" ")[0].strip().rstrip(".")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    file: str
-    line: int
-    rank: int | None
-    text: str
-
-    def as_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "rank": self.rank, "text": self.text}
 
 
 def evidence_of(event: Event | Row, rank: int | None = None) -> Evidence | None:
@@ -186,10 +176,20 @@ _FACT_FIELDS = {
     "provider_filter": ("provider", normalise_provider),
     "fi_provider_env": ("provider", normalise_provider),
     "ofi_version": ("version", str), "libfabric_version": ("version", str),
-    "nccl_version": ("version", str), "gdr_off": ("text", str),
+    "nccl_version": ("version", str), "nccl_version_in_error": ("version", str),
+    "gdr_off": ("text", str),
 }
 _YES_FACTS = ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
               "libfabric_efa", "efa_address")
+
+
+def trace_net(source: str) -> str:
+    """The transport an error trace's source file or function belongs to."""
+    if "net_socket" in source:
+        return "socket"
+    if "ofi_" in source:
+        return "libfabric"
+    return "ib"  # transport/net_ib, misc/ibvwrap, ib_plugin
 
 
 def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
@@ -201,6 +201,10 @@ def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
         return "yes"
     if kind == "ofi_platform":
         return fields.get("platform") or "aws"
+    if kind == "ib_using":
+        return fields.get("link") or "IB"
+    if kind == "trace_transport":
+        return trace_net(fields.get("source") or "")
     return None
 
 
@@ -235,6 +239,9 @@ class JobModel:
         self.device_hosts: dict[int, str] = {}  # nccl-tests '# Rank N ... on HOST'
         self.record_hosts: set[str] = set()
         self.events = 0
+        # Connections counted without their rank: per-rank counts are then partial.
+        self.rankless_connections = 0
+        self.kinds: Counter[str] = Counter()  # events per pattern name
 
     # -- helpers ---------------------------------------------------------------
     def fact(self, name: str) -> Fact:
@@ -279,7 +286,7 @@ class JobModel:
             key = (net_kind(fields["net"]), fields["gdr"] is not None) if fields["net"] \
                 else ("local",)
             return state.wants(key) or state.host is None
-        if kind in ("warn", "libfabric_warn", "test_failure"):
+        if kind in ("warn", "libfabric_warn", "test_failure", "plugin_warn"):
             return True
         value = _fact_value(kind, fields)
         if value is None:
@@ -290,6 +297,7 @@ class JobModel:
     # -- sink ------------------------------------------------------------------
     def event(self, event: Event) -> None:
         self.events += event.count
+        self.kinds[event.kind] += event.count
         kind, f, n = event.kind, event.fields, event.count
         if event.ctx is not None and event.ctx.host:
             self.record_hosts.add(event.ctx.host)
@@ -332,10 +340,15 @@ class JobModel:
             self._error("libfabric_warn", f["message"] or event.text, ev, "libfabric_warn", n)
         elif kind == "test_failure":
             self._error("test_failure", f["message"] or event.text, ev, "test_failure", n)
+        elif kind == "plugin_warn":
+            self._error("nccl_warn", f["message"] or event.text, ev, "warn", n)
 
     def _comm(self, event: Event, ev: Evidence | None) -> None:
         f = event.fields
         nnodes = _int(f.get("nnodes"))
+        nranks, local = _int(f.get("nranks")), _int(f.get("local"))
+        if not nnodes and nranks and local and nranks % local == 0:
+            nnodes = nranks // local  # NCCL's own count when it prints no nNodes
         if nnodes:
             self.nnodes = max(self.nnodes, nnodes)
             self.fact("nnodes").add(str(nnodes), ev, event.count)
@@ -349,24 +362,31 @@ class JobModel:
                 state.host, state.pid = state.host or ctx.host, state.pid or ctx.pid
 
     def _channel(self, event: Event) -> None:
+        """One connection kind, counted per rank; counted lines whose ranks were masked
+        (tier 1's shape counting at scale) add to the job's facts only."""
         f = event.fields
         src, dst = _int(f["src"]), _int(f["dst"])
         rank = dst if f["dir"] == "receive" else src
-        if rank is None:
-            return
-        state = self.ranks.setdefault(rank, RankState(rank))
-        if state.host is None and event.ctx is not None and event.ctx.host:
+        state = self.ranks.setdefault(rank, RankState(rank)) if rank is not None else None
+        if state is None:
+            self.rankless_connections += event.count
+        elif state.host is None and event.ctx is not None and event.ctx.host:
             state.host, state.pid = event.ctx.host, event.ctx.pid
         ev = evidence_of(event, rank)
         if f["net"] is None:
-            state.local_connections += event.count
-            state.add(("local",), ev)
+            if state is not None:
+                state.local_connections += event.count
+                state.add(("local",), ev)
             self.fact("local_channel").add((f["via"] or "").split("/")[0], ev, event.count)
             return
         key = (net_kind(f["net"]), f["gdr"] is not None)
-        state.nets[key] += event.count
-        state.add(key, ev)
-        self.fact("net_channel").add(f"{key[0]}{'/GDRDMA' if key[1] else ''}", ev, event.count)
+        if state is not None:
+            state.nets[key] += event.count
+            state.add(key, ev)
+        value = f"{key[0]}{'/GDRDMA' if key[1] else ''}"
+        self.fact("net_channel").add(value, ev, event.count)
+        if f["dir"]:  # GPUDirect is decided per direction (see decide.gdr_used)
+            self.fact(f"net_channel_{f['dir']}").add(value, ev, event.count)
 
     def _test_for(self, event: Event) -> TestRun:
         test = self._open_test.get(event.file)

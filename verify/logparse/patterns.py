@@ -81,6 +81,19 @@ def _channel_pattern() -> Pattern:
     return next(p for p in patterns() if p.name == "channel")
 
 
+def _matches(text: bytes) -> list[tuple[int, Pattern, re.Match[bytes]]]:
+    """Every pattern match in `text`, in text order (cheap literal test first)."""
+    needle_re, owners = _needles()
+    candidates: set[int] = set()
+    for needle in set(needle_re.findall(text)):
+        candidates.update(owners[needle])
+    table = patterns()
+    found = [(match.start(), table[index], match) for index in sorted(candidates)
+             for match in table[index].regex.finditer(text)]
+    found.sort(key=lambda item: item[0])
+    return found
+
+
 def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
     """Every pattern match in `text` (a message or a line), in text order."""
     if text.startswith(b"NCCL INFO Channel ") and b" | " not in text:
@@ -90,28 +103,38 @@ def parse_text(text: bytes) -> list[tuple[str, dict[str, str | None]]]:
             return []
         return [("channel", {k: (decode(v) if v is not None else None)
                              for k, v in match.groupdict().items()})]
-    needle_re, owners = _needles()
-    candidates: set[int] = set()
-    for needle in set(needle_re.findall(text)):
-        candidates.update(owners[needle])
     found = []
-    table = patterns()
-    for index in sorted(candidates):
-        pattern = table[index]
-        for match in pattern.regex.finditer(text):
-            fields = {k: (decode(v) if v is not None else None)
-                      for k, v in match.groupdict().items()}
-            message_at = None
-            if pattern.message:
-                message_at = match.end() if pattern.message == "after" else match.start()
-            found.append((match.start(), pattern.name, fields, message_at))
-    found.sort(key=lambda item: item[0])
+    for start, pattern, match in _matches(text):
+        fields = {k: (decode(v) if v is not None else None)
+                  for k, v in match.groupdict().items()}
+        message_at = None
+        if pattern.message:
+            message_at = match.end() if pattern.message == "after" else match.start()
+        found.append((start, pattern.name, fields, message_at))
     starts = [start for start, _, _, message_at in found if message_at is not None]
     for _, _, fields, message_at in found:
         if message_at is not None:
             end = min((start for start in starts if start > message_at), default=len(text))
             fields["message"] = _message(text[message_at:end], end < len(text))
     return [(name, fields) for _, name, fields, _ in found]
+
+
+Spans = tuple[tuple[str, tuple[tuple[str, tuple[int, int] | None], ...]], ...]
+
+
+def field_spans(text: bytes) -> Spans | None:
+    """Where each event's fields stand in `text`: a masked shape's pieces all have
+    their digits at the same places, so one piece's spans read every other piece's
+    values by slicing.  None where an event takes a message (its end depends on the
+    text, not on the shape)."""
+    out = []
+    for _, pattern, match in _matches(text):
+        if pattern.message:
+            return None
+        out.append((pattern.name, tuple(
+            (name, match.span(name) if match.group(name) is not None else None)
+            for name in pattern.regex.groupindex)))
+    return tuple(out)
 
 
 def _message(raw: bytes, glued: bool) -> str:

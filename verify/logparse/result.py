@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from verify import __version__
+from verify import bandwidth, baseline
+from verify import checks as checkmod
+from verify.baseline import Baseline
+from verify.checks import SCHEMA_VERSION, Check, Evidence
 from verify.logparse import decide
-from verify.logparse.decide import Check, Finding
-from verify.logparse.model import Evidence, JobModel, is_efa_provider
+from verify.logparse.decide import Finding
+from verify.logparse.model import JobModel, is_efa_provider
 from verify.logparse.scan import scan_sources
 from verify.logparse.sources import Source
-from verify.policy import Policy, apply, verdict
+from verify.policy import Policy
 from verify.profiles import Profile
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Options:
     instance_source: str | None = None
     expect_nodes: int | None = None
     expect_provider: str = "efa"
+    collective: str | None = None  # what `run --test` ran; parse reads it from the table
+    baseline: Baseline | None = None
 
 
 def parse_sources(sources: list[Source]) -> tuple[JobModel, list[dict]]:
@@ -62,35 +65,20 @@ def _ranks(m: JobModel) -> int | None:
     return m.nranks or len(m.device_hosts) or len(m.ranks) or None
 
 
-def _bandwidth_check(m: JobModel, opts: Options, instance: Profile | None,
-                     nodes: int | None, ranks: int | None) -> Check:
-    test = decide.last_complete_test(m)
-    if test is None:
-        return Check("bandwidth", "skip", True, "no nccl-tests results in the input")
-    ev = [test.avg_evidence] if test.avg_evidence else []
-    if ranks == 1:
-        return Check("bandwidth", "unknown", True, "single-rank run: bus bandwidth is 0 by "
-                     "definition and says nothing about the network", ev)
-    big = [r for r in test.rows if (r["size"] or 0) >= decide.GIB and decide.busbw_of(r)]
-    if instance is None:
-        return Check("bandwidth", "unknown", True,
-                     "no instance type (--instance-type) to take an expectation from", ev)
-    expected = instance.expected_busbw(nodes)
-    if expected is None:
-        return Check("bandwidth", "unknown", True,
-                     f"no published busbw for {instance.name} at {nodes or '?'} nodes", ev)
-    if not big:
-        return Check("bandwidth", "unknown", True,
-                     "no result rows at >= 1 GiB (run the sweep to at least 1 GiB)", ev)
-    best = max(big, key=decide.busbw_of)
-    got = decide.busbw_of(best)
-    bar = expected * decide.BANDWIDTH_FRACTION
-    row_ev = [Evidence(test.file, best["line"], None,
-                       f"size {best['size']} B busbw {got} GB/s")]
-    status = "pass" if got >= bar else "fail"
-    return Check("bandwidth", status, True,
-                 f"busbw {got:.1f} GB/s at {best['size']} B vs {bar:.1f} GB/s "
-                 f"(80% of {expected:g} GB/s for {instance.name}, {nodes} nodes)", row_ev)
+def _bandwidth_checks(m: JobModel, opts: Options, instance: Profile | None,
+                      nodes: int | None, ranks: int | None) -> list[Check]:
+    """bandwidth (published), bandwidth_derived (model) and bandwidth_baseline (site)."""
+    names = ("bandwidth", "bandwidth_derived", "bandwidth_baseline")
+    judged, why = bandwidth.judge_tables(m.tests, ranks, nodes, opts.collective)
+    if why is None:
+        return [Check(n, "skip", True, "no nccl-tests results in the input") for n in names]
+    if instance is None and not why:
+        why = "no instance type (--instance-type) to take an expectation from"
+    if why:
+        checks = [Check(n, "unknown", True, why) for n in names[:2]]
+        return checks + [baseline.compare_check(opts.baseline, [], why)]
+    return [bandwidth.published_check(judged, instance), bandwidth.derived_check(judged, instance),
+            baseline.compare_check(opts.baseline, judged, why)]
 
 
 def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
@@ -101,7 +89,7 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
         gdr = sum(n for (kind, g), n in state.nets.items() if g)
         transports = sorted({kind for kind, _ in state.nets})
         ev = [e for lines in state.evidence.values() for e in lines][:4]
-        out.append({
+        row = {
             "rank": rank, "host": state.host, "pid": state.pid, "node": None,
             "transport": _enum(decide._worst(set(transports))) if transports else None,
             "provider": prov.value,
@@ -109,7 +97,14 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             "local_connections": state.local_connections,
             "gdr": (gdr == net) if net else None,
             "evidence": [e.as_dict() for e in ev],
-        })
+        }
+        if m.rankless_connections:  # counted at scale without ranks: only the cited
+            for name in ("net_connections", "gdr_connections", "local_connections"):
+                del row[name]  # lines are per rank, so only what they rule out is known
+            row["gdr"] = False if gdr < net else None
+            if row["transport"] == "libfabric":
+                row["transport"] = None
+        out.append(row)
     return out
 
 
@@ -141,7 +136,7 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     libfabric_version, _ = _version(m, "libfabric_version")
     nodes, ranks = _nodes(m), _ranks(m)
     test = decide.last_complete_test(m)
-    peak = max((decide.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
+    peak = max((bandwidth.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
 
     checks: list[Check] = [
         Check("transport", _status(net.value, "libfabric"), True,
@@ -152,11 +147,13 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     if observed and expected == "efa" and is_efa_provider(observed):
         observed = "efa"  # efa-direct is the same device
     prov_ev = prov.evidence
-    if observed is None and efa.value and expected == "efa":
-        observed, prov_ev = "efa", efa.evidence
+    named = decide.efa_named(m)
+    if observed is None and efa.value and expected == "efa" and named:
+        observed, prov_ev = "efa", named  # a line that names efa, not a GDRDMA channel line
+    said = prov.value or (f"{observed} (no 'Selected provider' line; named by the lines "
+                          "cited)" if observed else "unknown")
     checks.append(Check("provider", _status(observed, expected) if observed else "unknown", True,
-                        f"provider {prov.value or observed or 'unknown'} (expected {expected})",
-                        prov_ev))
+                        f"provider {said} (expected {expected})", prov_ev))
     if expected == "efa":
         checks.append(Check("efa_used", _status(efa.value), True,
                             f"EFA used: {_word(efa.value)}: {efa.reason}", efa.evidence))
@@ -180,6 +177,11 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     elif nccl_version:
         checks.append(Check("nccl_version", "pass", True, f"one NCCL version: {nccl_version}",
                             m.facts["nccl_version"].first(nccl_version)[:1]))
+    elif m.facts.get("nccl_version_in_error"):  # no version line: torch's error message
+        nccl_version = m.facts["nccl_version_in_error"].values.most_common(1)[0][0]
+        checks.append(Check("nccl_version", "pass", True, f"NCCL version {nccl_version}, as "
+                            "torch's error message reports it (no NCCL version line)",
+                            m.facts["nccl_version_in_error"].first(nccl_version)[:1]))
     else:
         checks.append(Check("nccl_version", "skip", True, "no NCCL version line"))
     wrong = decide.wrong_values(test)
@@ -197,7 +199,9 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     else:
         checks.append(Check("nccl_tests", "pass", True, "no wrong values",
                             [test.oob_evidence] if test.oob_evidence else []))
-    checks.append(_bandwidth_check(m, opts, instance, nodes, ranks))
+    # Where the log names no nodes, the bandwidth expectation takes the user's count.
+    bw_nodes = opts.expect_nodes if nodes is None else nodes
+    checks.extend(_bandwidth_checks(m, opts, instance, bw_nodes, ranks))
     errors = [e for e in m.errors if e.severity == "error"]
     checks.append(Check("errors", "fail" if errors else "pass", True,
                         f"{len(errors)} error line(s)" if errors else "no error lines",
@@ -208,17 +212,12 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
                             f"{nodes if nodes is not None else 'unknown'} NCCL node(s), "
                             f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
     checks.extend(more_checks)
-    apply(policy, checks)
-    word, deciding = verdict(checks)
-    if m.events == 0 and word != "fail":
-        reason = "no NCCL_DEBUG=INFO or nccl-tests lines in the input (empty or truncated?)"
-    elif deciding is None:
-        reason = "every required check passed"
-    else:
-        reason = f"{deciding.name}: {deciding.message}"
+    word, reason = checkmod.decide(policy, checks)
+    if not decide.has_nccl_lines(m) and not any(c.status == "fail" for c in more_checks):
+        word, reason = "inconclusive", decide.NO_NCCL_LINES
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "efa-verify", "version": __version__, "command": command},
+        "tool": checkmod.tool(command),
         "inputs": inputs,
         "instance": {"name": instance.name, "source": instance_source} if instance else None,
         "expect": {"provider": expected, "nodes": opts.expect_nodes},
@@ -248,27 +247,3 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
 
 def _word(value: object) -> str:
     return {True: "yes", False: "no", None: "unknown"}[value]  # type: ignore[index]
-
-
-def checks_result(command: str, checks: list[Check], policy: Policy,
-                  instance: Profile | None, extra: dict | None = None) -> dict:
-    """The same JSON contract for commands that produce checks but parse no logs."""
-    apply(policy, checks)
-    word, deciding = verdict(checks)
-    reason = "every required check passed" if deciding is None else \
-        f"{deciding.name}: {deciding.message}"
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "efa-verify", "version": __version__, "command": command},
-        "inputs": [],
-        "instance": {"name": instance.name, "source": "--instance-type"} if instance else None,
-        "expect": {},
-        "verdict": word, "verdict_reason": reason,
-        "transport": None, "provider": None, "efa_used": None, "gdr_used": None,
-        "plugin_version": None, "nccl_version": None, "libfabric_version": None,
-        "nodes": None, "ranks": None, "busbw_avg_GBps": None, "busbw_peak_GBps": None,
-        "wrong_values": None, "tests": [], "errors": [], "errors_dropped": 0,
-        "checks": [c.as_dict() for c in checks], "findings": {}, "ranks_detail": [],
-    }
-    result.update(extra or {})
-    return result

@@ -7,6 +7,11 @@ once per text after their channel number), and only the first occurrences
 that a verdict needs as evidence are located for their line number.  Lines
 that are not NCCL records are found from the pieces that carry them and kept
 for tier 2.  Logs whose every line prefix differs are counted by message.
+Where pieces (or messages) stop repeating because every process prints its
+own pid, host or rank (thousands of ranks), pieces are counted by shape:
+digits masked in C, each shape read once, per-process fields (ranks, device)
+left to the cited lines; ranks_detail then lists only cited ranks, without
+connection counts (see _scan_classes).
 """
 
 from __future__ import annotations
@@ -16,14 +21,33 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from verify.logparse.patterns import INFO_MARKER, WARN_MARKER, decode, parse_text, tier2_lines
+from verify.logparse.patterns import (
+    INFO_MARKER,
+    WARN_MARKER,
+    decode,
+    field_spans,
+    parse_text,
+    tier2_lines,
+)
 
 CHANNEL_HEAD_RE = re.compile(rb"Channel \d+(?:/\d+)? : ")
-WARN_RE = re.compile(WARN_MARKER + rb"([^\n]*)")
+# A WARN record's message, and the `file:line` (or function) its prefix names: an error
+# trace's source proves which transport ran (trace_transport in log_patterns.yaml).
+WARN_RE = re.compile(rb"(?:([\w./]+):\d+ )?" + WARN_MARKER + rb"([^\n]*)")
 INFO_MESSAGE_RE = re.compile(INFO_MARKER + rb"([^\n]*)")
 KEY_CACHE_MAX = 200_000  # distinct messages remembered (bounded memory)
 PREFIX_PROBE = 512  # new pieces in a block enough to tell whether line prefixes all differ
 MAX_EXTRA_PIECES = 64  # beyond this many, other lines are found by checking every line
+# Beyond this many distinct pieces, with most of a block's pieces new, line prefixes or
+# rank numbers make nearly every line distinct (a pid per rank at thousands of ranks):
+# the counter then counts pieces by their shape, digits masked (see _scan_classes).
+CLASS_MIN_PIECES = 8_192
+DIGIT_MASK = bytes.maketrans(b"0123456789", b"0000000000")
+# Fields naming one process (a channel's ranks and device, a comm line's rank): counted
+# by shape they are left out, so a job's thousands of ranks cost nothing per rank; the
+# cited lines keep them.
+RANKLESS = ("src", "dst", "dev", "rank")
+DIGITS_VARY = -1  # class id of a shape whose meaning depends on its digits
 
 Signature = tuple  # the events a message means: ((kind, ((field, value), ...)), ...)
 EXAMPLES_PER_FACT = 3  # located lines kept per evidence key in one byte range
@@ -63,17 +87,17 @@ def _numbered(data: bytes, line_base: int, items: list[tuple]) -> Iterator[tuple
         yield line_no, item
 
 
-def _own_line_warns(data: bytes) -> list[bytes]:
-    """The messages of WARN records not glued after an INFO record on their line (those
-    are read with that INFO message), each cut where a glued INFO record begins, as
-    the pieces are."""
+def _own_line_warns(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The (source, message) of WARN records not glued after an INFO record on their line
+    (those are read with that INFO message), each message cut where a glued INFO record
+    begins, as the pieces are."""
     found = []
     for match in WARN_RE.finditer(data):
         start = data.rfind(b"\n", 0, match.start()) + 1
         if data.find(INFO_MARKER, start, match.start()) < 0:
-            message = match.group(1)
+            message = match.group(2)
             glued = message.find(INFO_MARKER)
-            found.append(message if glued < 0 else message[:glued])
+            found.append((match.group(1) or b"", message if glued < 0 else message[:glued]))
     return found
 
 
@@ -102,7 +126,8 @@ class SignatureTable:
         if sid is not None:
             return sid
         if key.__class__ is tuple:
-            cache, text_key = self.id_of_text, WARN_MARKER + key[1]
+            source = key[2] + b":0 " if key[2] else b""  # type: ignore[index]
+            cache, text_key = self.id_of_text, source + WARN_MARKER + key[1]
             text = text_key
         else:
             end = key.find(b"\n")  # type: ignore[union-attr]
@@ -115,15 +140,59 @@ class SignatureTable:
             text = INFO_MARKER + message
         sid = cache.get(text_key)
         if sid is None:
-            sig = tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text))
-            sid = self.id_of_sig.get(sig)
-            if sid is None:
-                sid = self.id_of_sig[sig] = len(self.sigs)
-                self.sigs.append(sig)
-                self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
-            cache[text_key] = sid
+            sid = cache[text_key] = self.id_of_signature(
+                tuple((kind, tuple(fields.items())) for kind, fields in parse_text(text)))
         self.id_of_piece[key] = sid
         return sid
+
+    def id_of_signature(self, sig: Signature) -> int:
+        sid = self.id_of_sig.get(sig)
+        if sid is None:
+            sid = self.id_of_sig[sig] = len(self.sigs)
+            self.sigs.append(sig)
+            self.ev_keys.append(tuple(evidence_key(k, dict(f)) for k, f in sig))
+        return sid
+
+    def class_of(self, shape: bytes, piece: bytes) -> int | tuple:
+        """What a masked shape means, from one of its pieces: its signature id when
+        every piece of the shape means the same; a rankless channel signature when
+        only a channel's ranks and device vary; else where its fields stand (a
+        template: each piece's values are sliced from there), or DIGITS_VARY when
+        they cannot be placed (each piece is then read on its own)."""
+        exact, masked = self.id_of(piece), self.id_of(shape)
+        if exact == masked:
+            return exact
+        sig = self.sigs[masked]
+        if sig and all(kind == "channel" for kind, _ in sig):
+            return self.id_of_signature(tuple(
+                (kind, tuple((k, None if k in RANKLESS else v) for k, v in fields))
+                for kind, fields in sig))
+        end = shape.find(b"\n")
+        spans = field_spans(INFO_MARKER + (shape if end < 0 else shape[:end]))
+        if spans is None:
+            return DIGITS_VARY
+        spans = tuple((kind, tuple((name, None if name in RANKLESS else span)
+                                   for name, span in fields)) for kind, fields in spans)
+        skip = len(INFO_MARKER)
+        flat = tuple((a - skip, b - skip) for _, fields in spans for _, span in fields
+                     if span is not None for a, b in (span,))
+        return (spans, flat)
+
+    def id_of_values(self, template: tuple, values: tuple[bytes, ...]) -> int:
+        """The signature id of a templated piece whose field values are `values`."""
+        texts = [value.decode("utf-8", "replace") for value in values]
+        at = 0
+        sig = []
+        for kind, fields in template[0]:
+            items = []
+            for name, span in fields:
+                if span is None:
+                    items.append((name, None))
+                else:
+                    items.append((name, texts[at]))
+                    at += 1
+            sig.append((kind, tuple(items)))
+        return self.id_of_signature(tuple(sig))
 
     def trim(self) -> None:
         """Bounded memory: forget pieces and texts (they are parsed again if they
@@ -161,6 +230,11 @@ class Tier1Counter:
         self._dense = False  # too many such pieces: every line is checked instead
         self._by_message = False  # line prefixes all differ: count messages, not pieces
         self._warn_pieces: dict[bytes, list[tuple[bytes, bytes]]] = {}  # their WARN records
+        self._by_class = False  # nearly every piece distinct: count masked shapes
+        self._shapes: Counter = Counter()  # masked piece -> count (class mode)
+        self._class: dict[bytes, int | tuple] = {}  # masked piece -> class_of()
+        self._valued: dict[tuple, int] = {}  # (shape, field values) -> signature id
+        self._varying: set[bytes] = set()  # masked messages whose values differ by piece
         self.problems: list[str] = []
 
     def _claim(self, sid: int) -> bool:
@@ -181,10 +255,16 @@ class Tier1Counter:
         if not data.endswith(b"\n"):
             data = self._end_of_input(data)
         lines = data.count(b"\n")
-        if self._by_message:
+        known = len(self._raw)
+        if self._by_class:
+            self._scan_classes(data, line_base)
+        elif self._by_message:
             self._scan_messages(data, line_base, lines)
         else:
             self._scan_pieces(data, line_base)
+        if self._by_message and len(self._raw) > CLASS_MIN_PIECES and \
+                (len(self._raw) - known) * 2 > lines:
+            self._by_class = True  # messages stopped repeating too: count shapes
         if len(self._raw) >= KEY_CACHE_MAX:
             self._fold()
         self.lines += lines
@@ -211,6 +291,18 @@ class Tier1Counter:
         if len(new) >= PREFIX_PROBE and \
                 len({key[key.rfind(b"\n"):] for key in new}) * 2 > len(new):
             self._by_message = True  # the pieces' tails (next line's prefix) all differ
+        elif len(raw) > CLASS_MIN_PIECES and len(new) * 2 > len(parts):
+            # A prefix or rank number per line: this block and the next are counted by
+            # shape (the block's piece counts are taken back first).
+            self._by_class = True
+            fresh = set(new)
+            for key, count in Counter(parts).items():
+                if key in fresh:
+                    del raw[key]
+                else:
+                    raw[key] -= count
+            self._scan_classes(data, line_base)
+            return
         new += self._count_warns(head, new, before)
         todo = set()
         for key in new:
@@ -231,6 +323,116 @@ class Tier1Counter:
             if regions:
                 self._tier2(data, line_base, sorted(regions))
 
+    def _scan_classes(self, data: bytes, line_base: int) -> None:
+        """Count pieces by shape: digits masked in C (offsets unchanged), split on the
+        marker and counted in C, so a distinct pid, host number or rank per line costs
+        nothing.  A shape is read once, from its first piece: most mean the same
+        whatever their digits; channel lines are counted by connection kind (their
+        ranks come from the cited lines); the few shapes whose digits are their
+        meaning (versions, comm lines: one per rank and communicator) are read piece
+        by piece, as the piece counter would.
+        """
+        masked = data.translate(DIGIT_MASK)
+        parts = masked.split(INFO_MARKER)
+        head = parts[0]
+        del parts[0]
+        block = Counter(parts)
+        shapes, classes, raw = self._shapes, self._class, self._raw
+        shapes.update(block)
+        found: list[tuple[int, bytes | tuple]] = []
+        extra = []
+        valued = self._valued
+        templated: dict[bytes, tuple] = {}
+        for shape in block:
+            cls = classes.get(shape)
+            if cls is None:
+                at = masked.find(INFO_MARKER + shape) + len(INFO_MARKER)
+                piece = data[at:at + len(shape)]
+                cls = classes[shape] = SIGNATURES.class_of(shape, piece)
+                if cls.__class__ is int and cls != DIGITS_VARY and \
+                        self._claim(SIGNATURES.id_of(piece)):
+                    found.append((at, piece))  # cited as itself; its count moves with it
+                    shapes[shape] -= 1
+                    raw[piece] += 1
+            if cls.__class__ is tuple:  # read in the pass below
+                shapes[shape] -= block[shape]
+                templated[shape] = cls
+            if cls == DIGITS_VARY:
+                shapes[shape] -= block[shape]
+                needle, size = INFO_MARKER + shape, len(shape)
+                at = masked.find(needle)
+                while at >= 0:
+                    start = at + len(INFO_MARKER)
+                    if start + size == len(masked) or \
+                            masked.startswith(INFO_MARKER, start + size):  # a whole piece
+                        piece = data[start:start + size]
+                        raw[piece] += 1
+                        if raw[piece] == 1 and self._claim(SIGNATURES.id_of(piece)):
+                            found.append((start, piece))
+                    at = masked.find(needle, start + 1)
+            if shape.count(b"\n") > 1:
+                extra.append(shape)
+        if templated:
+            self._read_templated(data, masked, templated, block, found)
+        if len(valued) > KEY_CACHE_MAX:
+            valued.clear()  # a cache: the counts are already in self._counts
+        if WARN_MARKER in data:
+            warns = Counter((b"WARN", m, s or b"") for s, m in _own_line_warns(data))
+            known = len(raw)
+            raw.update(warns)
+            found += [(data.find(WARN_MARKER + key[1]), key) for key in self._new_keys(known)
+                      if self._claim(SIGNATURES.id_of(key))]
+        if found:
+            self._cite(data, line_base, found)
+        if len(extra) > MAX_EXTRA_PIECES:
+            self.tier2.extend(tier2_lines(data, line_base))
+            return
+        regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
+        for shape in extra:
+            regions.extend(_occurrences(masked, shape))
+        if regions:
+            self._tier2(data, line_base, sorted(regions))
+
+    def _read_templated(self, data: bytes, masked: bytes, templated: dict[bytes, tuple],
+                        block: Counter, found: list) -> None:
+        """Count the pieces of shapes whose digits are their meaning.  Shapes with the
+        same masked message whose every piece prints the same message (a version
+        line on every rank) are counted at once, checked by counting that message in
+        C; the others (a comm line per rank) are read piece by piece, each value
+        sliced where the shape puts it."""
+        by_message: dict[bytes, list[bytes]] = {}
+        for shape in templated:
+            end = shape.find(b"\n")
+            by_message.setdefault(shape if end < 0 else shape[:end + 1], []).append(shape)
+        valued, counts = self._valued, self._counts
+        for message, shapes in by_message.items():
+            first = masked.find(INFO_MARKER + message) + len(INFO_MARKER)
+            text = data[first:first + len(message)]
+            total = sum(block[shape] for shape in shapes)
+            if total > 2 and message not in self._varying and \
+                    data.count(INFO_MARKER + text) == total:
+                sid = SIGNATURES.id_of(text)
+                counts[sid] += total
+                if self._claim(sid):
+                    found.append((first, text))
+                continue
+            self._varying.add(message)  # (a comm line per rank): not checked again
+            for shape in shapes:
+                cls, needle, size = templated[shape], INFO_MARKER + shape, len(shape)
+                at = masked.find(needle)
+                while at >= 0:
+                    start = at + len(INFO_MARKER)
+                    if start + size == len(masked) or masked.startswith(INFO_MARKER,
+                                                                        start + size):
+                        key = (shape, tuple([data[start + a:start + b] for a, b in cls[1]]))
+                        sid = valued.get(key)
+                        if sid is None:
+                            sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
+                            if self._claim(sid):
+                                found.append((start, data[start:start + size]))
+                        counts[sid] += 1
+                    at = masked.find(needle, start + 1)
+
     def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
         """Count each record's message (a line's text after its first marker) in C.
         Slower than pieces where pieces repeat, but independent of line prefixes.
@@ -240,7 +442,7 @@ class Tier1Counter:
         infos = INFO_MESSAGE_RE.findall(data)
         raw.update(infos)
         warns = _own_line_warns(data) if WARN_MARKER in data else []
-        raw.update((b"WARN", m) for m in warns)
+        raw.update((b"WARN", m, s or b"") for s, m in warns)
         found, pos = [], 0
         for key in self._new_keys(known):
             if self._claim(SIGNATURES.id_of(key)):
@@ -266,11 +468,11 @@ class Tier1Counter:
                 # A WARN on the piece's first line is glued after its INFO record and is
                 # read with that message; only the lines after it hold WARN records.
                 lines_at = key.find(b"\n") + 1
-                warn_pieces[key] = [(b"WARN", m) for m in WARN_RE.findall(key, lines_at)] \
+                warn_pieces[key] = [(b"WARN", m, s) for s, m in WARN_RE.findall(key, lines_at)] \
                     if lines_at else []
         warns: Counter = Counter()
         if WARN_MARKER in head:
-            warns.update((b"WARN", m) for m in WARN_RE.findall(head))
+            warns.update((b"WARN", m, s) for s, m in WARN_RE.findall(head))
         for (piece, pairs), seen in itertools.zip_longest(warn_pieces.items(), before,
                                                           fillvalue=0):
             if (delta := raw[piece] - seen) > 0:  # type: ignore[operator]
@@ -342,6 +544,11 @@ class Tier1Counter:
         for key, count in self._raw.items():
             counts[id_of(key)] += count
         self._raw.clear()
+        for shape, count in self._shapes.items():
+            if count:
+                counts[self._class[shape]] += count
+        self._shapes.clear()
+        self._valued.clear()
         self._warn_pieces.clear()
         SIGNATURES.trim()
 
@@ -353,6 +560,6 @@ class Tier1Counter:
         self.signatures = Counter({sigs[sid]: n for sid, n in self._counts.items() if sigs[sid]})
         self.examples = {sigs[sid]: found for sid, found in self._examples.items()}
         for table in (self._counts, self._closed, self._cited, self._examples, self._extra,
-                      self._warn_pieces):
+                      self._warn_pieces, self._class):
             table.clear()
         return self

@@ -1,0 +1,101 @@
+"""Progress of long steps: on stderr, plain lines off a terminal, a bar on one, --quiet."""
+
+import io
+import sys
+
+import pytest
+
+import buildkit.progress as progress_mod
+from buildkit.baseimage import _stage
+from buildkit.progress import Progress
+from tests import procs
+from tests.conftest import ROOT
+from tests.procs import EFAKIT
+
+SHARED_SOURCES = ROOT.parent / "shared" / "artifacts" / "sources"
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _not_quiet(monkeypatch):
+    monkeypatch.setattr(progress_mod, "_quiet", False)
+
+
+def test_off_a_terminal_each_new_stage_is_one_plain_line():
+    out = io.StringIO()
+    p = Progress("build ec2", out)
+    p.note("building efakit-test/x:1; full log: out/build/x/build.log")
+    for step in ("[1/3] FROM base", "[1/3] FROM base", "[2/3] RUN make", "[3/3] COPY a b"):
+        p.status(step)
+    p.transfer("a.tar.gz", 10, 100)  # bars are for terminals
+    p.done()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "efakit build ec2: building efakit-test/x:1; full log: out/build/x/build.log"
+    assert [line.split("s ", 1)[1] for line in lines[1:]] == [
+        "[1/3] FROM base", "[2/3] RUN make", "[3/3] COPY a b"]
+    assert "\r" not in out.getvalue()
+
+
+def test_on_a_terminal_the_status_line_and_the_bar_are_rewritten():
+    out = Tty()
+    p = Progress("fetch-artifacts", out)
+    p.transfer("libfabric-2.6.0.tar.gz", 5_000_000, 10_000_000)
+    p.status("wheels for base")
+    p.note("done")
+    text = out.getvalue()
+    assert "\r\033[Klibfabric-2.6.0.tar.gz [###############...............]" in text
+    assert "5.0/10.0 MB" in text
+    assert text.endswith("\r\033[Kefakit fetch-artifacts: done\n")  # a note clears the line
+
+
+def test_quiet_silences_progress(monkeypatch):
+    monkeypatch.setattr(progress_mod, "_quiet", True)
+    out = Tty()
+    p = Progress("build ec2", out)
+    p.note("x")
+    p.status("y")
+    p.transfer("z", 1, 2)
+    p.done()
+    assert out.getvalue() == ""
+
+
+def test_debootstrap_lines_fold_into_stages():
+    assert _stage("I: Retrieving libc6 2.36-9") == "debootstrap: retrieving packages"
+    assert _stage("I: Retrieving InRelease ") == "debootstrap: Retrieving InRelease"
+    assert _stage("I: Resolving dependencies of required packages...") == \
+        "debootstrap: Resolving dependencies of required packages"
+    assert _stage("I: Configuring libc-bin...") == "debootstrap: configuring packages"
+    assert _stage("I: Configuring required packages...") == \
+        "debootstrap: Configuring required packages"
+    assert _stage("W: Cannot check Release signature") is None
+
+
+@pytest.mark.skipif(not SHARED_SOURCES.is_dir(), reason="no ../shared/artifacts/sources here")
+def test_fetch_artifacts_says_each_file_on_stderr_and_quiet_says_nothing(tmp_path):
+    from buildkit.mirror import fetch_downloads
+    from buildkit.spec import load_spec
+
+    spec = load_spec(ROOT / "images" / "pytorch.yaml", profile="offline")
+    err = io.StringIO()
+    saved, sys.stderr = sys.stderr, err
+    try:
+        fetch_downloads(spec, tmp_path, update_pins=False)
+    finally:
+        sys.stderr = saved
+    lines = err.getvalue().splitlines()
+    for comp in spec.components.values():
+        if (comp or {}).get("url"):
+            name = comp["file"]
+            assert f"efakit fetch-artifacts: {name}: from the local source mirror " \
+                f"{SHARED_SOURCES}" in lines
+            assert any(line.startswith(f"efakit fetch-artifacts: {name}: ")
+                       and line.endswith("MB, pin checked") for line in lines)
+
+
+def test_efakit_quiet_flag_is_accepted_and_help_documents_it():
+    proc = procs.run([*EFAKIT, "--help"], capture_output=True, text=True)
+    assert "--quiet" in proc.stdout and "No progress on stderr" in proc.stdout
