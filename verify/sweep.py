@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -140,13 +140,15 @@ class Sweep:
     """The sweep's state and rounds; `run()` drives a Runner to the end."""
 
     def __init__(self, nodes: Sequence[str], runner: Runner, coverage: int | None = None,
-                 max_rounds: int | None = None, seed: int = 0) -> None:
+                 max_rounds: int | None = None, seed: int = 0,
+                 progress: Callable[[str], None] | None = None) -> None:
         if len(set(nodes)) != len(nodes):
             raise SweepError("sweep: a node is listed twice")
         if len(nodes) < 2:
             raise SweepError(f"sweep: needs at least 2 nodes, got {len(nodes)}")
         conf = table()
         self.runner = runner
+        self.progress = progress or (lambda _line: None)
         self.coverage = conf["rounds"]["coverage"] if coverage is None else coverage
         self.max_rounds = max_rounds or max(conf["rounds"]["max"], self.coverage + 2)
         self.bw = conf["bandwidth"]
@@ -275,6 +277,9 @@ class Sweep:
         self.rounds.append(RoundLog(number, len(pairs), failed,
                                     max((results[p].elapsed for p in pairs), default=0.0),
                                     kind))
+        self.progress(f"round {number} ({kind}): {len(pairs)} pairs, {failed} failed; "
+                      f"{sum(s.accused for s in self.nodes.values())} nodes accused, "
+                      f"{len(self._unresolved())} unsettled")
 
     def _suspect_links(self) -> list[Pair]:
         return sorted(p for p, runs in self.trials.items()
@@ -290,6 +295,8 @@ class Sweep:
                                                               self.nodes.values()),
                                     max((t.elapsed for t in checks.values()), default=0.0),
                                     "node-checks"))
+        self.progress(f"node checks: {len(self.nodes)} nodes, "
+                      f"{self.rounds[0].failed} failed")
         pair_rounds = 0
         while pair_rounds < self.max_rounds:
             coverage = pair_rounds if pair_rounds < self.coverage else None

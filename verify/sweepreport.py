@@ -27,8 +27,8 @@ def _transport(result: SweepResult, node: str) -> tuple[str | None, bool | None]
             for _, t in runs if node in t.transport]
     transports = {t.transport[node] for t in seen if t.transport[node]}
     gdrs = {t.gdr.get(node) for t in seen} - {None}
-    transport = ("NET/Socket" if "NET/Socket" in transports else
-                 next(iter(sorted(transports)), None))
+    worst = [t for t in sorted(transports) if "socket" in t.lower()]
+    transport = (worst or sorted(transports) or [None])[0]
     return transport, (False if False in gdrs else True if gdrs else None)
 
 

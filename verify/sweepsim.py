@@ -73,7 +73,7 @@ class SimulatedFabric:
         m = self.model
         where = "+".join(pair)
         ratio, status, evidence = 1.0, "pass", []
-        transport = dict.fromkeys(pair, "NET/Libfabric")
+        transport = dict.fromkeys(pair, "libfabric")  # the parser's words
         gdr: dict[str, bool | None] = dict.fromkeys(pair, True)
 
         def channel(node: str, rank: int, via: str) -> dict:
@@ -88,7 +88,7 @@ class SimulatedFabric:
                     "version 2.1"),), f"no rank printed anything for {m['hang_s']} s",
                     m["hang_s"])
             if kind == "socket":
-                transport[node], gdr[node], status = "NET/Socket", False, "fail"
+                transport[node], gdr[node], status = "socket", False, "fail"
                 ratio = min(ratio, m["socket_busbw_GBps"] / m["busbw_GBps"])
                 evidence.append(channel(node, rank, "NET/Socket/0"))
             elif kind == "no_gdr":
@@ -108,6 +108,8 @@ class SimulatedFabric:
         busbw = m["busbw_GBps"] * ratio * (1 + self.rng.gauss(0, m["noise"]))
         if busbw < BANDWIDTH_FRACTION * m["busbw_GBps"]:
             status = "fail"  # the run's own bandwidth check, with --instance-type p5
+            evidence.append({**_line(where, pair[0], 0, f"# Avg bus bandwidth    : {busbw:.2f}"),
+                             "node": None})
         # half launch and init, half data; the pair timeout bounds a crawl
         elapsed = min(m["pair_s"] * (0.5 + 0.5 / ratio), m["hang_s"])
         return Trial(status, round(busbw, 2), transport, gdr, tuple(evidence), "", elapsed)
