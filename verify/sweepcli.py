@@ -31,7 +31,7 @@ def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
 
 def check_allocation(plan, env: dict[str, str]) -> None:
     """A Slurm node list longer than the job's node count is a wrong list, not a bigger job."""
-    allocated = env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES")
+    allocated = env.get("SLURM_JOB_NUM_NODES")  # the job's; SLURM_NNODES is the step's
     if plan.source.startswith("slurm") and allocated and allocated.isdigit() \
             and len(plan.hosts) > int(allocated):
         raise CliError(f"SLURM_JOB_NODELIST expands to {len(plan.hosts)} nodes but the job "
