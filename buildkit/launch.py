@@ -83,7 +83,9 @@ def _env_step(job: Job, slurm: bool = False) -> str:
     must not become the ranks per host (--gpus-per-host sets those).
     """
     step = f'eval "$(efa-verify env --shell --instance-type {job.profile.name})"'
-    return f"unset SLURM_NTASKS_PER_NODE; {step}" if slurm else step
+    # OMPI_MCA_plm=rsh: inside an allocation Open MPI would start its daemons
+    # with srun, in a step that holds one node; the run's reaping needs ssh anyway.
+    return f"unset SLURM_NTASKS_PER_NODE; export OMPI_MCA_plm=rsh; {step}" if slurm else step
 
 
 def slurm_script(job: Job, container: str, partition: str | None, time_limit: str | None,
@@ -117,6 +119,7 @@ def slurm_script(job: Job, container: str, partition: str | None, time_limit: st
         f"# efakit launch slurm: efa-verify {job.command} on {job.nodes} x {job.profile.name} "
         f"({job.gpus_per_node} GPUs each, {job.profile.efa_devices} EFA devices).",
         "# Nothing is submitted by efakit: read this, then `sbatch` it.",
+        f"# Create {job.output_dir} first: Slurm opens --output before the script runs.",
         f"#SBATCH --job-name={job_name}",
         f"#SBATCH --nodes={job.nodes}",
         "#SBATCH --ntasks-per-node=1",
