@@ -153,6 +153,8 @@ def slurm_cluster(shared: Path, base: str = "efakit/pytorch:ci") -> Iterator[str
         for host, name in names.items():
             _docker("run", "-d", "--rm", "--name", name, "--hostname", host, "--network",
                     network, "--network-alias", host, "-v", f"{shared}:/fsx",
+                    "-v", f"{SLURM_CONTEXT / 'slurm.conf'}:/etc/slurm/slurm.conf:ro",
+                    "-v", f"{SLURM_CONTEXT / 'gres.conf'}:/etc/slurm/gres.conf:ro",
                     "-e", "EFAKIT_IMDS=off", SLURM_IMAGE, "start-node", host)
         for _ in range(120):
             idle = _docker("exec", names["ctl"], "sinfo", "-h", "-N", "-o", "%N %T",
