@@ -83,9 +83,12 @@ def _env_step(job: Job, slurm: bool = False) -> str:
     must not become the ranks per host (--gpus-per-host sets those).
     """
     step = f'eval "$(efa-verify env --shell --instance-type {job.profile.name})"'
-    # OMPI_MCA_plm=rsh: inside an allocation Open MPI would start its daemons
-    # with srun, in a step that holds one node; the run's reaping needs ssh anyway.
-    return f"unset SLURM_NTASKS_PER_NODE; export OMPI_MCA_plm=rsh; {step}" if slurm else step
+    # Inside an allocation Open MPI would start its daemons with srun (plm) in a
+    # step that holds one node, and take its host list from that step (ras: "All
+    # nodes which are allocated for this job are already filled", seen here);
+    # efa-verify names the hosts itself, and its reaping needs ssh anyway.
+    mpi = "export OMPI_MCA_plm=rsh OMPI_MCA_ras=^slurm"
+    return f"unset SLURM_NTASKS_PER_NODE; {mpi}; {step}" if slurm else step
 
 
 def slurm_script(job: Job, container: str, partition: str | None, time_limit: str | None,

@@ -155,6 +155,8 @@ def slurm_cluster(shared: Path, base: str = "efakit/pytorch:ci") -> Iterator[str
                     network, "--network-alias", host, "-v", f"{shared}:/fsx",
                     "-v", f"{SLURM_CONTEXT / 'slurm.conf'}:/etc/slurm/slurm.conf:ro",
                     "-v", f"{SLURM_CONTEXT / 'gres.conf'}:/etc/slurm/gres.conf:ro",
+                    # this tree's verifier, not the one the image was built with
+                    "-v", f"{SLURM_CONTEXT.parents[2]}:/src:ro", "-e", "PYTHONPATH=/src",
                     "-e", "EFAKIT_IMDS=off", SLURM_IMAGE, "start-node", host)
         for _ in range(120):
             idle = _docker("exec", names["ctl"], "sinfo", "-h", "-N", "-o", "%N %T",
