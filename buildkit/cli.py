@@ -546,6 +546,16 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
     sys.exit(code)
 
 
+def _add_launch() -> None:
+    """`efakit launch`, in its own module."""
+    from buildkit.launchcli import launch
+
+    main.add_command(launch)
+
+
+_add_launch()
+
+
 @main.command("fetch-artifacts")
 @click.argument("framework")
 @click.argument("mirror", type=click.Path(path_type=Path))

@@ -1,4 +1,4 @@
-"""Real local services for push tests: Debian's docker-registry and moto's server.
+"""Real local services for tests: Debian's docker-registry, moto's server, a Slurm cluster.
 
 Each is started on a free 127.0.0.1 port for the tests that need it and
 stopped afterwards; a missing binary is a skip with the reason, a failure in CI
@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,57 @@ def aws_env(endpoint: str) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+SLURM_IMAGE = "efakit-test/slurm:bookworm"
+SLURM_NODES = ("n1", "n2", "n3")
+SLURM_CONTEXT = Path(__file__).resolve().parent / "fixtures" / "slurm"
+# Debian's client speaks to Debian's engine (another client first on PATH may not).
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
+
+def _docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args[:3])}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+@contextlib.contextmanager
+def slurm_cluster(shared: Path, base: str = "efakit/pytorch:ci") -> Iterator[str]:
+    """Debian's Slurm in containers of the offline image: a controller `ctl` and
+    compute nodes n1-n3 (munge, slurmd, sshd) on their own Docker network, with
+    `shared` mounted at /fsx on all.  Yields the controller's container name.
+
+    The image (tests/fixtures/slurm) is built on first use from `base`.
+    """
+    if _docker("image", "inspect", SLURM_IMAGE, check=False).returncode != 0:
+        _docker("build", "--build-arg", f"BASE={base}", "-t", SLURM_IMAGE,
+                str(SLURM_CONTEXT), timeout=1800)
+    tag = uuid.uuid4().hex[:8]
+    network = f"efakit-test-slurm-{tag}"
+    names = {host: f"efakit-test-{host}-{tag}" for host in ("ctl", *SLURM_NODES)}
+    _docker("network", "create", network)
+    try:
+        for host, name in names.items():
+            _docker("run", "-d", "--rm", "--name", name, "--hostname", host, "--network",
+                    network, "--network-alias", host, "-v", f"{shared}:/fsx",
+                    "-v", f"{SLURM_CONTEXT / 'slurm.conf'}:/etc/slurm/slurm.conf:ro",
+                    "-v", f"{SLURM_CONTEXT / 'gres.conf'}:/etc/slurm/gres.conf:ro",
+                    # this tree's verifier, not the one the image was built with
+                    "-v", f"{SLURM_CONTEXT.parents[2]}:/src:ro", "-e", "PYTHONPATH=/src",
+                    "-e", "EFAKIT_IMDS=off", SLURM_IMAGE, "start-node", host)
+        for _ in range(120):
+            idle = _docker("exec", names["ctl"], "sinfo", "-h", "-N", "-o", "%N %T",
+                           check=False).stdout.split("\n")
+            if sum(line.endswith("idle") for line in idle) == len(SLURM_NODES):
+                break
+            time.sleep(1)
+        else:
+            logs = _docker("exec", names["ctl"], "cat", "/var/log/slurm/slurmctld.log",
+                           check=False).stdout
+            raise RuntimeError(f"Slurm nodes never became idle: {idle}\n{logs[-2000:]}")
+        yield names["ctl"]
+    finally:
+        _docker("rm", "-f", *names.values(), check=False)
+        _docker("network", "rm", network, check=False)

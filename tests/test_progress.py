@@ -9,10 +9,7 @@ import buildkit.progress as progress_mod
 from buildkit.baseimage import _stage
 from buildkit.progress import Progress
 from tests import procs
-from tests.conftest import ROOT
 from tests.procs import EFAKIT
-
-SHARED_SOURCES = ROOT.parent / "shared" / "artifacts" / "sources"
 
 
 class Tty(io.StringIO):
@@ -74,16 +71,21 @@ def test_debootstrap_lines_fold_into_stages():
     assert _stage("W: Cannot check Release signature") is None
 
 
-@pytest.mark.skipif(not SHARED_SOURCES.is_dir(), reason="no ../shared/artifacts/sources here")
-def test_fetch_artifacts_says_each_file_on_stderr_and_quiet_says_nothing(tmp_path):
+def test_fetch_artifacts_says_each_file_on_stderr(tmp_path, monkeypatch):
+    """Stand-in archives pinned by their own trees: no ../shared needed."""
     from buildkit.mirror import fetch_downloads
     from buildkit.spec import load_spec
+    from tests.test_mirror import _home_with_pins, _stand_in_mirror
 
-    spec = load_spec(ROOT / "images" / "pytorch.yaml", profile="offline")
+    sources = _stand_in_mirror(tmp_path)
+    home = _home_with_pins(tmp_path, sources)
+    spec = load_spec(home / "images" / "pytorch.yaml", profile="offline")
+    monkeypatch.setenv("EFAKIT_SOURCES", str(sources))
     err = io.StringIO()
     saved, sys.stderr = sys.stderr, err
     try:
-        fetch_downloads(spec, tmp_path, update_pins=False)
+        (tmp_path / "out").mkdir()
+        fetch_downloads(spec, tmp_path / "out", update_pins=False)
     finally:
         sys.stderr = saved
     lines = err.getvalue().splitlines()
@@ -91,7 +93,7 @@ def test_fetch_artifacts_says_each_file_on_stderr_and_quiet_says_nothing(tmp_pat
         if (comp or {}).get("url"):
             name = comp["file"]
             assert f"efakit fetch-artifacts: {name}: from the local source mirror " \
-                f"{SHARED_SOURCES}" in lines
+                f"{sources}" in lines
             assert any(line.startswith(f"efakit fetch-artifacts: {name}: ")
                        and line.endswith("MB, pin checked") for line in lines)
 

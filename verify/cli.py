@@ -421,5 +421,14 @@ def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | 
     sys.exit(int(report.VERDICT_EXIT[result["verdict"]]) if code is None else code)
 
 
+def _add_commands() -> None:
+    """Commands that live in their own modules."""
+    from verify.sweepcli import sweep
+
+    main.add_command(sweep)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main()

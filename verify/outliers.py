@@ -11,7 +11,7 @@ passes {name: figure} and gets the names back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from statistics import median
 
@@ -21,7 +21,7 @@ MIN_PEERS = 3  # with fewer values there is no "peers" to be far from
 
 @dataclass(frozen=True)
 class Outlier:
-    name: str
+    name: Hashable
     value: float
     median: float
     score: float  # modified z-score (negative: below the median)
@@ -38,22 +38,26 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:g}"
 
 
-def low_outliers(values: Mapping[str, float], threshold: float = Z_THRESHOLD,
-                 min_fraction: float = 0.9) -> list[Outlier]:
+def low_outliers(values: Mapping[Hashable, float], threshold: float = Z_THRESHOLD,
+                 min_fraction: float = 0.9,
+                 peers: Iterable[float] | None = None) -> list[Outlier]:
     """Values far below their peers, lowest first.
 
     An entry must be past `threshold` modified z-scores below the median and
     below `min_fraction` of the median, so a tight healthy cluster (tiny MAD)
     does not turn 1% of noise into an outlier.  When more than half the values
     are identical the MAD is 0; then anything below `min_fraction` of the median
-    is named.
+    is named.  `peers` (default: the values themselves) is the population the
+    median and MAD come from: a sweep judges one round's pairs against every
+    pair run so far.
     """
-    if len(values) < MIN_PEERS:
+    population = list(values.values() if peers is None else peers)
+    if len(population) < MIN_PEERS:
         return []
-    mid = median(values.values())
+    mid = median(population)
     if mid <= 0:
         return []
-    mad = median(abs(v - mid) for v in values.values())
+    mad = median(abs(v - mid) for v in population)
     out = []
     for name, value in values.items():
         if value >= mid * min_fraction:
