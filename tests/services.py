@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests import procs
-from tests.conftest import missing
+from tests.conftest import CI_EC2, missing
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 MOTO_ACCOUNT = "123456789012"  # moto's default account
@@ -134,7 +134,7 @@ def _docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.
 
 
 @contextlib.contextmanager
-def slurm_cluster(shared: Path, base: str = "efakit/pytorch:ci") -> Iterator[str]:
+def slurm_cluster(shared: Path, base: str = CI_EC2) -> Iterator[str]:
     """Debian's Slurm in containers of the offline image: a controller `ctl` and
     compute nodes n1-n3 (munge, slurmd, sshd) on their own Docker network, with
     `shared` mounted at /fsx on all.  Yields the controller's container name.

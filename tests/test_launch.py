@@ -44,7 +44,7 @@ def bash_parses(text: str, tmp_path) -> None:
 
 
 def test_pyxis_script_asks_for_the_nodes_gpus_and_runs_the_sweep_in_the_image(tmp_path):
-    text = slurm("--nodes", "16", "--image", "ecr#efakit/pytorch:1.0", "--partition", "gpu",
+    text = slurm("--nodes", "16", "--image", "ecr#efakit-test/pytorch:1.0", "--partition", "gpu",
                  "--time", "1:00:00", "--exclude", "p5-[003,017]")
     bash_parses(text, tmp_path)
     sbatch = dict(re.findall(r"^#SBATCH --([a-z-]+)(?:=(.*))?$", text, re.M))
@@ -54,7 +54,7 @@ def test_pyxis_script_asks_for_the_nodes_gpus_and_runs_the_sweep_in_the_image(tm
                       "exclude": "p5-[003,017]"}
     steps = [line for line in text.splitlines() if line.startswith("srun ")]
     assert len(steps) == 2
-    assert "--container-image='ecr#efakit/pytorch:1.0' --container-name=efakit" in steps[0]
+    assert "--container-image='ecr#efakit-test/pytorch:1.0' --container-name=efakit" in steps[0]
     assert "/usr/sbin/sshd -D -p 2222" in steps[0] and steps[0].endswith(" &")
     assert "--container-name=efakit" in steps[1] and "--container-image" not in steps[1]
     assert "ssh -p 2222" in steps[1]  # mpirun reaches the other containers' sshd
@@ -65,10 +65,10 @@ def test_pyxis_script_asks_for_the_nodes_gpus_and_runs_the_sweep_in_the_image(tm
 
 
 def test_enroot_and_bare_metal_scripts_parse_and_run_efa_verify_once(tmp_path):
-    enroot = slurm("--nodes", "4", "--container", "enroot", "--image", "efakit/pytorch:1.0",
+    enroot = slurm("--nodes", "4", "--container", "enroot", "--image", "efakit-test/pytorch:1.0",
                    "--command", "run", "--gpus-per-node", "4")
     bash_parses(enroot, tmp_path)
-    assert "enroot import --output \"$SQSH\" docker://efakit/pytorch:1.0" in enroot
+    assert "enroot import --output \"$SQSH\" docker://efakit-test/pytorch:1.0" in enroot
     assert "efa-verify run --instance-type p5.48xlarge --gpus-per-host 4" in enroot
     bare = slurm("--nodes", "2", "--container", "none", "--arg", "--rounds", "--arg", "4")
     bash_parses(bare, tmp_path)
@@ -97,8 +97,8 @@ def test_output_file_is_written_and_the_summary_goes_to_stderr(tmp_path):
       "soon"], "--time 'soon': not a Slurm time"),
     (["slurm", "--instance-type", "p5", "--nodes", "2", "--container", "none",
       "--output-dir", "rel/dir"], "--output-dir 'rel/dir': an absolute path"),
-    (["eks", "--instance-type", "p5", "--nodes", "2", "--image", "efakit/pytorch:1.0"],
-     "--image efakit/pytorch:1.0: no digest (@sha256:...)"),
+    (["eks", "--instance-type", "p5", "--nodes", "2", "--image", "efakit-test/pytorch:1.0"],
+     "--image efakit-test/pytorch:1.0: no digest (@sha256:...)"),
     (["eks", "--instance-type", "g5.xlarge", "--nodes", "2", "--image", DIGEST],
      "g5.xlarge has no EFA device"),
     (["eks", "--instance-type", "p5", "--nodes", "2", "--image", DIGEST, "--name", "Bad_Name"],
@@ -181,7 +181,7 @@ def test_mpijob_schema_check_catches_a_broken_manifest():
 def test_the_pod_templates_are_valid_kubernetes_pods():
     kv = pytest.importorskip("kubernetes_validate",
                              reason="kubernetes-validate: not installed (the test extra has it)")
-    job = manifest("--instance-type", "p5", "--nodes", "2", "--image", "efakit/pytorch:1.0",
+    job = manifest("--instance-type", "p5", "--nodes", "2", "--image", "efakit-test/pytorch:1.0",
                    "--allow-tag", "--namespace", "ml")
     assert job["metadata"]["namespace"] == "ml"
     for role in ("Launcher", "Worker"):
