@@ -154,8 +154,9 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
         # change the created label, i.e. move an immutable tag to a new digest.
         log.write_text(f"{tag} exists: same inputs, nothing built\n", encoding="utf-8")
         return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
-    if not force and reuse_registry(engine, tag, reuse_from):
-        log.write_text(f"{tag} pulled from {reuse_from}: same inputs, nothing built\n",
+    pulled = None if force else reuse_registry(engine, tag, reuse_from)
+    if pulled is not None:
+        log.write_text(f"{tag} pulled from {pulled}: same inputs, nothing built\n",
                        encoding="utf-8")
         return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -190,8 +191,9 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
     return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
 
 
-def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
-    """Pull the content tag from the registry it is pushed to, when it is there.
+def reuse_registry(engine: Engine, tag: str, target: Target | None) -> str | None:
+    """Pull the content tag from the registry it is pushed to, when it is there; the
+    reference pulled, or None (then the caller builds).
 
     Two clean builds of the same inputs differ in digest (the image config's created
     times and label; apt and pip versions resolved at build time; Docker 20.10's
@@ -203,7 +205,7 @@ def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
         print(f"efakit: content tag {name} checked in the local engine only (no --reuse-from "
               "registry): a rebuild here gets a new digest, which gate --push refuses if "
               "the registry has this tag", file=sys.stderr)
-        return False
+        return None
     from buildkit import ecr
 
     session = None
@@ -211,7 +213,7 @@ def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
         session = ecr.login(engine.client, ecr.client(target.region), target)
         found = ecr.remote_manifest(session, name)
         if found is None:
-            return False
+            return None
         pulled = session.run("pull", target.ref(name), timeout=3600)
         if pulled.returncode != 0:
             last = (pulled.stderr.strip().splitlines() or ["?"])[-1]
@@ -219,12 +221,12 @@ def reuse_registry(engine: Engine, tag: str, target: Target | None) -> bool:
         engine.run("tag", target.ref(name), tag)
         print(f"efakit: {tag} is in the registry ({found[0]}): pulled, not rebuilt",
               file=sys.stderr)
-        return True
+        return target.ref(name)
     except (CliError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"efakit: cannot check the registry for {target.ref(name)} ({exc}); building: "
               "gate --push refuses it if the registry has this tag with another digest",
               file=sys.stderr)
-        return False
+        return None
     finally:
         if session is not None:
             session.close()

@@ -16,7 +16,7 @@ TAG = "efakit-test/pytorch:pytorch2.13-cuda13.3-efasrc-ofi1.21-nccl2.29-ec2-0123
 
 
 def test_without_a_registry_one_line_says_only_the_engine_was_checked(capsys):
-    assert reuse_registry(Engine("docker", False), TAG, None) is False
+    assert reuse_registry(Engine("docker", False), TAG, None) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "local engine only" in err
 
@@ -29,7 +29,7 @@ def test_a_registry_that_cannot_be_asked_is_one_line_not_a_failure(capsys, monke
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     target = parse_target("123456789012.dkr.ecr.us-east-1.amazonaws.com/efakit-test", None, {})
-    assert reuse_registry(Engine("docker", False), TAG, target) is False
+    assert reuse_registry(Engine("docker", False), TAG, target) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot check the registry" in err
 
