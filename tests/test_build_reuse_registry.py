@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import uuid
@@ -98,10 +99,12 @@ def push(local: str, remote: str, registry: str) -> None:
 def recording_client(directory: Path) -> tuple[Path, Path]:
     """(bin directory, call log): `docker` there logs its arguments, then runs Debian's
     client (the one efakit would pick: BuildKit without buildx)."""
+    real = shutil.which(DOCKER)  # absolute: the recorder must not find itself on PATH
+    assert real is not None
     directory.mkdir()
     calls = directory / "calls.log"
     shim = directory / "docker"
-    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\nexec {DOCKER} "$@"\n')
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\nexec {real} "$@"\n')
     shim.chmod(0o755)
     return directory, calls
 
