@@ -106,11 +106,12 @@ def _own_line_warns(data: bytes) -> list[tuple[bytes, bytes]]:
 def _message_form(message: bytes, cls: tuple) -> tuple | None:
     """What a varying message's pieces have in common with other messages of its
     kind: a regex that matches, in unmasked text, its records and those that differ
-    from it only in how many digits a number has (a rank printed as 7 or 7000), with
-    a group per field; for each field its group; and which fields the template
-    names (equal forms build signatures alike).  None for a glued record (no
-    newline), or fields that overlap or end inside a number (where a run of digits
-    could be split two ways)."""
+    from it only in how many digits a number has (a rank printed as 7 or 7000) or in
+    what follows its last field (`Init START`, `Init COMPLETE`: no part of what it
+    means), with a group per field; for each field its group; and which fields the
+    template names (equal forms build equal signatures from equal values).  None
+    for a glued record (no newline), or fields that overlap or end inside a number
+    (where a run of digits could be split two ways)."""
     spans = cls[1]
     if not message.endswith(b"\n"):
         return None
@@ -126,7 +127,8 @@ def _message_form(message: bytes, cls: tuple) -> tuple | None:
             return None
         parts += [literal(message[at:a]), b"(", literal(message[a:b]), b")"]
         at = b
-    parts.append(literal(message[at:]))
+    if not distinct:
+        parts.append(literal(message[at:]))
     names = tuple((kind, tuple((name, span is None) for name, span in fields))
                   for kind, fields in cls[0])
     return re.compile(b"".join(parts)), tuple(distinct.index(span) for span in spans), names
