@@ -109,7 +109,8 @@ def _message_form(message: bytes, cls: tuple) -> tuple | None:
     from it only in how many digits a number has (a rank printed as 7 or 7000) or in
     what follows its last field (`Init START`, `Init COMPLETE`: no part of what it
     means), with a group per field; for each field its group; and which fields the
-    template names (equal forms build equal signatures from equal values).  None
+    template names (equal forms build equal signatures from equal values); and the
+    literal its records start with.  None
     for a glued record (no newline), or fields that overlap or end inside a number
     (where a run of digits could be split two ways)."""
     spans = cls[1]
@@ -131,7 +132,9 @@ def _message_form(message: bytes, cls: tuple) -> tuple | None:
         parts.append(literal(message[at:]))
     names = tuple((kind, tuple((name, span is None) for name, span in fields))
                   for kind, fields in cls[0])
-    return re.compile(b"".join(parts)), tuple(distinct.index(span) for span in spans), names
+    lead = min([message.find(b"0") % (len(message) + 1)] + [a for a, _ in distinct])
+    return re.compile(b"".join(parts)), tuple(distinct.index(span) for span in spans), names, \
+        INFO_MARKER + message[:lead]
 
 
 class SignatureTable:
@@ -475,8 +478,21 @@ class Tier1Counter:
         field values, and equal values are counted at once.  False (nothing counted)
         where the matches are not exactly this block's `total` pieces of the form's
         templated shapes (a shape of it counted otherwise, a glued record)."""
-        regex, order = form[0], form[1]
-        matches = Counter(regex.findall(data))
+        regex, order, prefix = form[0], form[1], form[3]
+        firsts: dict[tuple, int] = {}
+        if len(prefix) > len(INFO_MARKER) + 3:
+            # The records sit where a literal is: bytes.find skips to them faster than
+            # the regex engine scans, and only those few are matched.
+            found_values, match, at = [], regex.match, data.find(prefix)
+            while at >= 0:
+                hit = match(data, at)
+                if hit is not None:
+                    found_values.append(hit.groups())
+                    firsts.setdefault(found_values[-1], at)
+                at = data.find(prefix, at + len(prefix))
+            matches = Counter(found_values)
+        else:
+            matches = Counter(regex.findall(data))
         if sum(matches.values()) != total:
             return False
         valued, counts = self._valued, self._counts
@@ -489,8 +505,9 @@ class Tier1Counter:
             if sid is None:
                 sid = valued[key] = SIGNATURES.id_of_values(cls, values)
                 if self._claim(sid):
-                    match = next(m for m in regex.finditer(data) if m.groups() == groups)
-                    start = match.start() + len(INFO_MARKER)
+                    at = firsts[groups] if groups in firsts else \
+                        next(m for m in regex.finditer(data) if m.groups() == groups).start()
+                    start = at + len(INFO_MARKER)
                     stop = data.find(INFO_MARKER, start)
                     found.append((start, data[start:stop if stop >= 0 else len(data)]))
             counts[sid] += count
