@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader where PyYAML was built with it (the image's is): the same safe
+# subset, several times faster, and the tables are read on every run.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class TableError(ValueError):
     """A data file that cannot be read."""
@@ -24,7 +28,7 @@ def load_yaml_file(path: Path | str) -> Any:
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise TableError(f"{path}: no such file") from None
     except IsADirectoryError:
