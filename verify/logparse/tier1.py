@@ -11,7 +11,10 @@ Where pieces (or messages) stop repeating because every process prints its
 own pid, host or rank (thousands of ranks), pieces are counted by shape:
 digits masked in C, each shape read once, per-process fields (ranks, device)
 left to the cited lines; ranks_detail then lists only cited ranks, without
-connection counts (see _scan_classes).
+connection counts (see _scan_classes).  Messages whose digits are their
+meaning and differ per rank (comm lines) are counted by their field values,
+found by one regex per message form at the places bytes.find gives, with no
+Python per piece except that match (see _read_by_regex).
 """
 
 from __future__ import annotations
