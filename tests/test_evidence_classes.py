@@ -2,14 +2,21 @@
 public case (tests/fixtures/evidence, origins in its SOURCES.md) or, where none was
 found, a minimal synthetic excerpt named `synthetic-*`."""
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CORPUS
 from tests.parsehelp import check, parse_paths, parse_text
+from verify import profiles
+from verify.logparse.result import Options, build, parse_sources
+from verify.logparse.sources import expand
+from verify.policy import load_policy
+from verify.profiles import resolve
 from verify.report import to_table
-from verify.tables import load_table
+from verify.tables import TableError, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evidence"
 
@@ -120,10 +127,63 @@ def test_failures_outside_ncclss_logger_and_fallback_warns_are_errors(name, kind
 
 
 def test_gdr_write_on_receives_without_gdr_read_on_sends_is_gdr_used():
-    result = parse("synthetic-gdr-receive-only.log", instance="p5")
+    result = parse("synthetic-gdr-receive-only.log")
     assert result["gdr_used"] is True, result["findings"]["gdr_used"]
     reason = result["findings"]["gdr_used"]["reason"]
     assert "[receive]" in reason and "[send]" in reason
+    assert result["gdr_directions"] == {"receive": True, "send": False}
+    assert check(result, "gdr_used")["status"] == "pass"  # no profile asks for both
+    # Each rank reads as the job does: GDR used, on receives only.
+    assert [(r["gdr"], r["gdr_receive"], r["gdr_send"]) for r in result["ranks_detail"]] == \
+        [(True, True, False)] * 2
+
+
+def test_gdr_on_receives_only_fails_where_the_profile_wants_both_directions():
+    result = parse("synthetic-gdr-receive-only.log", instance="p5")
+    assert resolve("p5").gdr_both_directions is True
+    assert result["gdr_used"] is True  # GDR was used; the instance wants more
+    found = check(result, "gdr_used")
+    assert found["status"] == "fail" and "NCCL_NET_GDR_READ" in found["message"], found
+    texts = [e["text"] for e in found["evidence"]]
+    assert any("[receive]" in t for t in texts) and any("[send]" in t for t in texts), texts
+
+
+def test_gdr_on_receives_only_passes_where_the_profile_wants_receives_only():
+    """A profile row whose NCCL leaves GDR read off by default (a PCIe machine before
+    Ampere): the same log passes."""
+    model, inputs = parse_sources(expand([str(FIXTURES / "synthetic-gdr-receive-only.log")]))
+    receive_only = dataclasses.replace(resolve("p5"), gdr_both_directions=False)
+    result = build(model, inputs, Options(receive_only, "--instance-type"), load_policy(None))
+    assert check(result, "gdr_used")["status"] == "pass"
+
+
+def test_a_send_without_gdr_where_receives_lack_it_too_is_no_gdr_per_rank(tmp_path):
+    text = (FIXTURES / "synthetic-gdr-receive-only.log").read_text().replace(
+        "1[0] -> 0[0] [receive] via NET/Libfabric/0/GDRDMA", "1[0] -> 0[0] [receive] via NET/Libfabric/0")
+    rows = {r["rank"]: r for r in parse_text(tmp_path, text)["ranks_detail"]}
+    assert (rows[0]["gdr"], rows[0]["gdr_receive"], rows[0]["gdr_send"]) == (False, False, False)
+    assert (rows[1]["gdr"], rows[1]["gdr_receive"]) == (True, True)
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    (None, "must be {expected, reason, source}"),
+    ({"expected": "yes", "reason": "r", "source": "s"}, "true, false or null"),
+    ({"expected": True, "reason": " ", "source": "s"}, "non-empty text"),
+    ({"expected": True, "reason": "r", "source": "s", "extra": 1}, "must be {expected"),
+])
+def test_gdr_both_directions_rows_are_validated(entry, says):
+    row = dict(load_table("instances")["profiles"]["p5.48xlarge"], gdr_both_directions=entry)
+    with pytest.raises(TableError, match=re.escape(says)):
+        profiles._build("p5.48xlarge", row)
+
+
+def test_gdr_both_directions_is_not_expected_without_gdr():
+    row = dict(load_table("instances")["profiles"]["g5.xlarge"],
+               gdr_both_directions={"expected": True, "reason": "r", "source": "s"})
+    with pytest.raises(TableError, match="gdr_capable is false"):
+        profiles._build("g5.xlarge", row)
+    assert all((p.gdr_both_directions is None) == (not p.gdr_capable)
+               for p in profiles.all_profiles().values())
 
 
 def test_a_receive_without_gdr_is_still_no_gdr(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verify.tables import load_table
+from verify.tables import TableError, load_table
 
 
 class UnknownInstance(ValueError):
@@ -30,6 +30,10 @@ class Profile:
     gdr_capable: bool
     efa_gbps: int = 0
     source: str = ""
+    # Whether NCCL should use GDR on sends too (GDR read), and why: True fails a job
+    # whose [send] connections lack /GDRDMA; None where GDR is not judged.
+    gdr_both_directions: bool | None = None
+    gdr_both_reason: str = ""
 
     @property
     def family(self) -> str:
@@ -40,8 +44,26 @@ class Profile:
         return {"rdma_read": self.rdma_read, "gdr_capable": self.gdr_capable, "instance": self.name}
 
 
+def _gdr_both(name: str, row: dict) -> tuple[bool | None, str]:
+    """The row's gdr_both_directions, checked: {expected: true|false|null, reason,
+    source}, and not expected where the instance has no GDR at all."""
+    entry = row.get("gdr_both_directions")
+    where = f"instances.yaml: {name}: gdr_both_directions"
+    if not isinstance(entry, dict) or set(entry) != {"expected", "reason", "source"}:
+        raise TableError(f"{where} must be {{expected, reason, source}}")
+    expected = entry["expected"]
+    if expected not in (True, False, None):
+        raise TableError(f"{where}: expected must be true, false or null, not {expected!r}")
+    if not all(isinstance(entry[k], str) and entry[k].strip() for k in ("reason", "source")):
+        raise TableError(f"{where}: reason and source must be non-empty text")
+    if expected is not None and not row.get("gdr_capable"):
+        raise TableError(f"{where}: expected must be null where gdr_capable is false")
+    return expected, entry["reason"]
+
+
 def _build(name: str, row: dict) -> Profile:
     gpu = row["gpu"]
+    both, both_reason = _gdr_both(name, row)
     return Profile(
         name=name,
         sagemaker_name=row.get("sagemaker_name"),
@@ -54,6 +76,8 @@ def _build(name: str, row: dict) -> Profile:
         gdr_capable=bool(row["gdr_capable"]),
         efa_gbps=int(row["efa_gbps"]),
         source=row.get("source", ""),
+        gdr_both_directions=both,
+        gdr_both_reason=both_reason,
     )
 
 

@@ -7,6 +7,7 @@ disagree, the top level takes the value that fails the job.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from verify.checks import Evidence
@@ -16,6 +17,7 @@ from verify.profiles import Profile, UnknownInstance, resolve
 # Transports ranked from worst to best: the worst one seen is the job's.
 TRANSPORT_ORDER = ("socket", "ib", "libfabric")
 # libfabric providers without GPUDirect RDMA.
+DIRECTIONS = ("receive", "send")  # NCCL decides GPUDirect RDMA per direction
 NON_RDMA_PROVIDERS = ("tcp", "sockets", "udp", "shm")
 
 
@@ -178,6 +180,29 @@ def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None)
                        net.evidence[:2] + efa)
     return Finding(None, "NCCL used Libfabric, but no line shows the provider was efa "
                    "(the plugin also runs over tcp;ofi_rxm and cxi)", net.evidence[:2])
+
+
+def gdr_by_direction(m: JobModel) -> dict[str, bool | None]:
+    """Per direction, whether every NET connection shows /GDRDMA (None: no connection
+    of that direction seen).  Receives use GDR write; sends GDR read, which NCCL
+    enables only on some platforms (NCCL_NET_GDR_READ)."""
+    out: dict[str, bool | None] = {}
+    for direction in DIRECTIONS:
+        fact = m.facts.get(f"net_channel_{direction}")
+        out[direction] = all(k.endswith("/GDRDMA") for k in fact.values) if fact else None
+    return out
+
+
+def rank_gdr(directions: Counter, net: int, gdr: int) -> bool | None:
+    """One rank's GDR, by the job-wide rule of gdr_used: every NET connection shows
+    /GDRDMA, or every receive does and only sends lack it (GDR write without GDR
+    read); None without NET connections."""
+    if not net:
+        return None
+    if gdr == net:
+        return True
+    receive_ok = directions[("receive", True)] > 0 and not directions[("receive", False)]
+    return receive_ok and net - gdr == directions[("send", False)]
 
 
 def gdr_used(m: JobModel, net: Finding, prov: Finding) -> Finding:

@@ -92,6 +92,7 @@ class RankState:
     host: str | None = None
     pid: int | None = None
     nets: Counter = field(default_factory=Counter)  # (transport, gdr) -> connections
+    directions: Counter = field(default_factory=Counter)  # (send|receive, gdr) -> NET connections
     local_connections: int = 0  # P2P/SHM/... (not over the network)
     evidence: dict[tuple, list[Evidence]] = field(default_factory=dict)
 
@@ -387,6 +388,8 @@ class JobModel:
         self.fact("net_channel").add(value, ev, event.count)
         if f["dir"]:  # GPUDirect is decided per direction (see decide.gdr_used)
             self.fact(f"net_channel_{f['dir']}").add(value, ev, event.count)
+            if state is not None:
+                state.directions[(f["dir"], key[1])] += event.count
 
     def _test_for(self, event: Event) -> TestRun:
         test = self._open_test.get(event.file)

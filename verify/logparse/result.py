@@ -95,13 +95,16 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             "provider": prov.value,
             "net_connections": net, "gdr_connections": gdr,
             "local_connections": state.local_connections,
-            "gdr": (gdr == net) if net else None,
+            "gdr": decide.rank_gdr(state.directions, net, gdr),
+            **{f"gdr_{d}": _direction_gdr(state.directions, d) for d in decide.DIRECTIONS},
             "evidence": [e.as_dict() for e in ev],
         }
         if m.rankless_connections:  # counted at scale without ranks: only the cited
             for name in ("net_connections", "gdr_connections", "local_connections"):
                 del row[name]  # lines are per rank, so only what they rule out is known
-            row["gdr"] = False if gdr < net else None
+            row["gdr"] = False if net - gdr > state.directions[("send", False)] else None
+            for d in decide.DIRECTIONS:
+                row[f"gdr_{d}"] = False if state.directions[(d, False)] else None
             if row["transport"] == "libfabric":
                 row["transport"] = None
         out.append(row)
@@ -131,6 +134,8 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     prov = decide.provider(m)
     efa = decide.efa_used(m, net, prov, instance)
     gdr = decide.gdr_used(m, net, prov)
+    directions = decide.gdr_by_direction(m) if gdr.value is not None else \
+        dict.fromkeys(decide.DIRECTIONS, gdr.value)
     nccl_version, nccl_versions = _version(m, "nccl_version")
     plugin_version, _ = _version(m, "ofi_version")
     libfabric_version, _ = _version(m, "libfabric_version")
@@ -163,6 +168,13 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     if instance is not None and not instance.gdr_capable:
         checks.append(Check("gdr_used", "skip", True,
                             f"{instance.name} has no GPUDirect RDMA: {_word(gdr.value)}",
+                            gdr.evidence))
+    elif gdr.value and directions["send"] is False and instance is not None and \
+            instance.gdr_both_directions:
+        checks.append(Check("gdr_used", "fail", True,
+                            f"GPUDirect RDMA on [receive] only: [send] connections show no "
+                            f"/GDRDMA, but on {instance.name} both directions should use it "
+                            f"({instance.gdr_both_reason}); is NCCL_NET_GDR_READ=0 set?",
                             gdr.evidence))
     else:
         checks.append(Check("gdr_used", _status(gdr.value), True,
@@ -227,6 +239,7 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
         "provider": prov.value,
         "efa_used": efa.value,
         "gdr_used": gdr.value,
+        "gdr_directions": directions,
         "plugin_version": plugin_version,
         "nccl_version": nccl_version,
         "libfabric_version": libfabric_version,
@@ -243,6 +256,13 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
                      "efa_used": efa.as_dict(), "gdr_used": gdr.as_dict()},
         "ranks_detail": _rank_details(m, prov),
     }
+
+
+def _direction_gdr(directions: Counter, direction: str) -> bool | None:
+    """Whether a rank's NET connections of one direction all show /GDRDMA (None: none)."""
+    if not directions[(direction, True)] + directions[(direction, False)]:
+        return None
+    return not directions[(direction, False)]
 
 
 def _word(value: object) -> str:

@@ -11,11 +11,15 @@ Where pieces (or messages) stop repeating because every process prints its
 own pid, host or rank (thousands of ranks), pieces are counted by shape:
 digits masked in C, each shape read once, per-process fields (ranks, device)
 left to the cited lines; ranks_detail then lists only cited ranks, without
-connection counts (see _scan_classes).
+connection counts (see _scan_classes).  Messages whose digits are their
+meaning and differ per rank (comm lines) are counted by their field values,
+found by one regex per message form at the places bytes.find gives, with no
+Python per piece except that match (see _read_by_regex).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections import Counter
@@ -99,6 +103,41 @@ def _own_line_warns(data: bytes) -> list[tuple[bytes, bytes]]:
             glued = message.find(INFO_MARKER)
             found.append((match.group(1) or b"", message if glued < 0 else message[:glued]))
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _message_form(message: bytes, cls: tuple) -> tuple | None:
+    """What a varying message's pieces have in common with other messages of its
+    kind: a regex that matches, in unmasked text, its records and those that differ
+    from it only in how many digits a number has (a rank printed as 7 or 7000) or in
+    what follows its last field (`Init START`, `Init COMPLETE`: no part of what it
+    means), with a group per field; for each field its group; and which fields the
+    template names (equal forms build equal signatures from equal values); and the
+    literal its records start with.  None
+    for a glued record (no newline), or fields that overlap or end inside a number
+    (where a run of digits could be split two ways)."""
+    spans = cls[1]
+    if not message.endswith(b"\n"):
+        return None
+    distinct = sorted(set(spans))
+    parts, at = [re.escape(INFO_MARKER)], 0
+
+    def literal(text: bytes) -> bytes:
+        return re.sub(rb"0+", b"[0-9]+", re.escape(text))
+
+    for a, b in distinct:
+        if a < at or b > len(message) - 1 or a == b or \
+                message[a - 1:a] == b"0" or message[b:b + 1] == b"0":
+            return None
+        parts += [literal(message[at:a]), b"(", literal(message[a:b]), b")"]
+        at = b
+    if not distinct:
+        parts.append(literal(message[at:]))
+    names = tuple((kind, tuple((name, span is None) for name, span in fields))
+                  for kind, fields in cls[0])
+    lead = min([message.find(b"0") % (len(message) + 1)] + [a for a, _ in distinct])
+    return re.compile(b"".join(parts)), tuple(distinct.index(span) for span in spans), names, \
+        INFO_MARKER + message[:lead]
 
 
 class SignatureTable:
@@ -254,13 +293,14 @@ class Tier1Counter:
         """Count `data` (whole lines; its first line is `line_base`) and locate examples."""
         if not data.endswith(b"\n"):
             data = self._end_of_input(data)
-        lines = data.count(b"\n")
         known = len(self._raw)
         if self._by_class:
-            self._scan_classes(data, line_base)
+            lines = self._scan_classes(data, line_base)  # counted from its shapes
         elif self._by_message:
+            lines = data.count(b"\n")
             self._scan_messages(data, line_base, lines)
         else:
+            lines = data.count(b"\n")
             self._scan_pieces(data, line_base)
         if self._by_message and len(self._raw) > CLASS_MIN_PIECES and \
                 (len(self._raw) - known) * 2 > lines:
@@ -323,14 +363,15 @@ class Tier1Counter:
             if regions:
                 self._tier2(data, line_base, sorted(regions))
 
-    def _scan_classes(self, data: bytes, line_base: int) -> None:
+    def _scan_classes(self, data: bytes, line_base: int) -> int:
         """Count pieces by shape: digits masked in C (offsets unchanged), split on the
         marker and counted in C, so a distinct pid, host number or rank per line costs
         nothing.  A shape is read once, from its first piece: most mean the same
         whatever their digits; channel lines are counted by connection kind (their
         ranks come from the cited lines); the few shapes whose digits are their
         meaning (versions, comm lines: one per rank and communicator) are read piece
-        by piece, as the piece counter would.
+        by piece, as the piece counter would.  Returns the block's line count, and
+        looks for WARN records, from its shapes (no pass over the block for either).
         """
         masked = data.translate(DIGIT_MASK)
         parts = masked.split(INFO_MARKER)
@@ -341,6 +382,7 @@ class Tier1Counter:
         shapes.update(block)
         found: list[tuple[int, bytes | tuple]] = []
         extra = []
+        lines, warned = head.count(b"\n"), WARN_MARKER in head
         valued = self._valued
         templated: dict[bytes, tuple] = {}
         for shape in block:
@@ -370,13 +412,16 @@ class Tier1Counter:
                         if raw[piece] == 1 and self._claim(SIGNATURES.id_of(piece)):
                             found.append((start, piece))
                     at = masked.find(needle, start + 1)
-            if shape.count(b"\n") > 1:
+            newlines = shape.count(b"\n")
+            lines += newlines * block[shape]
+            if newlines > 1:
                 extra.append(shape)
+            warned = warned or WARN_MARKER in shape
         if templated:
             self._read_templated(data, masked, templated, block, found)
         if len(valued) > KEY_CACHE_MAX:
             valued.clear()  # a cache: the counts are already in self._counts
-        if WARN_MARKER in data:
+        if warned:
             warns = Counter((b"WARN", m, s or b"") for s, m in _own_line_warns(data))
             known = len(raw)
             raw.update(warns)
@@ -386,25 +431,28 @@ class Tier1Counter:
             self._cite(data, line_base, found)
         if len(extra) > MAX_EXTRA_PIECES:
             self.tier2.extend(tier2_lines(data, line_base))
-            return
+            return lines
         regions = [(0, head.rfind(b"\n") + 1)] if b"\n" in head else []
         for shape in extra:
             regions.extend(_occurrences(masked, shape))
         if regions:
             self._tier2(data, line_base, sorted(regions))
+        return lines
 
     def _read_templated(self, data: bytes, masked: bytes, templated: dict[bytes, tuple],
                         block: Counter, found: list) -> None:
         """Count the pieces of shapes whose digits are their meaning.  Shapes with the
         same masked message whose every piece prints the same message (a version
         line on every rank) are counted at once, checked by counting that message in
-        C; the others (a comm line per rank) are read piece by piece, each value
-        sliced where the shape puts it."""
+        C; the others (a comm line per rank) are counted by their values, found in C
+        by one regex per message form (see _read_by_regex), or where that cannot
+        stand, read piece by piece, each value sliced where the shape puts it."""
         by_message: dict[bytes, list[bytes]] = {}
         for shape in templated:
             end = shape.find(b"\n")
             by_message.setdefault(shape if end < 0 else shape[:end + 1], []).append(shape)
-        valued, counts = self._valued, self._counts
+        counts = self._counts
+        forms: dict[tuple, list[bytes]] = {}
         for message, shapes in by_message.items():
             first = masked.find(INFO_MARKER + message) + len(INFO_MARKER)
             text = data[first:first + len(message)]
@@ -417,21 +465,77 @@ class Tier1Counter:
                     found.append((first, text))
                 continue
             self._varying.add(message)  # (a comm line per rank): not checked again
-            for shape in shapes:
-                cls, needle, size = templated[shape], INFO_MARKER + shape, len(shape)
-                at = masked.find(needle)
-                while at >= 0:
+            cls = templated[shapes[0]]
+            form = _message_form(message, cls) \
+                if all(templated[shape] == cls for shape in shapes) else None
+            forms.setdefault(form or (message,), []).append(message)
+        for form, messages in forms.items():
+            shapes = [shape for message in messages for shape in by_message[message]]
+            if len(form) == 1 or not self._read_by_regex(
+                    data, form, templated[shapes[0]], sum(block[s] for s in shapes), found):
+                self._read_pieces(data, masked, shapes, templated, found)
+
+    def _read_by_regex(self, data: bytes, form: tuple, cls: tuple, total: int,
+                       found: list) -> bool:
+        """Count a varying message's pieces in C: its form's regex finds every piece's
+        field values, and equal values are counted at once.  False (nothing counted)
+        where the matches are not exactly this block's `total` pieces of the form's
+        templated shapes (a shape of it counted otherwise, a glued record)."""
+        regex, order, prefix = form[0], form[1], form[3]
+        firsts: dict[tuple, int] = {}
+        if len(prefix) > len(INFO_MARKER) + 3:
+            # The records sit where a literal is: bytes.find skips to them faster than
+            # the regex engine scans, and only those few are matched.
+            found_values, match, at = [], regex.match, data.find(prefix)
+            while at >= 0:
+                hit = match(data, at)
+                if hit is not None:
+                    found_values.append(hit.groups())
+                    firsts.setdefault(found_values[-1], at)
+                at = data.find(prefix, at + len(prefix))
+            matches = Counter(found_values)
+        else:
+            matches = Counter(regex.findall(data))
+        if sum(matches.values()) != total:
+            return False
+        valued, counts = self._valued, self._counts
+        for groups, count in matches.items():
+            if groups.__class__ is not tuple:
+                groups = (groups,) if regex.groups else ()
+            values = tuple(groups[j] for j in order)
+            key = (form, values)
+            sid = valued.get(key)
+            if sid is None:
+                sid = valued[key] = SIGNATURES.id_of_values(cls, values)
+                if self._claim(sid):
+                    at = firsts[groups] if groups in firsts else \
+                        next(m for m in regex.finditer(data) if m.groups() == groups).start()
                     start = at + len(INFO_MARKER)
-                    if start + size == len(masked) or masked.startswith(INFO_MARKER,
-                                                                        start + size):
-                        key = (shape, tuple([data[start + a:start + b] for a, b in cls[1]]))
-                        sid = valued.get(key)
-                        if sid is None:
-                            sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
-                            if self._claim(sid):
-                                found.append((start, data[start:start + size]))
-                        counts[sid] += 1
-                    at = masked.find(needle, start + 1)
+                    stop = data.find(INFO_MARKER, start)
+                    found.append((start, data[start:stop if stop >= 0 else len(data)]))
+            counts[sid] += count
+        return True
+
+    def _read_pieces(self, data: bytes, masked: bytes, shapes: list[bytes],
+                     templated: dict[bytes, tuple], found: list) -> None:
+        """Count templated shapes piece by piece, each value sliced where its shape
+        puts it."""
+        valued, counts = self._valued, self._counts
+        for shape in shapes:
+            cls, needle, size = templated[shape], INFO_MARKER + shape, len(shape)
+            at = masked.find(needle)
+            while at >= 0:
+                start = at + len(INFO_MARKER)
+                if start + size == len(masked) or masked.startswith(INFO_MARKER,
+                                                                    start + size):
+                    key = (shape, tuple([data[start + a:start + b] for a, b in cls[1]]))
+                    sid = valued.get(key)
+                    if sid is None:
+                        sid = valued[key] = SIGNATURES.id_of_values(cls, key[1])
+                        if self._claim(sid):
+                            found.append((start, data[start:start + size]))
+                    counts[sid] += 1
+                at = masked.find(needle, start + 1)
 
     def _scan_messages(self, data: bytes, line_base: int, lines: int) -> None:
         """Count each record's message (a line's text after its first marker) in C.
