@@ -95,6 +95,7 @@ image: $(STAMP)
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
 		$(if $(PUSH),--push $(PUSH),) $(if $(REGISTRY),--registry $(REGISTRY),) --out $(OUT)/gate \
+		--build-out $(BUILD_OUT) \
 		$(if $(GITHUB_STEP_SUMMARY),--summary $(GITHUB_STEP_SUMMARY),)
 
 # make sagemaker-verify IMAGE=ecr-uri ROLE=arn S3=s3://bucket/prefix [COUNT=2] [SUBNETS=] [SGS=]

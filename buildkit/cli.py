@@ -288,9 +288,13 @@ def build(framework: str, variant: str | None, profile: str | None, base: str | 
 @click.option("--summary", "summary_file", type=click.Path(path_type=Path), default=None,
               help="Append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
+@click.option("--build-out", type=click.Path(path_type=Path), default=Path("out/build"),
+              show_default=True,
+              help="Where the last `efakit build --out` left last-build.json (no IMAGE).")
 @errors
 def gate(image: str | None, policy_file: str | None, push_to: str | None,
-         registry: str | None, out_dir: Path, summary_file: Path | None, as_json: bool) -> None:
+         registry: str | None, out_dir: Path, summary_file: Path | None, as_json: bool,
+         build_out: Path) -> None:
     """Verify IMAGE (default: the last `efakit build`), then push it only when it passes."""
     import os
 
@@ -306,7 +310,7 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
         except PolicyError as exc:
             raise CliError(str(exc)) from None
 
-    ref = image or _last_built()
+    ref = image or _last_built(build_out)
     # What the command line gives is checked before the engine is asked.
     policy = policy_from(policy_file) if policy_file else None
     target = None
@@ -360,15 +364,14 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     sys.exit(int(report.VERDICT_EXIT[result["verdict"]]))
 
 
-def _last_built() -> str:
+def _last_built(build_out: Path) -> str:
     import json
 
-    record = REPO_ROOT / "out" / "build" / "last-build.json"
+    record = build_out / "last-build.json"
     try:
         return json.loads(record.read_text())["tags"][0]
     except (OSError, ValueError, KeyError, IndexError):
-        raise CliError(f"no IMAGE given and no {record.relative_to(REPO_ROOT)} "
-                       "(run `make image` first)") from None
+        raise CliError(f"no IMAGE given and no {record} (run `make image` first)") from None
 
 
 def _push(engine, target, info: dict, content: str, aliases: list[str], checks: list,

@@ -234,10 +234,10 @@ def test_refused_aws_credentials_and_no_region_fail_fast(ci_images, tmp_path):
                                                  "AWS_REGION)\n")
 
 
-def test_make_gate_gates_the_last_built_image(ci_images, tmp_path):
+def test_make_gate_gates_the_last_built_image(ci_images, ci_build_out, tmp_path):
     """`make gate` with no IMAGE: the image `make ci-image` built last (the sagemaker one)."""
-    proc = procs.run(["make", "gate", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
-                     text=True, timeout=900)
+    proc = procs.run(["make", "gate", f"OUT={tmp_path}", f"BUILD_OUT={ci_build_out}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert result["image"]["variant"] == "sagemaker" and result["verdict"] == "pass"
