@@ -23,6 +23,7 @@ from tests.test_run import leftovers
 from verify.outliers import low_outliers
 from verify.sweep import Sweep, SweepError, Trial
 from verify.sweepreport import build
+from verify.sweeprun import trial_from
 from verify.sweepsim import Fault, SimulatedFabric, inject, node_names
 
 SCHEMA = json.loads((ROOT / "verify" / "schema" / "sweep.schema.json").read_text())
@@ -132,6 +133,49 @@ def test_low_outliers_flags_a_slow_pair_and_not_jitter():
 def test_fewer_than_two_nodes_is_refused(nodes):
     with pytest.raises(SweepError, match="needs at least 2 nodes"):
         Sweep(nodes, SimulatedFabric([]))
+
+
+def run_result(rank_logs: str, *failed: str) -> dict:
+    """An `efa-verify run` result as the real runner wrote it when mpirun failed (status 1).
+
+    Shaped after a node check seen under load: parallel mpiruns raced on Open
+    MPI's session directory ("A call to mkdir was unable to create the desired
+    directory ... File exists", orte_init failed) and no rank ever started.
+    """
+    names = ("transport", "errors", "gpus", "efa_devices", "benchmark", "rank_logs")
+    status = {n: "fail" if n in failed else "unknown" if n == "transport" else "pass"
+              for n in names} | {"rank_logs": rank_logs}
+    return {"verdict": "fail", "verdict_reason": "benchmark: mpirun exited with status 1 after "
+            "0.2 s", "busbw_peak_GBps": None, "ranks_detail": [], "errors": [],
+            "checks": [{"name": n, "status": status[n], "required": True, "evidence": []}
+                       for n in names],
+            "run": {"interrupted": False, "stages": [
+                {"name": "benchmark", "ended": "exited", "returncode": 1, "elapsed_s": 0.2}]}}
+
+
+@pytest.mark.parametrize("node_check", [True, False])
+def test_a_launch_that_failed_before_the_ranks_spoke_accuses_no_node(node_check):
+    hosts = ["n4"] if node_check else ["n1", "n4"]
+    launch = run_result("unknown", "benchmark")
+    assert trial_from(launch, hosts, 1, node_check).status == "unknown"
+    # Evidence from the ranks still decides: every rank spoke and the benchmark
+    # failed, or a rank that did speak failed a check of its own.
+    assert trial_from(run_result("pass", "benchmark"), hosts, 1, node_check).status == "fail"
+    spoke = run_result("unknown", "benchmark", "gpus" if node_check else "errors")
+    assert trial_from(spoke, hosts, 1, node_check).status == "fail"
+
+
+def test_a_node_whose_launch_failed_is_paired_again_not_accused():
+    class Launches:
+        def node_checks(self, nodes):
+            return {n: Trial("unknown" if n == "n4" else "pass") for n in nodes}
+
+        def pairs(self, pairs, round_no):
+            return {p: Trial("fail" if "n3" in p else "pass", 400.0) for p in pairs}
+
+    result = Sweep(["n1", "n2", "n3", "n4"], Launches()).run()
+    assert result.bad_nodes == ["n3"] and result.unknown == []
+    assert result.nodes["n4"].passed
 
 
 def efa_verify(*args, env=None, cwd=None):

@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from verify.checks import Check, Evidence
@@ -54,6 +55,8 @@ class RunOptions:
     sysfs: str = "/sys"
     tests_dir: str | None = None
     interrupted: threading.Event = field(default_factory=threading.Event)
+    # Set in the local mpirun's environment only, never forwarded to the ranks.
+    launcher_env: dict[str, str] = field(default_factory=dict)
 
 
 def table() -> dict:
@@ -128,7 +131,7 @@ def _counters(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
     limits = table()["timeouts"]["counters"]
     argv = mpirun_base(mpirun, [(h.name, 1) for h in opts.plan.hosts], env) + \
         [sys.executable, "-m", "verify", "counters", "--sysfs", opts.sysfs]
-    outcome = run_stage(f"counters-{phase}", argv, {**os.environ, **env},
+    outcome = run_stage(f"counters-{phase}", argv, {**os.environ, **env, **opts.launcher_env},
                         opts.outdir / "logs", run_id, opts.plan.names(), limits["stage"],
                         limits["stall"], table()["timeouts"]["grace"], opts.interrupted)
     snaps = {}
@@ -241,7 +244,19 @@ def rank_logs_check(outcome: StageOutcome, nranks: int) -> Check:
 
 
 def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
-    """Run every stage and return the result (the caller writes the reports)."""
+    """Run every stage and return the result (the caller writes the reports).
+
+    Each run's mpirun gets a session directory base (TMPDIR) of its own: the
+    sweep starts many at once on one host, and Open MPI 4 races creating the
+    shared TMPDIR/ompi.<host>.<uid> ("mkdir ... File exists", orte_init
+    failed), which failed healthy runs before any rank started.
+    """
+    with tempfile.TemporaryDirectory(prefix="efakit-mpi-") as session:
+        return _execute(replace(opts, launcher_env={**opts.launcher_env, "TMPDIR": session}),
+                        policy, env)
+
+
+def _execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     limits = table()["timeouts"]
     mpirun = find_mpirun()
     run_id = uuid.uuid4().hex
@@ -255,7 +270,8 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     stages = [first]
     fabric, fabric_stage = _fabric(opts, mpirun, fwd, run_id, before)
     stages += [fabric_stage] if fabric_stage else []
-    bench = _benchmark(opts, command, mpirun_base(mpirun, slots, fwd), {**env, **fwd}, run_id)
+    bench = _benchmark(opts, command, mpirun_base(mpirun, slots, fwd),
+                       {**env, **fwd, **opts.launcher_env}, run_id)
     stages.append(bench)
     after: dict[str, dict] = {}
     if not opts.interrupted.is_set():
@@ -332,9 +348,9 @@ def _fabric(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
               f'else sleep 2; exec {args} "$1"; fi')
     argv = mpirun_base(mpirun, [(hosts[0], 1), (hosts[1], 1)], env) + \
         ["sh", "-c", script, "fabric", hosts[1]]
-    outcome = run_stage("fabric", argv, {**os.environ, **env}, opts.outdir / "logs", run_id,
-                        hosts, conf["timeout"], conf["timeout"], table()["timeouts"]["grace"],
-                        opts.interrupted)
+    outcome = run_stage("fabric", argv, {**os.environ, **env, **opts.launcher_env},
+                        opts.outdir / "logs", run_id, hosts, conf["timeout"], conf["timeout"],
+                        table()["timeouts"]["grace"], opts.interrupted)
     return fabric_check(outcome, f"libfabric {provider} from {hosts[0]} to {hosts[1]}"), outcome
 
 

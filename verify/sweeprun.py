@@ -35,14 +35,32 @@ def _host_of(rank: int | None, hosts: Sequence[str], per_host: int) -> str | Non
     return hosts[rank // per_host]
 
 
+def _launch_failed(result: dict, checks: dict[str, dict], considered: Sequence[str]) -> bool:
+    """mpirun failed while some rank never spoke, and nothing the ranks printed failed.
+
+    That is the launcher's failure (a session directory race between parallel
+    mpiruns, an ssh hiccup under load), not evidence against either host:
+    accusing a node on it would drain a healthy one.
+    """
+    bench = _stage(result, "benchmark")
+    failed = {n for n in considered if checks.get(n, {}).get("status") == "fail"
+              and checks[n].get("required", True)}
+    return bench.get("ended") == "exited" and bench.get("returncode") != 0 and \
+        checks.get("rank_logs", {}).get("status") == "unknown" and failed <= {"benchmark"}
+
+
 def trial_from(result: dict, hosts: Sequence[str], per_host: int, node_check: bool) -> Trial:
     """A run's JSON result as the sweep sees it (status, busbw, per-host transport and GDR).
 
     Ranks map to hosts in mpirun's by-slot order: ranks 0..n-1 on the first host.
+    A run that proves nothing about its hosts (interrupted, or a launch that
+    failed before every rank spoke) is unknown: the sweep pairs the node again
+    and never counts it against it.
     """
     checks = {c["name"]: c for c in result["checks"]}
     ended = _stage(result, "benchmark").get("ended")
-    if result["run"]["interrupted"]:
+    if result["run"]["interrupted"] or _launch_failed(
+            result, checks, NODE_CHECKS if node_check else list(checks)):
         status = "unknown"
     elif ended in ("timeout", "stalled"):
         status = "hang"
