@@ -9,7 +9,7 @@ import re
 import click
 
 from verify import __version__
-from verify.cliutil import CliError, OneLineGroup, handle_errors
+from verify.cliutil import CliError, OneLineGroup, handle_errors, nccl_tests_options
 
 
 @click.group("efa-verify", cls=OneLineGroup,
@@ -243,8 +243,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless NCCL saw this many nodes (one GPU per node with NCCL_HOSTID "
                    "gives more NCCL nodes than hosts).")
-@click.option("--test", "test_name", default="all_reduce", show_default=True,
-              type=click.Choice(["all_reduce", "all_gather", "reduce_scatter", "alltoall"]))
+@nccl_tests_options
 @click.option("--quick/--full", default=True, show_default=True,
               help="A short sweep to 1 GiB, or 8 B to 8 GiB.")
 @click.option("--engine", default="nccl-tests", show_default=True,
@@ -258,8 +257,6 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
               help="Hard limit in seconds for the benchmark stage.")
 @click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
               help="Stop when no rank has printed for this many seconds.")
-@click.option("--tests-dir", default=None, metavar="DIR",
-              help="Where the nccl-tests binaries are (default /opt/nccl-tests, then PATH).")
 @click.option("--sysfs", default="/sys", show_default=True, hidden=True)
 @report_options
 @baseline_options

@@ -140,3 +140,14 @@ def handle_errors(prog: str, extra: tuple[type[BaseException], ...] = ()) -> Cal
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def nccl_tests_options(func: Callable) -> Callable:
+    """--test and --tests-dir: the same on run and sweep, which both start nccl-tests."""
+    from verify.bandwidth import COLLECTIVES
+
+    func = click.option("--tests-dir", default=None, metavar="DIR",
+                        help="Where the nccl-tests binaries are (default /opt/nccl-tests, "
+                             "then PATH).")(func)
+    return click.option("--test", "test_name", default="all_reduce", show_default=True,
+                        type=click.Choice(COLLECTIVES))(func)

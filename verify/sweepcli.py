@@ -8,7 +8,7 @@ import time
 
 import click
 
-from verify.cliutil import CliError, handle_errors
+from verify.cliutil import CliError, handle_errors, nccl_tests_options
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
@@ -46,10 +46,7 @@ def check_allocation(plan, env: dict[str, str]) -> None:
               help="Ranks per node in each run.")
 @click.option("--instance-type", default=None, help="p5, p5.48xlarge, ml.p5.48xlarge...")
 @click.option("--expect-provider", default="efa", show_default=True)
-@click.option("--test", "test_name", default="all_reduce", show_default=True,
-              type=click.Choice(["all_reduce", "all_gather", "reduce_scatter", "alltoall"]))
-@click.option("--tests-dir", default=None, metavar="DIR",
-              help="Where the nccl-tests binaries are (default /opt/nccl-tests, then PATH).")
+@nccl_tests_options
 @click.option("--output-dir", default=None, metavar="DIR",
               help="New or empty directory: one run directory per node check and pair.")
 @click.option("--rounds", "coverage", type=click.IntRange(min=1), default=None,
