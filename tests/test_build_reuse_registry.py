@@ -36,6 +36,11 @@ REPOSITORY = "build-reuse"
 # The production spec's default base, replaced by a tiny image in the test's home.
 PRODUCTION_BASE = ("pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime@sha256:"
                    "db80a41f8428644cebcb3d75b0b62df334ab6c0e75785951eb25f48bfbd42407")
+PRODUCTION_BUILDER = ("nvidia/cuda:13.0.2-devel-ubuntu24.04@sha256:"
+                      "5dc1bca23d05bd37b011be68ec470c03b403a5da07ec3a86e41af9470e9d0cc6")
+# Where a regressed reuse would fall back to building: a closed loopback port, so that
+# build fails at once instead of pulling CUDA images from the internet.
+NO_BUILDER = "127.0.0.1:9/efakit-test/no-builder@sha256:" + "0" * 64
 
 
 def docker(*args: str, stdin: bytes | None = None, check: bool = True):
@@ -61,14 +66,16 @@ def image_id(ref: str) -> str | None:
 
 
 def home_with_base(home: Path, base: str) -> Path:
-    """An EFAKIT_HOME: this checkout, with the production spec's default base replaced."""
+    """An EFAKIT_HOME: this checkout, with the production spec's default base and builder
+    replaced."""
     (home / "images").mkdir(parents=True)
     for name in ("templates", "verify", "buildkit", "pyproject.toml", "README.md"):
         (home / name).symlink_to(ROOT / name)
     (home / "images" / "ecr.yaml").symlink_to(ROOT / "images" / "ecr.yaml")
     spec = (ROOT / "images" / "pytorch.yaml").read_text()
-    assert spec.count(PRODUCTION_BASE) == 1
-    (home / "images" / "pytorch.yaml").write_text(spec.replace(PRODUCTION_BASE, base))
+    assert spec.count(PRODUCTION_BASE) == 1 and spec.count(PRODUCTION_BUILDER) >= 1
+    spec = spec.replace(PRODUCTION_BASE, base).replace(PRODUCTION_BUILDER, NO_BUILDER)
+    (home / "images" / "pytorch.yaml").write_text(spec)
     return home
 
 
