@@ -29,9 +29,12 @@ def _stage(line: str) -> str | None:
     if not line.startswith("I: "):
         return None
     words = line[3:].split()
-    # 'Retrieving libc6 2.36-9', 'Extracting libc6...': one package each
-    if (words[:1] in (["Retrieving"], ["Validating"]) and len(words) == 3) or \
-            (words[:1] in (["Extracting"], ["Unpacking"], ["Configuring"]) and len(words) == 2):
+    # 'Retrieving libc6 2.36-9', 'Validating libc6 2.36-9': one package each, alternating
+    # package by package, so both are one stage (a line per package would flood a CI log)
+    if words[:1] in (["Retrieving"], ["Validating"]) and len(words) == 3:
+        return "debootstrap: retrieving and validating packages"
+    # 'Extracting libc6...', 'Unpacking libc6...', 'Configuring libc6...'
+    if words[:1] in (["Extracting"], ["Unpacking"], ["Configuring"]) and len(words) == 2:
         return f"debootstrap: {words[0].lower()} packages"
     return f"debootstrap: {line[3:].strip().rstrip('.')}"
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import buildkit.progress as progress_mod
-from buildkit.baseimage import _stage
+from buildkit.baseimage import _run, _stage
 from buildkit.progress import Progress
 from tests import procs
 from tests.procs import EFAKIT
@@ -61,7 +61,9 @@ def test_quiet_silences_progress(monkeypatch):
 
 
 def test_debootstrap_lines_fold_into_stages():
-    assert _stage("I: Retrieving libc6 2.36-9") == "debootstrap: retrieving packages"
+    fetched = "debootstrap: retrieving and validating packages"  # alternate per package
+    assert _stage("I: Retrieving libc6 2.36-9") == fetched
+    assert _stage("I: Validating libc6 2.36-9") == fetched
     assert _stage("I: Retrieving InRelease ") == "debootstrap: Retrieving InRelease"
     assert _stage("I: Resolving dependencies of required packages...") == \
         "debootstrap: Resolving dependencies of required packages"
@@ -101,3 +103,15 @@ def test_fetch_artifacts_says_each_file_on_stderr(tmp_path, monkeypatch):
 def test_efakit_quiet_flag_is_accepted_and_help_documents_it():
     proc = procs.run([*EFAKIT, "--help"], capture_output=True, text=True)
     assert "--quiet" in proc.stdout and "No progress on stderr" in proc.stdout
+
+
+def test_debootstrap_per_package_lines_make_one_progress_line_per_stage():
+    """debootstrap alternates Retrieving/Validating package by package: off a terminal
+    (a CI log) that is one line, not one per package."""
+    script = "for p in libc6 bash dash coreutils; do echo \"I: Retrieving $p 1.0\"; " \
+             "echo \"I: Validating $p 1.0\"; done; echo 'I: Extracting bash...'"
+    out = io.StringIO()
+    _run(["bash", "-c", script], "debootstrap", Progress("base-image", out))
+    stages = [line.split("s ", 1)[1] for line in out.getvalue().splitlines()]
+    assert stages == ["debootstrap", "debootstrap: retrieving and validating packages",
+                      "debootstrap: extracting packages"]
