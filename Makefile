@@ -49,6 +49,7 @@ help:
 	@echo "make bench-parse                                parser throughput against grep"
 
 $(STAMP): pyproject.toml
+	@echo "efakit: installing efakit[build,test] into $(VENV) with pip (a few quiet minutes the first time)" >&2
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[build,test]'
