@@ -202,9 +202,10 @@ def reuse_registry(engine: Engine, tag: str, target: Target | None) -> str | Non
     reused; where it cannot be asked, one line says so and the build goes on."""
     name = tag.rsplit(":", 1)[1]
     if target is None:
-        print(f"efakit: content tag {name} checked in the local engine only (no --reuse-from "
-              "registry): a rebuild here gets a new digest, which gate --push refuses if "
-              "the registry has this tag", file=sys.stderr)
+        # Progress, not a warning: an offline or first build has nothing to reuse.
+        Progress("build").note(f"content tag {name} looked for in the local engine only; "
+                               "--reuse-from REGISTRY reuses a pushed copy (a rebuild gets "
+                               "a new digest, which gate --push refuses for a pushed tag)")
         return None
     from buildkit import ecr
 

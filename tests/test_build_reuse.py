@@ -18,7 +18,7 @@ TAG = "efakit-test/pytorch:pytorch2.13-cuda13.3-efasrc-ofi1.21-nccl2.29-ec2-0123
 def test_without_a_registry_one_line_says_only_the_engine_was_checked(capsys):
     assert reuse_registry(Engine("docker", False), TAG, None) is None
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "local engine only" in err
+    assert err.count("\n") == 1 and "in the local engine only" in err
 
 
 def test_a_registry_that_cannot_be_asked_is_one_line_not_a_failure(capsys, monkeypatch,
