@@ -33,7 +33,7 @@ from verify.versions import major_minor
 if TYPE_CHECKING:
     from buildkit.ecr import Target
 
-STEP_RE = re.compile(r"^#(\d+) \[(?:[\w-]+\s+)?(\d+)/(\d+)\] (.*)$")
+STEP_RE = re.compile(r"^#(\d+) \[(?:([\w-]+)\s+)?(\d+)/(\d+)\] (.*)$")
 ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
 LOG_TAIL = 15
 
@@ -174,6 +174,7 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
     progress = Progress(f"build {variant}")
     progress.note(f"building {tag}; full log: {log}")
     lines: list[str] = []
+    started: set[str] = set()
     with log.open("w", encoding="utf-8") as sink, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=engine.env(), errors="replace") as proc:
@@ -182,13 +183,28 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
             sink.write(text)
             lines.append(text.rstrip("\n"))
             del lines[:-400]
-            step = STEP_RE.match(text)
+            step = new_step(text, started)
             if step:
-                progress.status(f"[{step.group(2)}/{step.group(3)}] {step.group(4)}")
+                progress.status(step)
     progress.done()
     if proc.returncode != 0:
         raise CliError(_failure(lines, log), Exit.FAIL)
     return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
+
+
+def new_step(text: str, started: set[str]) -> str | None:
+    """A BuildKit plain-output line that starts a step, as one progress line: its stage,
+    its place, its instruction with runs of blanks folded and cut to a line.  BuildKit
+    repeats a step's header whenever its output resumes after another step's (parallel
+    stages), so a step already in `started` is None: each step is said once."""
+    step = STEP_RE.match(text)
+    if step is None or step.group(1) in started:
+        return None
+    started.add(step.group(1))
+    stage = f"{step.group(2)} " if step.group(2) else ""
+    words = " ".join(step.group(5).split())
+    return f"[{stage}{step.group(3)}/{step.group(4)}] " + \
+        (words if len(words) <= 120 else words[:117] + "...")
 
 
 def reuse_registry(engine: Engine, tag: str, target: Target | None) -> str | None:

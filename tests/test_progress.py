@@ -7,6 +7,7 @@ import pytest
 
 import buildkit.progress as progress_mod
 from buildkit.baseimage import _run, _stage
+from buildkit.build import new_step
 from buildkit.progress import Progress
 from tests import procs
 from tests.procs import EFAKIT
@@ -115,3 +116,30 @@ def test_debootstrap_per_package_lines_make_one_progress_line_per_stage():
     stages = [line.split("s ", 1)[1] for line in out.getvalue().splitlines()]
     assert stages == ["debootstrap", "debootstrap: retrieving and validating packages",
                       "debootstrap: extracting packages"]
+
+
+def test_each_buildkit_step_is_said_once_with_its_stage():
+    """Header lines as BuildKit 20.10 printed them in a cold `make ci-image` (parallel
+    stages: a step's header comes back whenever its output resumes)."""
+    log = [
+        "#4 [builder 1/7] FROM docker.io/efakit/base:bookworm",
+        "#8 [stage-4  4/15] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked"
+        "     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked     rm -f "
+        "/etc/apt/apt.conf.d/docker-clean  && apt-get update  && apt-get install -y",
+        "#14 [efa 1/3] RUN --mount=type=bind,source=artifacts/rdma-core-64.0.tar.gz",
+        "#21 [nccl-tests 1/1] RUN --mount=type=bind,source=artifacts/nccl-tests-2.19.6.tar.gz",
+        "#14 27.31 -- Build files have been written to: /tmp/src/rdma_core/build",
+        "#14 [efa 1/3] RUN --mount=type=bind,source=artifacts/rdma-core-64.0.tar.gz",
+        "#21 [nccl-tests 1/1] RUN --mount=type=bind,source=artifacts/nccl-tests-2.19.6.tar.gz",
+        "#15 [efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz",
+        "#1 [internal] load build definition from Dockerfile",
+    ]
+    started: set[str] = set()
+    said = [step for step in (new_step(line, started) for line in log) if step]
+    assert said == [
+        "[builder 1/7] FROM docker.io/efakit/base:bookworm",
+        "[stage-4 4/15] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked "
+        "--mount=type=cache,target=/var/lib/apt/lists,sharing=lock...",  # cut at 120
+        "[efa 1/3] RUN --mount=type=bind,source=artifacts/rdma-core-64.0.tar.gz",
+        "[nccl-tests 1/1] RUN --mount=type=bind,source=artifacts/nccl-tests-2.19.6.tar.gz",
+        "[efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz"]
