@@ -9,7 +9,13 @@ import re
 import click
 
 from verify import __version__
-from verify.cliutil import CliError, OneLineGroup, handle_errors, nccl_tests_options
+from verify.cliutil import (
+    CliError,
+    OneLineGroup,
+    handle_errors,
+    nccl_tests_options,
+    timeout_options,
+)
 
 
 @click.group("efa-verify", cls=OneLineGroup,
@@ -253,10 +259,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
 @click.option("--output-dir", default=None, metavar="DIR",
               help="New or empty directory for logs and reports "
                    "(default ./efa-verify-run-<time>).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Hard limit in seconds for the benchmark stage.")
-@click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
-              help="Stop when no rank has printed for this many seconds.")
+@timeout_options("The run", "verify/data/run.yaml")
 @click.option("--sysfs", default="/sys", show_default=True, hidden=True)
 @report_options
 @baseline_options

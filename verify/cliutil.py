@@ -142,6 +142,21 @@ def handle_errors(prog: str, extra: tuple[type[BaseException], ...] = ()) -> Cal
     return wrap
 
 
+def timeout_options(scope: str, defaults: str) -> Callable[[Callable], Callable]:
+    """--timeout and --stall-timeout, in seconds, for run and sweep: every stage that
+    starts processes has a hard limit and a progress watch, so nothing can hang."""
+
+    def wrap(func: Callable) -> Callable:
+        func = click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
+                            help=f"{scope}: stop when no rank has printed for this many "
+                                 f"seconds (default from {defaults}).")(func)
+        return click.option("--timeout", type=click.FloatRange(min=1), default=None,
+                            help=f"{scope}: hard limit in seconds for the benchmark stage "
+                                 f"(default from {defaults}).")(func)
+
+    return wrap
+
+
 def nccl_tests_options(func: Callable) -> Callable:
     """--test and --tests-dir: the same on run and sweep, which both start nccl-tests."""
     from verify.bandwidth import COLLECTIVES

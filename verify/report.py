@@ -16,6 +16,7 @@ import secrets
 import stat
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -248,15 +249,25 @@ def to_table(result: dict) -> str:
             lines.append(f"           {_where(ev)}: {_clip(ev['text'], 160)}")
     for warning in _truncations(result):
         lines.append(f"WARNING: {warning['message'][:200]} (the verdict covers what was read)")
-    errors = [e for e in result["errors"] if e["severity"] == "error"]
-    if errors:
-        lines.append(f"errors ({len(errors)}):")
-        for err in errors[:10]:
-            lines.append(f"  {err['file']}:{err['line']} [{err['kind']}] "
-                         f"{_clip(err['message'], 160)}")
-            if err.get("fix"):
-                lines.append(f"      fix: {err['fix']}")
+    count, listed = _errors(result, 10, lambda err: f"  {err['file']}:{err['line']} "
+                            f"[{err['kind']}] {_clip(err['message'], 160)}", "      fix: ")
+    if count:
+        lines += [f"errors ({count}):", *listed]
     return "\n".join(lines) + "\n"
+
+
+def _errors(result: dict, limit: int, entry: Callable[[dict], str], fix: str
+            ) -> tuple[int, list[str]]:
+    """How many error-severity entries there are, and the first `limit` as lines (each
+    followed by its fix): the text and Markdown reports list them alike, and warnings
+    only in JSON."""
+    errors = [e for e in result["errors"] if e["severity"] == "error"]
+    lines = []
+    for err in errors[:limit]:
+        lines.append(entry(err))
+        if err.get("fix"):
+            lines.append(fix + err["fix"])
+    return len(errors), lines
 
 
 def _clip(text: str, width: int) -> str:
@@ -284,14 +295,10 @@ def to_markdown(result: dict) -> str:
             message += f" (waived until {check['waiver']['expires']}: {check['waiver']['reason']})"
         out.append(f"| {check['name']} | {check['status']} | "
                    f"{'yes' if check['required'] else 'no'} | {message} | {ev} |")
-    errors = [e for e in result["errors"] if e["severity"] == "error"]
-    if errors:
-        out += ["", "### Errors", ""]
-        for err in errors[:20]:
-            out.append(f"- `{err['file']}:{err['line']}` **{err['kind']}**: "
-                       f"{_clip(err['message'], 200)}")
-            if err.get("fix"):
-                out.append(f"  - fix: {err['fix']}")
+    count, listed = _errors(result, 20, lambda err: f"- `{err['file']}:{err['line']}` "
+                            f"**{err['kind']}**: {_clip(err['message'], 200)}", "  - fix: ")
+    if count:
+        out += ["", "### Errors", "", *listed]
     return "\n".join(out) + "\n"
 
 

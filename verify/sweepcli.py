@@ -8,7 +8,7 @@ import time
 
 import click
 
-from verify.cliutil import CliError, handle_errors, nccl_tests_options
+from verify.cliutil import CliError, handle_errors, nccl_tests_options, timeout_options
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
@@ -54,10 +54,7 @@ def check_allocation(plan, env: dict[str, str]) -> None:
                    "links.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Runs started at once (default from verify/data/sweep.yaml).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Per-run stage timeout in seconds (default from sweep.yaml).")
-@click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
-              help="Per-run stall timeout in seconds (default from sweep.yaml).")
+@timeout_options("Each run", "verify/data/sweep.yaml")
 @click.option("--simulate", is_flag=True,
               help="Sweep a simulated fabric instead of real nodes (see --nodes, --fault).")
 @click.option("--nodes", type=int, default=None, help="With --simulate: how many nodes.")
