@@ -91,7 +91,8 @@ mutate: $(STAMP)
 
 image: $(STAMP)
 	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
-		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,) --namespace $(NAMESPACE)
+		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,) --out $(BUILD_OUT) \
+		--namespace $(NAMESPACE)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \

@@ -74,7 +74,7 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
               "nccl": (spec.components.get("nccl") or {}).get("version"),
               "cuda_major": str(spec.base.get("cuda") or "12").split(".")[0],
               "builder": " ".join(spec.base.get("builder_wheels") or []),
-              "sagemaker": " ".join(spec.variants.get("sagemaker", {}).get("packages") or [])}
+              "sagemaker": " ".join(spec.packages("sagemaker"))}
     for name, template in WHEEL_SETS.items():
         if not template.format(**values).strip():
             continue

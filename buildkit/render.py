@@ -198,7 +198,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     if comps.get("nccl_tests"):
         path_prefix.append(table["nccl_tests"].prefix)
 
-    packages = (spec.variants.get(variant) or {}).get("packages") or []
+    packages = spec.packages(variant)
     mirror_pip = "--no-index --find-links /artifacts/wheels " if spec.mirror else ""
     cuda_home = "/opt/cuda-wheels/nvidia/cu13" if spec.base.get("builder_wheels") \
         else "/usr/local/cuda"

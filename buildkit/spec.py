@@ -91,6 +91,10 @@ class Spec:
             "cuda": self.base.get("cuda"),
         }
 
+    def packages(self, variant: str) -> list[str]:
+        """The pip packages a variant adds (a variant may be declared with no body)."""
+        return (self.variants.get(variant) or {}).get("packages") or []
+
     def distro_family(self) -> str:
         """`ubuntu`, `debian` or `al2023`: decides lib dirs and package tools."""
         match = re.match(r"[a-z]+", self.base["distro"])

@@ -32,6 +32,20 @@ def test_the_sagemaker_toolkit_is_pinned_in_the_spec_and_the_mirror():
     assert WHEEL_SETS["sagemaker"] == "{sagemaker}"  # the mirror downloads exactly these
 
 
+def test_a_variant_declared_without_a_body_adds_no_packages(pytorch_spec_raw, write_spec):
+    """`sagemaker:` with nothing under it is a valid spec: the mirror's wheel sets and the
+    renderer read its packages as none (fetch-artifacts raised AttributeError here)."""
+    from buildkit.mirror import WHEEL_SETS
+
+    raw = copy.deepcopy(pytorch_spec_raw)
+    raw["variants"]["sagemaker"] = None
+    spec = load_spec(write_spec(raw), profile="offline")
+    assert spec.packages("sagemaker") == [] and spec.packages("absent") == []
+    assert WHEEL_SETS["sagemaker"].format(sagemaker=" ".join(spec.packages("sagemaker"))) == ""
+    assert load_spec(ROOT / "images" / "pytorch.yaml").packages("sagemaker") == \
+        ["sagemaker-training==5.1.4", "mpi4py==4.1.2"]
+
+
 def test_seed_fixture_loads():
     spec = load_spec(FIXTURES / "specs" / "seed" / "pytorch.yaml")
     assert spec.versions()["aws_ofi_nccl"] == "1.5.0"
