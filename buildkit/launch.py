@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from verify.cliutil import CliError
 from verify.hosts import MAX_SLURM_HOSTS
 from verify.nodelist import expand_nodelist
 from verify.profiles import Profile
@@ -31,8 +32,9 @@ DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
-class LaunchError(ValueError):
-    """Input that cannot make a correct job: one line, exit 2."""
+class LaunchError(CliError):
+    """Input that cannot make a correct job: one line, exit 2 (the CLI's error handler
+    prints it as it prints every CliError)."""
 
 
 @dataclass(frozen=True)

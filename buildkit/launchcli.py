@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from verify.cliutil import CliError, handle_errors
+from verify.cliutil import handle_errors
 
 errors = handle_errors("efakit")
 
@@ -37,22 +37,16 @@ def _emit(text: str, output: Path | None, summary: str) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        write_atomic(output, text)
-    except OSError as exc:
-        raise CliError(f"cannot write {output}: {exc.strerror}") from None
+    write_atomic(output, text)  # a WriteError is one line, exit 2, from the handler
     click.echo(f"wrote {output}: {summary}", err=True)
 
 
 def _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args):
-    from buildkit.launch import LaunchError, make_job
+    from buildkit.launch import make_job
     from verify.profiles import resolve
 
-    try:
-        return make_job(command, nodes, resolve(instance_type), gpus_per_node, image,
-                        output_dir, tuple(extra_args))
-    except LaunchError as exc:
-        raise CliError(str(exc)) from None
+    return make_job(command, nodes, resolve(instance_type), gpus_per_node, image,
+                    output_dir, tuple(extra_args))
 
 
 @click.group()
@@ -82,13 +76,10 @@ def launch() -> None:
 def slurm(instance_type, nodes, command, gpus_per_node, output, extra_args, container, image,
           partition, time_limit, nodelist, exclude, job_name, output_dir) -> None:
     """An sbatch script: sshd in the image on every node, efa-verify on the first."""
-    from buildkit.launch import LaunchError, slurm_script
+    from buildkit.launch import slurm_script
 
     job = _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args)
-    try:
-        text = slurm_script(job, container, partition, time_limit, nodelist, exclude, job_name)
-    except LaunchError as exc:
-        raise CliError(str(exc)) from None
+    text = slurm_script(job, container, partition, time_limit, nodelist, exclude, job_name)
     _emit(text, output, f"{nodes} x {job.profile.name}, efa-verify {command}; "
           f"submit with: sbatch {output}")
 
@@ -105,12 +96,9 @@ def slurm(instance_type, nodes, command, gpus_per_node, output, extra_args, cont
 def eks(instance_type, nodes, command, gpus_per_node, output, extra_args, image, allow_tag,
         name, namespace, output_dir) -> None:
     """A Kubeflow MPIJob (v2beta1) with EFA, GPUs, hugepages, /dev/shm and IPC_LOCK."""
-    from buildkit.launch import LaunchError, mpijob, mpijob_yaml
+    from buildkit.launch import mpijob, mpijob_yaml
 
     job = _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args)
-    try:
-        text = mpijob_yaml(mpijob(job, name, namespace, allow_tag))
-    except LaunchError as exc:
-        raise CliError(str(exc)) from None
+    text = mpijob_yaml(mpijob(job, name, namespace, allow_tag))
     _emit(text, output, f"{nodes} x {job.profile.name}, efa-verify {command}; "
           f"apply with: kubectl apply -f {output}")
