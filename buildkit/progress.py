@@ -8,17 +8,16 @@ and still print.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TextIO
 
-_quiet = os.environ.get("EFAKIT_QUIET") == "1"
+_quiet = False  # set by `efakit --quiet`, which click also reads from EFAKIT_QUIET
 
 
 def set_quiet(quiet: bool) -> None:
     global _quiet
-    _quiet = _quiet or quiet
+    _quiet = quiet
 
 
 class Progress:
