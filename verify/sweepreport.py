@@ -8,8 +8,9 @@ lines; a node the sweep could not settle is `unknown`, never guessed.
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 
-from verify import __version__
+from verify.checks import tool
 from verify.sweep import SweepResult, Trial
 
 SCHEMA_VERSION = 1
@@ -21,10 +22,20 @@ def _evidence(trial: Trial, node: str | None = None, limit: int = 3) -> list[dic
     return [dict(e) for e in lines[:limit]]
 
 
-def _transport(result: SweepResult, node: str) -> tuple[str | None, bool | None]:
-    """Worst transport and GDR this node showed in any pair (None: not known)."""
-    seen = [t for runs in (result.trials.get(p, []) for p in result.trials if node in p)
-            for _, t in runs if node in t.transport]
+def _by_node(result: SweepResult) -> dict[str, list[Trial]]:
+    """Every node's pair trials, gathered in one pass (a scan per node would cost nodes x
+    pairs: minutes at tens of thousands of nodes)."""
+    trials: dict[str, list[Trial]] = defaultdict(list)
+    for pair, runs in result.trials.items():
+        for node in pair:
+            trials[node] += [t for _, t in runs]
+    return trials
+
+
+def _transport(trials: list[Trial], node: str) -> tuple[str | None, bool | None]:
+    """Worst transport and GDR this node showed in any of its pair trials (None: not
+    known)."""
+    seen = [t for t in trials if node in t.transport]
     transports = {t.transport[node] for t in seen if t.transport[node]}
     gdrs = {t.gdr.get(node) for t in seen} - {None}
     worst = [t for t in sorted(transports) if "socket" in t.lower()]
@@ -32,9 +43,9 @@ def _transport(result: SweepResult, node: str) -> tuple[str | None, bool | None]
     return transport, (False if False in gdrs else True if gdrs else None)
 
 
-def _node_row(result: SweepResult, node: str) -> dict:
+def _node_row(result: SweepResult, node: str, trials: list[Trial]) -> dict:
     state = result.nodes[node]
-    transport, gdr = _transport(result, node)
+    transport, gdr = _transport(trials, node)
     if state.accused:
         status = "bad"
     elif state.cleared:
@@ -86,9 +97,10 @@ def build(result: SweepResult, hosts_source: str, mode: str, extra: dict | None 
     pairs_run = len(result.trials)
     healthy = sum(1 for s in result.nodes.values() if s.check_ok)
     possible = healthy * (healthy - 1) // 2
+    by_node = _by_node(result)
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "efa-verify", "version": __version__, "command": "sweep"},
+        "tool": tool("sweep"),
         "mode": mode,
         "hosts_source": hosts_source,
         "verdict": verdict,
@@ -108,7 +120,7 @@ def build(result: SweepResult, hosts_source: str, mode: str, extra: dict | None 
                          f"kubectl taint nodes {' '.join(bad)} efakit.io/efa-bad=true:NoSchedule"]
                         if bad else []),
         },
-        "nodes": [_node_row(result, n) for n in sorted(result.nodes)],
+        "nodes": [_node_row(result, n, by_node.get(n, [])) for n in sorted(result.nodes)],
         **(extra or {}),
     }
 
