@@ -208,7 +208,7 @@ def published_check(judged: list[Judged], profile: Profile) -> Check:
         what = ", ".join(sorted({f"{j.shape.collective} at {j.nodes} nodes" for j in judged}))
         return Check("bandwidth", "skip", True, f"no published figure for {profile.name} "
                      f"{what}: judged by bandwidth_derived")
-    return Check("bandwidth", _worst(s for s, _ in results), True,
+    return Check("bandwidth", worst_status(s for s, _ in results), True,
                  "; ".join(m for _, m in results), evidence[:4], detail={"curves": curves})
 
 
@@ -250,12 +250,13 @@ def derived_check(judged: list[Judged], profile: Profile) -> Check:
                             f"({busbw_of(best):g} >= {floor:.1f} GB/s at "
                             f"{human_size(best['size'])})"))
     share = f"{profile.efa_gbps} Gbps EFA x {model['efficiency']:g}"
-    return Check("bandwidth_derived", _worst(s for s, _ in results), True,
+    return Check("bandwidth_derived", worst_status(s for s, _ in results), True,
                  "derived floor (a model, not a measurement; " + share + "): "
                  + "; ".join(m for _, m in results), evidence[:4], detail={"curves": curves})
 
 
-def _worst(statuses) -> str:
+def worst_status(statuses) -> str:
+    """One status for several judged curves: fail over unknown over pass; none: skip."""
     statuses = set(statuses)
     for status in ("fail", "unknown", "pass"):
         if status in statuses:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from verify.bandwidth import busbw_of, human_size, judge_tables
+from verify.bandwidth import busbw_of, human_size, judge_tables, worst_status
 from verify.checks import Check
 
 KIND = "efa-verify-baseline"
@@ -143,7 +143,5 @@ def compare_check(base: Baseline | None, judged: list, why: str | None) -> Check
         else:
             results.append(("pass", f"{item.label()}: {len(rows)} sizes within "
                             f"{base.tolerance:.0%} of baseline {base.name}"))
-    statuses = {s for s, _ in results}
-    status = next((s for s in ("fail", "unknown", "pass") if s in statuses), "skip")
-    return Check("bandwidth_baseline", status, True, "; ".join(m for _, m in results),
-                 evidence[:4], detail={"curves": curves})
+    return Check("bandwidth_baseline", worst_status(s for s, _ in results), True,
+                 "; ".join(m for _, m in results), evidence[:4], detail={"curves": curves})

@@ -94,8 +94,10 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
 
 def baseline_options(func):
     """--baseline and --baseline-tolerance: the same on parse and run."""
+    from verify.baseline import DEFAULT_TOLERANCE
+
     func = click.option("--baseline-tolerance", "tolerance", type=click.FloatRange(0, 0.99),
-                        default=0.10, show_default=True,
+                        default=DEFAULT_TOLERANCE, show_default=True,
                         help="How far below the baseline a size may fall (0.10 = 10%).")(func)
     return click.option("--baseline", "baseline_spec", default=None, metavar="NAME|FILE",
                         help="Compare busbw size by size with a site baseline "
