@@ -75,6 +75,11 @@ def load(only: list[str]) -> tuple[list[Mutation], dict[str, list[str]]]:
     names = [m.name for m in mutations]
     if len(set(names)) != len(names):
         raise SystemExit("mutate: duplicate mutation names in bench/mutations.yaml")
+    stale = [f"{m.name} ({m.file})" for m in mutations
+             if (ROOT / m.file).read_text().count(m.old) != 1]
+    if stale:  # code moved: the row would count as neither killed nor survived
+        raise SystemExit("mutate: snippet not found exactly once, update bench/mutations.yaml: "
+                         + ", ".join(stale))
     unknown = set(only) - set(names)
     if unknown:
         raise SystemExit(f"mutate: no mutation named {', '.join(sorted(unknown))}")
