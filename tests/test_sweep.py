@@ -201,6 +201,7 @@ def test_simulate_prints_json_that_names_the_bad_node():
      "kind 'melted'; known: socket, no_gdr, slow_nic, hang, gpu, bad_link, flapping_link"),
     (["--hosts", "a"], {}, "sweep: needs at least 2 nodes, got 1 (--hosts)"),
     (["--hosts", "a,b", "--instance-type", "p9"], {}, "unknown instance type 'p9'; known: "),
+    (["--hosts", "a,b", "--instance-type", ""], {}, "unknown instance type ''; known: "),
     ([], {"SLURM_JOB_NODELIST": "p5-[001-004]", "SLURM_JOB_NUM_NODES": "3"},
      "SLURM_JOB_NODELIST expands to 4 nodes but the job has 3 (SLURM_JOB_NUM_NODES)"),
 ])
@@ -209,6 +210,14 @@ def test_bad_sweep_input_is_a_one_line_usage_error(tmp_path, args, env, message)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"efa-verify: error: {message}")
     assert done.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+def test_an_empty_provider_is_refused_as_on_run(tmp_path):
+    done = efa_verify("sweep", "--hosts", "a,b", "--expect-provider", "",
+                      "--output-dir", str(tmp_path / "o"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "'' is not a libfabric provider name" in done.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def real_sweep(tmp_path: Path, bad: str, mode: str, *args: str) -> tuple[int, dict, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 
 import click
 
@@ -13,7 +12,9 @@ from verify.cliutil import (
     CliError,
     OneLineGroup,
     handle_errors,
+    instance_profile,
     nccl_tests_options,
+    provider_name,
     timeout_options,
 )
 
@@ -115,19 +116,6 @@ def _baseline(spec: str | None, tolerance: float):
         raise CliError(str(exc)) from None
 
 
-def _instance(text: str | None):
-    from verify.profiles import resolve
-
-    return None if text is None else resolve(text)  # '' is a mistake, not "detect"
-
-
-def _provider(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    """A libfabric provider name (efa, tcp, shm...): an empty one would match nothing."""
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_;+-]*", value.strip()):
-        raise click.BadParameter(f"{value!r} is not a libfabric provider name (e.g. efa)")
-    return value
-
-
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @report_options
@@ -135,7 +123,7 @@ def _provider(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               help="p4d, p4d.24xlarge or ml.p4d.24xlarge: sets GDR and bandwidth expectations.")
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless the job spans this many NCCL nodes.")
-@click.option("--expect-provider", default="efa", show_default=True, callback=_provider,
+@click.option("--expect-provider", default="efa", show_default=True, callback=provider_name,
               help="The libfabric provider the job should use.")
 @baseline_options
 @handle_errors("efa-verify")
@@ -153,7 +141,7 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
 
     try:
         policy = load_policy(policy_file)
-        instance = _instance(instance_type)
+        instance = instance_profile(instance_type)
         base = _baseline(baseline_spec, tolerance)
         sources = expand(list(paths))
         model, inputs = parse_sources(sources)
@@ -191,7 +179,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
         policy = load_policy(policy_file)
     except (ValueError, PolicyError) as exc:
         raise CliError(str(exc)) from None
-    image = Image(root_path, record, dict(os.environ), _instance(instance_type))
+    image = Image(root_path, record, dict(os.environ), instance_profile(instance_type))
     checks = static_checks(image, execute=root_path.resolve() == Path("/"))
     result = checks_result("static", checks, policy, image.instance,
                            {"nccl_version": record["versions"].get("nccl"),
@@ -231,7 +219,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
             cuda = startenv.load_image_env(record_path)["versions"].get("cuda")
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    profile = _instance(instance_type)
+    profile = instance_profile(instance_type)
     detection = detect.Detection(profile, "--instance-type", instance_type or "") if profile \
         else detect.detect()
     host = Host(sys=Path(sysfs), dev=Path(devfs), proc=Path("/proc"), shm=Path("/dev/shm"))
@@ -247,7 +235,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
 @click.option("--gpus-per-host", type=click.IntRange(min=1), default=None,
               help="Ranks per host (default: the GPUs NVML sees here).")
 @click.option("--instance-type", default=None, help="p4d, p5.48xlarge, ml.p5.48xlarge...")
-@click.option("--expect-provider", default="efa", show_default=True, callback=_provider)
+@click.option("--expect-provider", default="efa", show_default=True, callback=provider_name)
 @click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
               help="Fail unless NCCL saw this many nodes (one GPU per node with NCCL_HOSTID "
                    "gives more NCCL nodes than hosts).")
@@ -300,7 +288,7 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
         raise CliError(str(exc)) from None
     base = _baseline(baseline_spec, tolerance)
     gpus, gpus_source = _gpus_per_host(gpus_per_host)
-    instance = _instance(instance_type)
+    instance = instance_profile(instance_type)
     options = Options(instance, "--instance-type" if instance else None, expect_nodes,
                       expect_provider.strip().lower(), test_name, base)
     opts = runjob.RunOptions(plan, gpus, gpus_source, outdir, engine, test_name,

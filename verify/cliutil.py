@@ -6,6 +6,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -140,6 +141,22 @@ def handle_errors(prog: str, extra: tuple[type[BaseException], ...] = ()) -> Cal
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def instance_profile(text: str | None):
+    """The --instance-type profile, or None when the option was not given ('' is a
+    mistake, not "detect": resolve refuses it in one line)."""
+    from verify.profiles import resolve
+
+    return None if text is None else resolve(text)
+
+
+def provider_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """--expect-provider's check: a libfabric provider name (efa, tcp, shm...); an empty
+    one would match nothing."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_;+-]*", value.strip()):
+        raise click.BadParameter(f"{value!r} is not a libfabric provider name (e.g. efa)")
+    return value
 
 
 def timeout_options(scope: str, defaults: str) -> Callable[[Callable], Callable]:

@@ -8,7 +8,14 @@ import time
 
 import click
 
-from verify.cliutil import CliError, handle_errors, nccl_tests_options, timeout_options
+from verify.cliutil import (
+    CliError,
+    handle_errors,
+    instance_profile,
+    nccl_tests_options,
+    provider_name,
+    timeout_options,
+)
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
@@ -45,7 +52,7 @@ def check_allocation(plan, env: dict[str, str]) -> None:
 @click.option("--gpus-per-host", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ranks per node in each run.")
 @click.option("--instance-type", default=None, help="p5, p5.48xlarge, ml.p5.48xlarge...")
-@click.option("--expect-provider", default="efa", show_default=True)
+@click.option("--expect-provider", default="efa", show_default=True, callback=provider_name)
 @nccl_tests_options
 @click.option("--output-dir", default=None, metavar="DIR",
               help="New or empty directory: one run directory per node check and pair.")
@@ -154,11 +161,10 @@ def _real(hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_n
     from verify import hosts as hostmod
     from verify.logparse.result import Options
     from verify.policy import PolicyError, load_policy
-    from verify.profiles import resolve
     from verify.sweeprun import MpiRunner
 
     env = dict(os.environ)
-    instance = resolve(instance_type) if instance_type else None
+    instance = instance_profile(instance_type)
     try:
         policy = load_policy(policy_file)
         plan = hostmod.resolve_hosts(hosts, hostfile, env, os.environ.get(
