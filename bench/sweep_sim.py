@@ -3,8 +3,8 @@
     python bench/sweep_sim.py [--seeds 5] [--sizes 16,64,256,1024,4096]
 
 For each cluster size N and fault mix, several seeds (fault placement and
-noise differ per seed).  The sweep's own code (verify/sweep.py) drives the
-simulated fabric (verify/sweepsim.py) through the Runner interface real runs
+noise differ per seed).  The sweep's own code (verify/sweep/logic.py) drives the
+simulated fabric (verify/sweep/sim.py) through the Runner interface real runs
 use.  Columns:
   rounds      pair rounds, median and max over seeds (node checks not counted)
   nodes       node/NIC faults found / injected, summed over seeds
@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from verify.sweep import Sweep  # noqa: E402
-from verify.sweepsim import SimulatedFabric, inject, modelled_seconds, node_names, score  # noqa: E402
+from verify.sweep.logic import Sweep  # noqa: E402
+from verify.sweep.sim import SimulatedFabric, inject, modelled_seconds, node_names, score  # noqa: E402
 
 MIXES: list[tuple[str, object]] = [
     ("none", {}),

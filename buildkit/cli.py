@@ -489,7 +489,7 @@ def _show_result(result: dict | None, where: Path, failure: str | None, as_json:
 def _sagemaker_local(spec, req: dict, out_dir: Path, as_json: bool) -> None:
     import json
 
-    from buildkit import smlocal
+    from buildkit.launch import sagemaker_local as smlocal
     from buildkit.progress import Progress
 
     say = Progress("sagemaker-verify").line  # where the job is: stderr, data stays on stdout
@@ -551,7 +551,7 @@ def _sagemaker_remote(spec, req: dict, out_dir: Path, no_wait: bool, poll: float
 
 def _add_launch() -> None:
     """`efakit launch`, in its own module."""
-    from buildkit.launchcli import launch
+    from buildkit.launch.cli import launch
 
     main.add_command(launch)
 

@@ -5,7 +5,7 @@ botocore).  One CreateTrainingJob with the image's own entrypoint, then
 Describe/Logs/S3 reads, is all this needs; the SageMaker Python SDK v3
 (~1.2 GB) or sagemaker-core (~450 MB) would add size and a second way to
 describe the same request without doing anything we use.  Local mode is
-efakit's own (buildkit.smlocal): the same container contract through
+efakit's own (buildkit.launch.sagemaker_local): the same container contract through
 docker-compose v1.
 """
 

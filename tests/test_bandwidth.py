@@ -24,9 +24,9 @@ from verify.bandwidth import (
     shape_of,
     table,
 )
-from verify.hwcounters import counters_check, snapshot
-from verify.outliers import low_outliers
 from verify.profiles import all_profiles, resolve
+from verify.run.counters import counters_check, snapshot
+from verify.run.outliers import low_outliers
 
 
 def corpus(prefix: str):

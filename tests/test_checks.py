@@ -9,8 +9,8 @@ from tests.conftest import ROOT
 from verify.checks import Check, registry, unknown_names
 from verify.policy import load_policy
 
-PRODUCERS = ("verify/static.py", "verify/preflight.py", "verify/hwcounters.py",
-             "verify/runjob.py", "verify/logparse/result.py", "buildkit/gate.py")
+PRODUCERS = ("verify/static.py", "verify/preflight.py", "verify/run/counters.py",
+             "verify/run/job.py", "verify/logparse/result.py", "buildkit/gate.py")
 
 
 def _literal_check_names(path):

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.test_run import efa_sysfs
-from verify import hosts
-from verify.hwcounters import counters_check, snapshot
+from verify.run import hosts
+from verify.run.counters import counters_check, snapshot
 
 
 def test_hosts_from_every_source(tmp_path):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from verify.nodelist import expand_nodelist
+from verify.run.nodelist import expand_nodelist
 
 
 @pytest.mark.parametrize("text,names", [

@@ -20,11 +20,11 @@ import pytest
 
 from tests.conftest import FIXTURES, ROOT
 from tests.test_run import leftovers
-from verify.outliers import low_outliers
-from verify.sweep import Sweep, SweepError, Trial
-from verify.sweepreport import build
-from verify.sweeprun import trial_from
-from verify.sweepsim import Fault, SimulatedFabric, inject, node_names
+from verify.run.outliers import low_outliers
+from verify.sweep.logic import Sweep, SweepError, Trial
+from verify.sweep.report import build
+from verify.sweep.runner import trial_from
+from verify.sweep.sim import Fault, SimulatedFabric, inject, node_names
 
 SCHEMA = json.loads((ROOT / "verify" / "schema" / "sweep.schema.json").read_text())
 

@@ -271,11 +271,12 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
     import time
     from pathlib import Path
 
-    from verify import detect, report, runjob
-    from verify import hosts as hostmod
+    from verify import detect, report
     from verify.exitcodes import Exit
     from verify.logparse.result import Options
     from verify.policy import PolicyError, load_policy
+    from verify.run import hosts as hostmod
+    from verify.run import job as runjob
 
     try:
         policy = load_policy(policy_file)
@@ -378,7 +379,7 @@ def counters(sysfs: str) -> None:
     import json
     from pathlib import Path
 
-    from verify.hwcounters import snapshot
+    from verify.run.counters import snapshot
 
     click.echo(json.dumps(snapshot(Path(sysfs)), sort_keys=True))
 
@@ -387,7 +388,7 @@ def counters(sysfs: str) -> None:
 @click.argument("run_id")
 def reap(run_id: str) -> None:
     """Kill this host's processes of one run (called over ssh when a run is stopped)."""
-    from verify.supervise import reap_local
+    from verify.run.supervise import reap_local
 
     click.echo(f"killed {len(reap_local(run_id))} process(es)")
 
@@ -413,7 +414,7 @@ def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | 
 
 def _add_commands() -> None:
     """Commands that live in their own modules."""
-    from verify.sweepcli import sweep
+    from verify.sweep.cli import sweep
 
     main.add_command(sweep)
 

@@ -142,7 +142,7 @@ def start_sshd() -> str | None:
 
 
 def notify_followers(config: JobConfig) -> None:
-    from verify.supervise import rsh_command
+    from verify.run.supervise import rsh_command
 
     for host in config.hosts:
         if host == config.leader:

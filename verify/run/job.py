@@ -20,13 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from verify.checks import Check, Evidence
-from verify.hosts import HostPlan
-from verify.hwcounters import counters_check, efa_devices, inventory_checks
 from verify.logparse.model import ErrorEntry
 from verify.logparse.result import Options, build, parse_sources
 from verify.logparse.sources import expand
 from verify.policy import Policy
-from verify.supervise import MARKER, RankStream, StageOutcome, run_stage
+from verify.run.counters import counters_check, efa_devices, inventory_checks
+from verify.run.hosts import HostPlan
+from verify.run.supervise import MARKER, RankStream, StageOutcome, run_stage
 from verify.tables import load_table
 
 ENGINES = ("nccl-tests", "torch")

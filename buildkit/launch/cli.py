@@ -42,7 +42,7 @@ def _emit(text: str, output: Path | None, summary: str) -> None:
 
 
 def _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args):
-    from buildkit.launch import make_job
+    from buildkit.launch.job import make_job
     from verify.profiles import resolve
 
     return make_job(command, nodes, resolve(instance_type), gpus_per_node, image,
@@ -76,7 +76,7 @@ def launch() -> None:
 def slurm(instance_type, nodes, command, gpus_per_node, output, extra_args, container, image,
           partition, time_limit, nodelist, exclude, job_name, output_dir) -> None:
     """An sbatch script: sshd in the image on every node, efa-verify on the first."""
-    from buildkit.launch import slurm_script
+    from buildkit.launch.slurm import slurm_script
 
     job = _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args)
     text = slurm_script(job, container, partition, time_limit, nodelist, exclude, job_name)
@@ -96,7 +96,7 @@ def slurm(instance_type, nodes, command, gpus_per_node, output, extra_args, cont
 def eks(instance_type, nodes, command, gpus_per_node, output, extra_args, image, allow_tag,
         name, namespace, output_dir) -> None:
     """A Kubeflow MPIJob (v2beta1) with EFA, GPUs, hugepages, /dev/shm and IPC_LOCK."""
-    from buildkit.launch import mpijob, mpijob_yaml
+    from buildkit.launch.eks import mpijob, mpijob_yaml
 
     job = _job(command, nodes, instance_type, gpus_per_node, image, output_dir, extra_args)
     text = mpijob_yaml(mpijob(job, name, namespace, allow_tag))

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 
 from verify.checks import Check, Evidence
-from verify.outliers import low_outliers
+from verify.run.outliers import low_outliers
 from verify.tables import load_table
 
 Snapshot = dict[str, dict[str, int]]  # "device/port" -> counter -> value

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from verify import report, runjob
-from verify.hosts import Host, HostPlan
+from verify import report
 from verify.policy import Policy
-from verify.sweep import Pair, Trial, table
+from verify.run import job as runjob
+from verify.run.hosts import Host, HostPlan
+from verify.sweep.logic import Pair, Trial, table
 
 # The checks of a single-host run that speak about that host alone; its
 # transport verdict does not (one host has no network between hosts to use).

@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 
 from verify.checks import tool
-from verify.sweep import SweepResult, Trial
+from verify.sweep.logic import SweepResult, Trial
 
 SCHEMA_VERSION = 1
 

@@ -19,8 +19,8 @@ questions, all at once:
    fault shows only in its own pair, so it is found only if that pair runs,
    and the report states the share of pairs covered.
 
-The sweep never runs anything itself: a Runner does (verify/sweeprun.py with
-`efa-verify run`'s machinery, or the simulated fabric of verify/sweepsim.py),
+The sweep never runs anything itself: a Runner does (verify/sweep/runner.py with
+`efa-verify run`'s machinery, or the simulated fabric of verify/sweep/sim.py),
 so the same code is proven at 4,096 simulated nodes and used on real ones.
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from verify.outliers import low_outliers
+from verify.run.outliers import low_outliers
 from verify.tables import load_table
 
 Pair = tuple[str, str]

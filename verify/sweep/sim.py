@@ -1,7 +1,7 @@
 """A simulated EFA fabric of N nodes with injected faults, for `efa-verify sweep`.
 
 No machine here has more than one host, so the sweep's logic is proven at
-scale against this Runner: the sweep's own code (verify/sweep.py) calls it
+scale against this Runner: the sweep's own code (verify/sweep/logic.py) calls it
 exactly as it calls the real runner.  Each simulated run answers what a real
 run's result would say: pass/fail/hang, busbw, per-node transport and GDR,
 and evidence lines worded as NCCL prints them (file names `sim://...`, so a
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from verify.bandwidth import table as bandwidth_table
-from verify.sweep import Pair, Trial, table
+from verify.sweep.logic import Pair, Trial, table
 
 # Faults on a node show in every pair it is in; faults on a link only in its pair.
 NODE_FAULTS = ("socket", "no_gdr", "slow_nic", "hang", "gpu")

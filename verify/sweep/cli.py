@@ -1,4 +1,4 @@
-"""`efa-verify sweep`: the command line over verify/sweep.py, real or simulated."""
+"""`efa-verify sweep`: the command line over verify/sweep/logic.py, real or simulated."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from verify.cliutil import (
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
-    from verify.sweepsim import LINK_FAULTS, NODE_FAULTS, inject
+    from verify.sweep.sim import LINK_FAULTS, NODE_FAULTS, inject
 
     mix: dict[str, int] = {}
     for spec in specs:
@@ -92,8 +92,8 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
     """
     from verify import report
     from verify.exitcodes import Exit
-    from verify.sweep import Sweep, SweepError
-    from verify.sweepreport import build, to_text
+    from verify.sweep.logic import Sweep, SweepError
+    from verify.sweep.report import build, to_text
 
     def progress(line: str) -> None:
         click.echo(f"sweep: {line}", err=True)
@@ -113,7 +113,7 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
         raise CliError(str(exc)) from None
     interrupted = extra.pop("_interrupted", None)
     if simulate:
-        from verify.sweepsim import modelled_seconds, score
+        from verify.sweep.sim import modelled_seconds, score
 
         extra["simulation"]["modelled_wall_s"] = round(modelled_seconds(result.rounds), 1)
         extra["simulation"]["score"] = score(result.bad_nodes, result.bad_links,
@@ -135,7 +135,7 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
 
 
 def _simulated(nodes: int | None, faults: tuple[str, ...], seed: int):
-    from verify.sweepsim import SimulatedFabric, node_names
+    from verify.sweep.sim import SimulatedFabric, node_names
 
     if nodes is None:
         raise CliError("--simulate needs --nodes N")
@@ -157,11 +157,12 @@ def _real(hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_n
     import threading
     from pathlib import Path
 
-    from verify import detect, runjob
-    from verify import hosts as hostmod
+    from verify import detect
     from verify.logparse.result import Options
     from verify.policy import PolicyError, load_policy
-    from verify.sweeprun import MpiRunner
+    from verify.run import hosts as hostmod
+    from verify.run import job as runjob
+    from verify.sweep.runner import MpiRunner
 
     env = dict(os.environ)
     instance = instance_profile(instance_type)

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verify.hosts import is_local
+from verify.run.hosts import is_local
 
 TAG_RE = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr|stddiag)>: ?")
 MARKER = "EFAKIT_RUN_ID"

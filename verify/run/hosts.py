@@ -11,7 +11,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from verify.nodelist import expand_nodelist
+from verify.run.nodelist import expand_nodelist
 from verify.tables import TableError, load_json_file, read_input_text
 
 # More hosts than any one verification run launches; a larger list is a mistake.

@@ -1,0 +1,88 @@
+"""`efakit launch eks`: a Kubeflow MPIJob (mpi-operator v2beta1) for `efa-verify run|sweep`."""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from buildkit.launch.job import (
+    DIGEST_RE,
+    K8S_NAME_RE,
+    Job,
+    LaunchError,
+    env_step,
+    table,
+    verifier_argv,
+)
+
+
+def mpijob(job: Job, name: str, namespace: str | None, allow_tag: bool) -> dict:
+    """A Kubeflow MPIJob (v2beta1): one launcher running efa-verify, N workers with sshd."""
+    conf = table()["eks"]
+    if not job.image:
+        raise LaunchError("launch eks needs --image")
+    if not DIGEST_RE.search(job.image) and not allow_tag:
+        raise LaunchError(f"--image {job.image}: no digest (@sha256:...); a tag can move "
+                          "between pulls on different nodes; pin it, or pass --allow-tag")
+    for flag, value in (("--name", name), ("--namespace", namespace)):
+        if value is not None and not K8S_NAME_RE.match(value):
+            raise LaunchError(f"{flag} {value!r}: lower-case letters, digits and '-' "
+                              "(at most 52 characters)")
+    if job.profile.efa_devices < 1:
+        raise LaunchError(f"{job.profile.name} has no EFA device (instances.yaml)")
+    verify = " ".join(shlex.quote(a) for a in verifier_argv(job, conf["hostfile"]))
+    launcher_cmd = (f"{env_step(job)}; exec {verify} --output-dir "
+                    f"{shlex.quote(job.output_dir)}")
+    limits = {conf["gpu_resource"]: job.gpus_per_node,
+              conf["efa_resource"]: job.profile.efa_devices,
+              "hugepages-2Mi": conf["hugepages_2Mi"], "memory": conf["memory"]}
+    worker = {
+        "nodeSelector": {conf["instance_label"]: job.profile.name},
+        "containers": [{
+            "name": "worker",
+            "image": job.image,
+            "command": ["bash", "-c", "ssh-keygen -A && exec /usr/sbin/sshd -De"],
+            "securityContext": {"capabilities": {"add": ["IPC_LOCK"]}},
+            "resources": {"limits": dict(limits), "requests": dict(limits)},
+            "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+        }],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory",
+                                                 "sizeLimit": conf["shm_size"]}}],
+    }
+    launcher = {
+        "containers": [{
+            "name": "launcher",
+            "image": job.image,
+            "command": ["bash", "-c", launcher_cmd],
+            "resources": {"limits": {"cpu": "2", "memory": "4Gi"},
+                          "requests": {"cpu": "1", "memory": "2Gi"}},
+        }],
+    }
+    metadata: dict = {"name": name, "labels": {"app.kubernetes.io/managed-by": "efakit"}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": metadata,
+        "spec": {
+            "slotsPerWorker": job.gpus_per_node,
+            "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 0},
+            "mpiImplementation": "OpenMPI",
+            "sshAuthMountPath": "/root/.ssh",
+            "mpiReplicaSpecs": {
+                "Launcher": {"replicas": 1, "restartPolicy": "Never",
+                             "template": {"spec": launcher}},
+                "Worker": {"replicas": job.nodes, "restartPolicy": "Never",
+                           "template": {"spec": worker}},
+            },
+        },
+    }
+
+
+def mpijob_yaml(manifest: dict) -> str:
+    header = ("# efakit launch eks: a Kubeflow MPIJob (v2beta1). Nothing is applied by efakit:\n"
+              "# read this, then `kubectl apply -f` it.  The exclude list a sweep prints names\n"
+              "# the workers' pod host names; `kubectl get pods -o wide` maps them to nodes.\n")
+    return header + yaml.safe_dump(manifest, sort_keys=False)
