@@ -2,7 +2,19 @@
 (line shapes of corpus 018: aws-ofi-nccl 1.16.2, NCCL 2.27.3), so a GitHub runner
 without ../shared runs them too."""
 
-from tests.parsehelp import check, parse_text
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import procs
+from tests.conftest import CORPUS, ROOT
+from tests.parsehelp import check, parse_paths, parse_text
+from tests.procs import VERIFY
 
 ONE_NODE = """\
 node-a:188:585 [0] NCCL INFO NCCL version 2.27.3+cuda12.9
@@ -104,3 +116,163 @@ def test_an_error_line_fails_an_otherwise_healthy_job(tmp_path):
     assert errors["status"] == "fail" and errors["message"] == "1 error line(s)"
     assert "Unresponsive receiver" in errors["evidence"][0]["text"]
     assert result["verdict"] == "fail" and result["verdict_reason"].startswith("errors")
+
+
+# -- issue 27: every table that can be judged is judged --------------------------------
+SLOW_P4D = ROOT / "tests" / "fixtures" / "logs" / "p4d-2node-socket-speed-no-transport-lines.log"
+
+
+def _verify(*args: str) -> tuple[int, dict, str]:
+    """efa-verify parse as a user runs it: exit code, the JSON result, stderr."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        done = procs.run([*VERIFY, "parse", *args, "-o", str(out)], capture_output=True,
+                         text=True, env={**os.environ, "EFAKIT_IMDS": "off"})
+        return done.returncode, json.loads(out.read_text()) if out.exists() else {}, \
+            done.stderr
+
+
+def test_a_socket_speed_p4d_table_fails_on_bandwidth_without_transport_lines():
+    """Issue 27: 16 ranks in nccl-tests' device list, busbw peak 1.2 GB/s, no NCCL line at
+    all: the ranks come from the device list (algbw never reaches 1 GB/s), and the table
+    fails on the derived floor.  It was INCONCLUSIVE, exit 3."""
+    code, result, err = _verify(str(SLOW_P4D), "--instance-type", "p4d", "--expect-nodes", "2")
+    assert (code, result["verdict"]) == (1, "fail"), err
+    derived = check(result, "bandwidth_derived")
+    assert derived["status"] == "fail" and "all_reduce on 16 ranks, 2 nodes" in \
+        derived["message"]
+    assert result["verdict_reason"].startswith("bandwidth_derived")
+    assert derived["evidence"][0]["line"] >= 25  # a table row, cited
+
+
+def test_a_slow_table_that_stops_below_the_judged_sizes_still_fails(tmp_path):
+    """No row reaches 64 MiB, but every row from 1 MiB up is under a quarter of the floor."""
+    lines = SLOW_P4D.read_text().splitlines(keepends=True)
+    short = "".join(line for line in lines if not line[:12].strip().isdigit()
+                    or int(line[:12]) < 1 << 25)
+    result = parse_text(tmp_path, short, instance="p4d", expect_nodes=2)
+    derived = check(result, "bandwidth_derived")
+    assert derived["status"] == "fail" and "every row from 4 MiB up" in derived["message"]
+    healthy = short.replace("    0.59    1.10", "    5.00    9.38")  # one healthy 4 MiB row
+    assert healthy != short
+    assert check(parse_text(tmp_path, healthy, name="h.log", instance="p4d", expect_nodes=2),
+                 "bandwidth_derived")["status"] == "unknown"
+
+
+def test_a_table_whose_ratio_cannot_be_read_is_judged_by_the_lower_floor(tmp_path):
+    """algbw 0.00 everywhere: all_reduce or reduce_scatter (redop sum), 16 ranks from the
+    device list, judged by the lower of the two floors."""
+    text = SLOW_P4D.read_text()
+    flat = re.sub(r"(\s-1\s+[\d.]+)\s+[\d.]+\s+[\d.]+(\s+0\s+[\d.]+)\s+[\d.]+\s+[\d.]+",
+                  r"\1    0.00    0.01\2    0.00    0.01", text)
+    result = parse_text(tmp_path, flat, instance="p4d", expect_nodes=2)
+    derived = check(result, "bandwidth_derived")
+    assert derived["status"] == "fail"
+    assert "all_reduce or reduce_scatter on 16 ranks" in derived["message"]
+
+
+def test_a_p5_table_with_expect_nodes_is_judged():
+    """Corpus 048 is a table alone: --expect-nodes gives the nodes, busbw/algbw the ranks."""
+    result = parse_paths([CORPUS / "048-p5-eks-nccltests-table-avg-busbw-no-net-lines.log"],
+                         instance="p5", expect_nodes=2)
+    for name in ("bandwidth", "bandwidth_derived"):
+        assert check(result, name)["status"] == "pass", check(result, name)
+        assert "all_reduce on 16 ranks, 2 nodes" in check(result, name)["message"]
+
+
+def test_a_broadcast_table_is_judged_as_broadcast(tmp_path):
+    """nccl-tests' broadcast prints redop none and root 0, busbw = algbw."""
+    table = re.sub(r"float     sum      -1(\s+[\d.]+)\s+([\d.]+)\s+[\d.]+(\s+0\s+[\d.]+)"
+                   r"\s+([\d.]+)\s+[\d.]+",
+                   lambda m: f"float    none       0{m[1]}  {m[2]:>6}  {m[2]:>6}{m[3]}  "
+                   f"{m[4]:>6}  {m[4]:>6}", SLOW_P4D.read_text())
+    assert " none       0" in table
+    derived = check(parse_text(tmp_path, table, instance="p4d", expect_nodes=2),
+                    "bandwidth_derived")
+    assert derived["status"] == "fail" and "broadcast on 16 ranks" in derived["message"]
+
+
+@pytest.mark.parametrize("figure", ["inf", "nan", "1e308", "-3.5"])
+def test_impossible_figures_are_an_error_at_their_line(figure):
+    """A table edited or corrupted to inf, nan or a figure above the instance's links is
+    an error citing file and line; the run is never a PASS and never a traceback."""
+    text = (CORPUS / "001-efa-gdr-p4d-nccl283-eks-nccltests.log").read_text()
+    lines = text.splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if "   17.52   32.84  5e-07" in line)
+    lines[number - 1] = lines[number - 1].replace("   32.84  5e-07", f"   {figure}  5e-07")
+    with_bad = Path(tempfile.mkdtemp()) / "edited.log"
+    with_bad.write_text("".join(lines))
+    code, result, err = _verify(str(with_bad), "--instance-type", "p4d", "--expect-nodes", "2")
+    assert code == 1 and "Traceback" not in err and result["verdict"] == "fail"
+    bad = [e for e in result["errors"] if e["kind"] == "impossible_figure"]
+    assert [(Path(e["file"]).name, e["line"]) for e in bad] == [("edited.log", number)]
+    assert figure.lstrip("-") in bad[0]["message"].replace("1e+308", "1e308")
+    assert result["busbw_peak_GBps"] < 40  # the figure is out of the table
+
+
+def test_a_figure_above_the_instance_ceiling_is_impossible_but_a_fast_one_is_not(tmp_path):
+    """p5's published 2-node figure (487 GB/s at 16 GiB) is above its EFA line rate
+    (400 GB/s) yet possible; twice the line rate and a margin over is not."""
+    from verify.bandwidth import ceiling
+    from verify.profiles import resolve
+
+    p5 = resolve("p5")
+    assert 487 < ceiling(p5) < 10_000
+    text = (CORPUS / "048-p5-eks-nccltests-table-avg-busbw-no-net-lines.log").read_text()
+    fast = text.replace("437.79", "487.00")
+    assert not [e for e in parse_text(tmp_path, fast, instance="p5")["errors"]
+                if e["kind"] == "impossible_figure"]
+    over = text.replace("437.79", f"{ceiling(p5) + 1:.2f}")
+    assert [e["line"] for e in parse_text(tmp_path, over, name="o.log", instance="p5")["errors"]
+            if e["kind"] == "impossible_figure"] == [11]
+
+
+# -- properties ------------------------------------------------------------------------
+def _ranks_log(n: int, bad: int, transport: str) -> str:
+    """n ranks on n nodes (one GPU each), rank `bad` connected over `transport`."""
+    out = []
+    for rank in range(n):
+        host = f"node-{rank}"
+        net = transport if rank == bad else "Libfabric/0/GDRDMA"
+        out += [f"{host}:10:10 [0] NCCL INFO NCCL version 2.27.3+cuda12.9",
+                f"{host}:10:10 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa "
+                "(found 4 nics)",
+                f"{host}:10:10 [0] NCCL INFO comm 0x55 rank {rank} nRanks {n} nNodes {n} "
+                "localRanks 1 localRank 0 MNNVL 0",
+                f"{host}:10:20 [0] NCCL INFO Channel 00/0 : {(rank - 1) % n}[0] -> {rank}[0] "
+                f"[receive] via NET/{net}",
+                f"{host}:10:20 [0] NCCL INFO Channel 00/0 : {rank}[0] -> {(rank + 1) % n}[0] "
+                f"[send] via NET/{net}"]
+    return "\n".join(out) + "\n"
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(2, 24).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))))
+def test_one_socket_rank_among_n_always_fails_the_parse(tmp_path, shape):
+    n, bad = shape
+    result = parse_text(tmp_path, _ranks_log(n, bad, "Socket/0"), instance="p4d")
+    assert result["verdict"] == "fail" and result["transport"] == "socket"
+    assert result["efa_used"] is False
+    assert parse_text(tmp_path, _ranks_log(n, bad, "Libfabric/0/GDRDMA"), name="ok.log",
+                      instance="p4d")["transport"] == "libfabric"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["pass", "unknown", "skip", "fail"]), min_size=1, max_size=8),
+       st.data())
+def test_a_failing_check_wins_over_any_unknown(statuses, data):
+    """FAIL when any required check fails, whatever else is unknown, in any order."""
+    from verify.checks import Check, decide
+    from verify.policy import load_policy
+
+    where = data.draw(st.integers(0, len(statuses)))
+    statuses = statuses[:where] + ["fail"] + statuses[where:]
+    checks = [Check(name, status, True, status) for name, status in
+              zip(["transport", "provider", "efa_used", "gdr_used", "nccl_tests", "bandwidth",
+                   "bandwidth_derived", "errors", "nodes"], statuses, strict=False)]
+    word, reason = decide(load_policy(None), checks)
+    assert word == "fail" and reason.endswith(": fail")

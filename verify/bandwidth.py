@@ -17,23 +17,31 @@ from verify.checks import Check, Evidence
 from verify.profiles import Profile
 from verify.tables import load_table
 
-COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
-# nccl-tests prints redop `none` for both; their busbw factor is the same.
-GATHER_OR_ALLTOALL = "all_gather or alltoall"
-
 
 @cache
 def table() -> dict:
     """bandwidth.yaml, validated on load."""
     data = load_table("bandwidth")
+    names = set(data["collectives"])
     for i, row in enumerate(data["published"]):
         missing = {"instance", "collective", "size_bytes", "nodes", "busbw_GBps", "use",
                    "source"} - set(row)
-        if missing or row["collective"] not in COLLECTIVES or \
+        if missing or row["collective"] not in names or \
                 row["use"] not in ("expectation", "reference"):
             raise ValueError(f"bandwidth.yaml: published[{i}] is malformed "
                              f"({', '.join(sorted(missing)) or 'collective/use'})")
     return data
+
+
+# The collectives efa-verify runs and judges (bandwidth.yaml `collectives`, named as
+# run.yaml's benchmarks are).
+COLLECTIVES = tuple(table()["collectives"])
+# A table that cannot tell collectives apart names each; the lowest floor applies.
+EITHER = " or "
+# nccl-tests prints redop `none` for both; their busbw factor is the same.
+GATHER_OR_ALLTOALL = EITHER.join(("all_gather", "alltoall"))
+# nccl-tests prints bandwidths with two decimals (src/util.cu, %6.2f): half a unit.
+HALF_UNIT = 0.005
 
 
 def human_size(size: int) -> str:
@@ -56,42 +64,100 @@ def busbw_of(row: dict) -> float | None:
 class Shape:
     """What a nccl-tests table measured: the collective and its communicator size."""
 
-    collective: str  # one of COLLECTIVES, or GATHER_OR_ALLTOALL
+    collective: str  # one of COLLECTIVES, or several joined by EITHER
     ranks: int | None
     how: str
 
 
-def shape_of(rows: list[dict], ranks: int | None, given: str | None = None) -> Shape | None:
-    """Collective and rank count from busbw/algbw (nccl-tests' own factors) and the redop.
+def factor(collective: str, ranks: int) -> float:
+    """busbw / algbw of a collective on `ranks` ranks (nccl-tests' <coll>GetBw)."""
+    a, b = table()["collectives"][collective]["busbw_factor"]
+    return a * (ranks - b) / ranks
 
-    all_reduce reports busbw = algbw * 2(n-1)/n; the others (n-1)/n.  all_reduce
-    and reduce_scatter reduce (`sum`); all_gather and alltoall print `none` and
-    cannot be told apart from the table, so both floors are taken (the lower).
+
+def _ratio_bounds(rows: list[dict]) -> tuple[float, float, dict | None]:
+    """The busbw/algbw ratio the table allows, from its most precise row (largest
+    algbw), widened by the printed rounding; (0, inf, None) when no row moved data."""
+    best: tuple[float, dict, str] | None = None
+    for row in rows:
+        for side in ("oop", "ip"):
+            alg, bus = row[side]["algbw_GBps"], row[side]["busbw_GBps"]
+            if alg is not None and bus is not None and alg > 0 and \
+                    (best is None or alg > best[0]):
+                best = (alg, row, side)
+    if best is None:
+        return 0.0, float("inf"), None
+    alg, row, side = best
+    bus = row[side]["busbw_GBps"]
+    low = max(bus - HALF_UNIT, 0.0) / (alg + HALF_UNIT)
+    high = (bus + HALF_UNIT) / (alg - HALF_UNIT) if alg > HALF_UNIT else float("inf")
+    return low, high, row
+
+
+def _candidates(row: dict | None, rows: list[dict], given: str | None) -> list[str]:
+    """Collectives whose table columns fit: the redop (an operation or `none`) and the
+    root (a rank, or -1; old tables print no root column)."""
+    sample = row or (rows[-1] if rows else {})
+    redop, root = sample.get("redop"), sample.get("root")
+    out = []
+    for name, spec in table()["collectives"].items():
+        if redop is not None and spec["reduces"] != (redop != "none"):
+            continue
+        if root is not None and spec["rooted"] != (root >= 0):
+            continue
+        out.append(name)
+    return [given] if given in out else out
+
+
+def _counted(candidates: list[str], low: float, high: float) -> tuple[list[str], int | None]:
+    """The rank count a precise ratio implies: n = a*b / (a - ratio), for the collectives
+    whose factor at that n is inside the bounds.  None near a factor's limit a (it then
+    fits any large n) or where collectives disagree."""
+    ratio = (low + high) / 2
+    counts: dict[int, list[str]] = {}
+    for name in candidates:
+        a, b = table()["collectives"][name]["busbw_factor"]
+        if b == 0 or ratio >= a * (1 - HALF_UNIT) or high - low > 0.01 * a:
+            continue
+        n = round(a * b / (a - ratio))
+        if n >= 2 and low <= factor(name, n) <= high:
+            counts.setdefault(n, []).append(name)
+    if len(counts) != 1:
+        return candidates, None
+    (n, names), = counts.items()
+    return names, n
+
+
+def shape_of(rows: list[dict], ranks: int | None, given: str | None = None) -> Shape | None:
+    """Collective and rank count from everything the table says.
+
+    The redop and root columns narrow the collective (bandwidth.yaml `collectives`);
+    the busbw/algbw ratio, read within its printed rounding, picks among them at the
+    rank count the log states (comm lines, nccl-tests' device list), or counts the
+    ranks itself when the log states none.  all_gather and alltoall cannot be told
+    apart from a table; neither can any two when no row moved enough data to read
+    the ratio: the shape then names each, and the lowest floor applies.
     """
-    sized = [r for r in rows if r.get("size") and any(
-        (r[s]["algbw_GBps"] or 0) >= 1 and r[s]["busbw_GBps"] is not None
-        for s in ("oop", "ip"))]
-    if not sized:
-        return Shape(given, ranks, "--test") if given else None
-    row = max(sized, key=lambda r: r["size"])
-    side = next(s for s in ("oop", "ip") if (row[s]["algbw_GBps"] or 0) >= 1
-                and row[s]["busbw_GBps"] is not None)
-    ratio = row[side]["busbw_GBps"] / row[side]["algbw_GBps"]
-    if ratio == 0:  # busbw 0 with data moving: one rank (every factor is 0 at n = 1)
-        return Shape(given or "all_reduce", 1, f"busbw 0 at {human_size(row['size'])}")
-    counted: int | None
-    if (row.get("redop") or "none") == "none":  # old all_gather tables print busbw = algbw
-        collective = GATHER_OR_ALLTOALL
-        counted = round(1 / (1 - ratio)) if ratio < 0.995 else None
-    elif ratio >= 0.995:
-        collective, counted = "all_reduce", round(2 / max(2 - ratio, 1e-9))
-    else:
-        collective, counted = "reduce_scatter", round(1 / (1 - ratio))
-    if given and (given == collective or (collective == GATHER_OR_ALLTOALL
-                                          and given in ("all_gather", "alltoall"))):
-        collective = given
-    how = f"busbw/algbw {ratio:.3f} at {human_size(row['size'])}, redop {row.get('redop')}"
-    return Shape(collective, counted if counted and counted >= 2 else ranks, how)
+    low, high, row = _ratio_bounds(rows)
+    candidates = _candidates(row, rows, given)
+    if not candidates:
+        return None
+    where = f" at {human_size(row['size'])}" if row else ""
+    if row is not None and low == 0 and busbw_of(row) == 0:  # data moved, busbw 0: factor 0
+        return Shape(given or candidates[0], 1, f"busbw 0{where}")
+    if ranks and ranks >= 2:
+        fits = [c for c in candidates if low <= factor(c, ranks) <= high]
+        if fits:
+            how = f"{ranks} ranks from the log; busbw/algbw in [{low:.3f}, " \
+                  f"{min(high, 99):.3f}]{where}, redop {row and row.get('redop')}"
+            return Shape(EITHER.join(fits), ranks, how)
+    names, counted = _counted(candidates, low, high)
+    how = f"busbw/algbw {(low + high) / 2:.3f}{where}, redop {row and row.get('redop')}"
+    if counted:
+        return Shape(EITHER.join(names), counted, how)
+    if ranks and given:
+        return Shape(given, ranks, "--test")
+    return None
 
 
 def expectation_rows(profile: Profile, collective: str, nodes: int) -> list[dict]:
@@ -109,29 +175,39 @@ def derived_floor(profile: Profile, collective: str, size: int, ranks: int,
     """The derived busbw floor in GB/s at `size` bytes (bandwidth.yaml states the model).
 
     None where it does not apply: no EFA, one node (no network), fewer ranks than nodes.
+    Several collectives (EITHER): the lowest of their floors.
     """
-    if collective == GATHER_OR_ALLTOALL:
-        values = [derived_floor(profile, c, size, ranks, nodes) for c in
-                  ("all_gather", "alltoall")]
+    if EITHER in collective:
+        values = [derived_floor(profile, c, size, ranks, nodes)
+                  for c in collective.split(EITHER)]
         return None if None in values else min(values)  # type: ignore[type-var]
     if not profile.efa_gbps or nodes < 2 or ranks < nodes:
         return None
     model = table()["derived"]
+    spec = table()["collectives"][collective]
     lat = model["latency_us"]
     per_node = ranks / nodes
     share = profile.efa_gbps / 8 * min(1.0, per_node / profile.gpu_count)
-    if collective == "all_reduce":
-        factor, steps, inter, bnet = 2 * (ranks - 1) / ranks, 2 * (ranks - 1), \
-            2 * (nodes - 1), share
-    elif collective == "alltoall":
-        factor, steps, inter = (ranks - 1) / ranks, ranks, nodes
-        bnet = share * (ranks - 1) / (per_node * (ranks - per_node))
-    else:
-        factor, steps, inter, bnet = (ranks - 1) / ranks, ranks - 1, nodes - 1, share
+    k = factor(collective, ranks)
+    a, b = spec["ring_steps"]
+    steps, inter = a * (ranks - b), a * (nodes - b)
+    bnet = share * (ranks - 1) / (per_node * (ranks - per_node)) \
+        if spec["traffic"] == "alltoall" else share
     latency_s = model["latency_factor"] * (lat["base"] + (steps - inter) * lat["intra"]
                                            + inter * lat["net"]) * 1e-6
-    seconds = factor * size / (model["efficiency"] * bnet * 1e9) + latency_s
-    return factor * size / seconds / 1e9
+    seconds = k * size / (model["efficiency"] * bnet * 1e9) + latency_s
+    return k * size / seconds / 1e9
+
+
+def ceiling(profile: Profile | None) -> float:
+    """The most busbw any table on this instance can show, GB/s (bandwidth.yaml `ceiling`);
+    without an instance, the most of any profile."""
+    from verify.profiles import all_profiles
+
+    spec = table()["ceiling"]
+    profiles = [profile] if profile else list(all_profiles().values())
+    line = max(max(p.efa_gbps / 8, p.gpu_link_gbps) for p in profiles)
+    return spec["factor"] * spec["margin"] * line
 
 
 @dataclass
@@ -158,23 +234,45 @@ class Judged:
 
 def judge_tables(tests: list, ranks: int | None, nodes: int | None,
                  given: str | None) -> tuple[list[Judged], str | None]:
-    """The tables that can be judged, or why none can (None: there is nothing to judge)."""
+    """The tables that can be judged, or why none can (None: there is nothing to judge).
+
+    One table that cannot be judged does not hide the others: a slow table is judged
+    whatever an earlier one lacked."""
     tables = [t for t in tests if t.rows]
     if not tables:
         return [], None
-    judged = []
+    judged, why = [], ""
     for test in tables:
         shape = shape_of(test.rows, ranks, given)
         if shape is None or not shape.ranks:
-            return [], "the rank count is unknown (no comm line, no busbw/algbw to count from)"
-        if shape.ranks == 1:
-            return [], ("single-rank run: bus bandwidth is 0 by definition and says "
-                        "nothing about the network")
-        if nodes is None:
-            return [], ("the node count is unknown: the log names no nodes; pass "
-                        "--expect-nodes")
-        judged.append(Judged(test, shape, nodes))
-    return judged, ""
+            why = why or ("the rank count is unknown (no comm line, no nccl-tests device "
+                          "list, no busbw/algbw to count from)")
+        elif shape.ranks == 1:
+            why = why or ("single-rank run: bus bandwidth is 0 by definition and says "
+                          "nothing about the network")
+        elif nodes is None:
+            why = why or ("the node count is unknown: the log names no nodes; pass "
+                          "--expect-nodes")
+        else:
+            judged.append(Judged(test, shape, nodes))
+    return judged, ("" if judged else why)
+
+
+def impossible_rows(test, limit: float) -> list[tuple[dict | None, str]]:
+    """A table's rows (None: its average line) whose bandwidth is not a finite number
+    between 0 and `limit` GB/s: a corrupt or edited log, never a figure to judge."""
+    out: list[tuple[dict | None, str]] = []
+    for row in test.rows:
+        bad = [f"{side} {col.split('_')[0]} {row[side][col]!r}"
+               for side in ("oop", "ip") for col in ("algbw_GBps", "busbw_GBps")
+               if row[side][col] is not None
+               and not 0 <= row[side][col] <= limit]  # False for nan too
+        if bad:
+            out.append((row, f"size {row['size']} B: {', '.join(bad)} GB/s"))
+    avg = test.avg_busbw
+    if avg is not None and not 0 <= avg <= limit:
+        out.append((None, f"Avg bus bandwidth {avg!r} GB/s"))
+    return out
 
 
 def published_check(judged: list[Judged], profile: Profile) -> Check:
@@ -228,8 +326,9 @@ def derived_check(judged: list[Judged], profile: Profile) -> Check:
                        "ranks": ranks, "points": points, "min_size": model["min_size_bytes"]})
         rows = item.rows(model["min_size_bytes"])
         if not rows:
-            results.append(("unknown", f"{item.label()}: no row at >= "
-                            f"{human_size(model['min_size_bytes'])} (sweep further)"))
+            status, message, ev = _far_below(item, profile)
+            results.append((status, message))
+            evidence += ev
             continue
         short = []
         for row in rows:
@@ -253,6 +352,25 @@ def derived_check(judged: list[Judged], profile: Profile) -> Check:
     return Check("bandwidth_derived", worst_status(s for s, _ in results), True,
                  "derived floor (a model, not a measurement; " + share + "): "
                  + "; ".join(m for _, m in results), evidence[:4], detail={"curves": curves})
+
+
+def _far_below(item: Judged, profile: Profile) -> tuple[str, str, list[Evidence]]:
+    """A table that stops below the judged sizes: fail where every row from
+    far_below.min_size_bytes up is under far_below.fraction of the floor at its size
+    (socket speed is that far below), else unknown."""
+    model, far = table()["derived"], table()["far_below"]
+    rows = item.rows(far["min_size_bytes"])
+    if rows and all(busbw_of(r) < far["fraction"] * (derived_floor(
+            profile, item.shape.collective, r["size"], item.shape.ranks, item.nodes) or 0.0)
+            for r in rows):
+        best = max(rows, key=busbw_of)
+        return "fail", (f"{item.label()}: no row at >= {human_size(model['min_size_bytes'])}, "
+                        f"and every row from {human_size(far['min_size_bytes'])} up is under "
+                        f"{far['fraction']:.0%} of the derived floor (best "
+                        f"{busbw_of(best):g} GB/s at {human_size(best['size'])})"), \
+            [item.evidence(best)]
+    return "unknown", (f"{item.label()}: no row at >= {human_size(model['min_size_bytes'])} "
+                       "(sweep further)"), []
 
 
 def worst_status(statuses) -> str:

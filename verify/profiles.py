@@ -29,6 +29,9 @@ class Profile:
     rdma_read: bool | None
     gdr_capable: bool
     efa_gbps: int = 0
+    # One GPU's NVLink (or PCIe) bandwidth per direction, GB/s: with efa_gbps, what
+    # bounds the bus bandwidth a table on this instance can show (bandwidth.ceiling).
+    gpu_link_gbps: float = 0
     source: str = ""
     # Whether NCCL should use GDR on sends too (GDR read), and why: True fails a job
     # whose [send] connections lack /GDRDMA; None where GDR is not judged.
@@ -75,6 +78,7 @@ def _build(name: str, row: dict) -> Profile:
         rdma_read=row.get("rdma_read"),
         gdr_capable=bool(row["gdr_capable"]),
         efa_gbps=int(row["efa_gbps"]),
+        gpu_link_gbps=float(gpu["link_GBps"]),
         source=row.get("source", ""),
         gdr_both_directions=both,
         gdr_both_reason=both_reason,

@@ -434,6 +434,12 @@ class JobModel:
         self._error("truncated_input", problem, Evidence(file, max(line, 1), None, problem),
                     "truncated")
 
+    def figure_error(self, message: str, ev: Evidence) -> None:
+        """A bandwidth figure no instance can produce (bandwidth.impossible_rows): an
+        error at its line, so it can never pass."""
+        self._error("impossible_figure", message, ev, "figures")
+        self.finish()
+
     def add_error(self, entry: ErrorEntry) -> None:
         """An error established outside the logs (a hang the supervisor saw)."""
         self.fact("error_kind").add(entry.kind, entry.evidence)

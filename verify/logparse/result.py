@@ -81,6 +81,22 @@ def _bandwidth_checks(m: JobModel, opts: Options, instance: Profile | None,
             baseline.compare_check(opts.baseline, judged, why)]
 
 
+def _drop_impossible(m: JobModel, limit: float) -> None:
+    """Figures no instance can produce become errors at their lines and leave the table,
+    so neither the verdict nor the peak/average can rest on them."""
+    for test in m.tests:
+        for row, what in bandwidth.impossible_rows(test, limit):
+            line = row["line"] if row else \
+                (test.avg_evidence.line if test.avg_evidence else test.line)
+            m.figure_error(f"impossible bandwidth figure: {what} (not a number, negative, or "
+                           f"above {limit:g} GB/s, the most this instance's links carry)",
+                           Evidence(test.file, line, None, what))
+            if row is None:
+                test.avg_busbw = None
+            else:
+                test.rows.remove(row)
+
+
 def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
     out = []
     for rank in sorted(m.ranks):
@@ -140,6 +156,7 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     plugin_version, _ = _version(m, "ofi_version")
     libfabric_version, _ = _version(m, "libfabric_version")
     nodes, ranks = _nodes(m), _ranks(m)
+    _drop_impossible(m, bandwidth.ceiling(instance))
     test = decide.last_complete_test(m)
     peak = max((bandwidth.busbw_of(r) or 0.0 for r in test.rows), default=None) if test else None
 
