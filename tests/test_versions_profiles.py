@@ -60,10 +60,41 @@ def test_unknown_instance_names_the_known_ones():
         resolve("p9")
 
 
-def test_every_efa_instance_states_its_efa_bandwidth():
+def test_every_efa_instance_states_its_efa_bandwidth_or_why_it_is_unknown():
     for profile in all_profiles().values():
+        unknown = dict(profile.unknown)
+        if profile.efa_gbps is None or profile.efa_devices is None:
+            assert all(unknown.get(k) for k in ("efa_gbps", "efa_devices")
+                       if getattr(profile, k) is None), profile.name
+            continue
         assert (profile.efa_gbps > 0) == (profile.efa_devices > 0), profile.name
         assert "Gbps" in profile.source or not profile.efa_gbps, profile.name
+
+
+def test_newer_instances_are_known_with_their_facts_or_unknowns():
+    """Issue 27: p5en, p6-b300 and p6e-gb200, with what a source gives and 'unknown' with
+    the reason otherwise; B300 (compute capability 10.3) runs the image's sm_100 code."""
+    profiles = all_profiles()
+    assert profiles["p5en.48xlarge"].efa_devices == 16
+    b300 = profiles["p6-b300.48xlarge"]
+    assert (b300.efa_devices, b300.efa_gbps, b300.arch) == (16, None, "sm_100")
+    assert "efa_gbps" in dict(b300.unknown)
+    gb200 = profiles["p6e-gb200.36xlarge"]
+    assert gb200.efa_devices is None and set(dict(gb200.unknown)) == {"efa_devices", "efa_gbps"}
+    assert [p.name for p in candidates_for_gpu("NVIDIA B300 SXM6 AC")] == ["p6-b300.48xlarge"]
+
+
+def test_a_null_fact_without_a_reason_is_refused(tmp_path, monkeypatch):
+    from verify import profiles as module
+
+    row = {"gpu": {"model": "X", "count": 8, "memory_GiB": 1, "arch": "sm_90",
+                   "link_GBps": 1}, "efa_devices": None, "rdma_read": None,
+           "gdr_capable": False, "efa_gbps": 0,
+           "gdr_both_directions": {"expected": None, "reason": "r", "source": "s"}}
+    with pytest.raises(module.TableError, match="efa_devices is null without a reason"):
+        module._build("x.large", row)
+    row["unknown"] = {"efa_devices": "no source"}
+    assert module._build("x.large", row).efa_devices is None
 
 
 def test_gpu_model_candidates():

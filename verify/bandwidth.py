@@ -206,7 +206,7 @@ def ceiling(profile: Profile | None) -> float:
 
     spec = table()["ceiling"]
     profiles = [profile] if profile else list(all_profiles().values())
-    line = max(max(p.efa_gbps / 8, p.gpu_link_gbps) for p in profiles)
+    line = max(max((p.efa_gbps or 0) / 8, p.gpu_link_gbps) for p in profiles)
     return spec["factor"] * spec["margin"] * line
 
 
@@ -317,7 +317,8 @@ def derived_check(judged: list[Judged], profile: Profile) -> Check:
     for item in judged:
         ranks, coll = item.shape.ranks, item.shape.collective
         if derived_floor(profile, coll, 1 << 30, ranks, item.nodes) is None:
-            why = "no EFA" if not profile.efa_gbps else "one node: no network traffic"
+            why = "EFA bandwidth unknown (instances.yaml)" if profile.efa_gbps is None \
+                else "no EFA" if not profile.efa_gbps else "one node: no network traffic"
             results.append(("skip", f"{item.label()}: {why}, no derived floor"))
             continue
         points = [[r["size"], derived_floor(profile, coll, r["size"], ranks, item.nodes)]

@@ -25,10 +25,10 @@ class Profile:
     gpu_count: int
     gpu_memory_gib: int
     arch: str
-    efa_devices: int
+    efa_devices: int | None  # None: unknown (instances.yaml says why)
     rdma_read: bool | None
     gdr_capable: bool
-    efa_gbps: int = 0
+    efa_gbps: int | None = 0  # None: unknown (instances.yaml says why)
     # One GPU's NVLink (or PCIe) bandwidth per direction, GB/s: with efa_gbps, what
     # bounds the bus bandwidth a table on this instance can show (bandwidth.ceiling).
     gpu_link_gbps: float = 0
@@ -37,6 +37,7 @@ class Profile:
     # whose [send] connections lack /GDRDMA; None where GDR is not judged.
     gdr_both_directions: bool | None = None
     gdr_both_reason: str = ""
+    unknown: tuple[tuple[str, str], ...] = ()  # (fact, why it is unknown)
 
     @property
     def family(self) -> str:
@@ -64,6 +65,17 @@ def _gdr_both(name: str, row: dict) -> tuple[bool | None, str]:
     return expected, entry["reason"]
 
 
+def _count(name: str, row: dict, key: str) -> int | None:
+    """An integer fact, or None where the row says why nobody knows it."""
+    value = row.get(key)
+    if value is None:
+        if not str((row.get("unknown") or {}).get(key) or "").strip():
+            raise TableError(f"instances.yaml: {name}: {key} is null without a reason "
+                             f"under unknown.{key}")
+        return None
+    return int(value)
+
+
 def _build(name: str, row: dict) -> Profile:
     gpu = row["gpu"]
     both, both_reason = _gdr_both(name, row)
@@ -74,14 +86,15 @@ def _build(name: str, row: dict) -> Profile:
         gpu_count=int(gpu["count"]),
         gpu_memory_gib=int(gpu["memory_GiB"]),
         arch=gpu["arch"],
-        efa_devices=int(row["efa_devices"]),
+        efa_devices=_count(name, row, "efa_devices"),
         rdma_read=row.get("rdma_read"),
         gdr_capable=bool(row["gdr_capable"]),
-        efa_gbps=int(row["efa_gbps"]),
+        efa_gbps=_count(name, row, "efa_gbps"),
         gpu_link_gbps=float(gpu["link_GBps"]),
         source=row.get("source", ""),
         gdr_both_directions=both,
         gdr_both_reason=both_reason,
+        unknown=tuple((row.get("unknown") or {}).items()),
     )
 
 
