@@ -309,3 +309,29 @@ def test_timestamped_lines_of_many_ranks_go_from_messages_to_shapes(tmp_path, mo
     by_message = parse_paths([log], instance="p5")
     assert {k: by_shape[k] for k in SUMMARY} == {k: by_message[k] for k in SUMMARY}
     assert _checks(by_shape) == _checks(by_message)
+
+
+# -- GIN (issue 27): GPU-Initiated Networking lines are evidence of their own ----------
+def test_an_assigned_gin_plugin_names_the_network_alone():
+    """NCCL 2.28+ assigns a GIN plugin beside the NET plugin; with the NET lines cut
+    away it still says which network ran (here NCCL's own IB GIN plugin: not EFA)."""
+    result = parse("gin-assigned-ib.log")
+    assert result["transport"] == "ib" and result["efa_used"] is False
+    finding = result["findings"]["transport"]
+    assert "GIN plugin" in finding["reason"] and finding["evidence"][0]["line"] == 1
+
+
+def test_efa_gdaki_context_names_the_efa_provider():
+    """aws-ofi-nccl's EFA GPU Direct Async context exists only over the efa provider."""
+    result = parse("synthetic-gin-efa-gdaki.log", instance="p5en")
+    assert result["transport"] == "libfabric" and result["efa_used"] is True
+    lines = {e["line"] for e in result["findings"]["efa_used"]["evidence"]}
+    assert {3, 4} <= lines
+    assert check(result, "provider")["status"] == "pass"
+
+
+def test_the_libfabric_gin_proxy_plugin_is_libfabric_but_names_no_provider(tmp_path):
+    """'Assigned GIN plugin Libfabric' (proxy mode) is the plugin, not yet the efa
+    provider: the plugin also runs over tcp;ofi_rxm and cxi."""
+    result = parse_text(tmp_path, "h:1:1 [0] NCCL INFO Assigned GIN plugin Libfabric to comm\n")
+    assert result["transport"] == "libfabric" and result["efa_used"] is None

@@ -77,7 +77,9 @@ def _transport(m: JobModel) -> Finding:
                     if key.split("/")[0] == value for e in lines][:EVIDENCE_SHOWN]
         return Finding(value, f"connections carried over NET/{value}", evidence)
     for name, why in (("net_assigned", "NCCL assigned the {} net plugin to the communicator"),
-                      ("using_network", "NCCL logged 'Using network' {}")):
+                      ("using_network", "NCCL logged 'Using network' {}"),
+                      ("gin_assigned", "NCCL assigned the {} GIN plugin (GPU-initiated "
+                       "networking) to the communicator")):
         fact = m.facts.get(name)
         if fact:
             value = _worst(set(fact.values))
@@ -138,7 +140,7 @@ def efa_named(m: JobModel) -> list[Evidence]:
             for value in fact.values:
                 if is_efa_provider(value):
                     ev += fact.first(value)[:2]
-    for name in ("libfabric_efa", "efa_address"):
+    for name in ("libfabric_efa", "efa_address", "gin_gdaki"):
         ev += m.fact(name).all_evidence()[:2]
     return ev
 

@@ -39,6 +39,19 @@ def net_kind(name: str | None) -> str | None:
     return f"other:{name.strip()}"
 
 
+def gin_kind(name: str | None) -> str | None:
+    """A GIN plugin's name as a transport: aws-ofi-nccl's `Libfabric` and
+    `Libfabric_GDAKI` are Libfabric, NCCL's `GIN_IB_GDAKI`/`GIN_IB_PROXY` are IB."""
+    if not name:
+        return None
+    parts = name.strip().lower().split("_")
+    if "libfabric" in parts or "ofi" in parts:
+        return "libfabric"
+    if "ib" in parts:
+        return "ib"
+    return f"other:{name.strip()}"
+
+
 def is_efa_provider(provider: str | None) -> bool:
     """`efa`, `efa;ofi_rxr`, `efa-direct`: libfabric's EFA provider family."""
     return bool(provider) and provider.split(";")[0].split("-")[0] == "efa"  # type: ignore[union-attr]
@@ -172,6 +185,7 @@ def diagnose(message: str, source: str) -> dict:
 # Event kinds whose value is a fact (named after the kind): the field and its normaliser.
 _FACT_FIELDS = {
     "using_network": ("net", net_kind), "net_assigned": ("net", net_kind),
+    "gin_assigned": ("net", gin_kind),
     "net_initialized": ("net", net_kind), "net_init_failed": ("net", net_kind),
     "provider": ("provider", normalise_provider),
     "provider_filter": ("provider", normalise_provider),
@@ -181,7 +195,7 @@ _FACT_FIELDS = {
     "gdr_off": ("text", str),
 }
 _YES_FACTS = ("plugin_loaded", "plugin_absent", "ib_no_device", "socket_using",
-              "libfabric_efa", "efa_address")
+              "libfabric_efa", "efa_address", "gin_gdaki")
 
 
 def trace_net(source: str) -> str:
