@@ -88,7 +88,7 @@ def explain_env(framework: str, instance_types: tuple[str, ...], profile: str | 
 
     spec = _load(framework, profile)
     profiles = [resolve(name) for name in instance_types] or [None]
-    doc = build_doc(spec.versions(), profiles, spec.env_extra)
+    doc = build_doc(spec.versions(), profiles, spec.env_extra, spec.profile)
     click.echo(json.dumps(doc, indent=2) if as_json else to_text(doc, framework), nl=as_json)
 
 
@@ -557,6 +557,16 @@ def _add_launch() -> None:
 
 
 _add_launch()
+
+
+def _add_outdated() -> None:
+    """`efakit outdated`, in its own package (buildkit/upstream)."""
+    from buildkit.upstream.cli import outdated
+
+    main.add_command(outdated)
+
+
+_add_outdated()
 
 
 @main.command("fetch-artifacts")
