@@ -14,7 +14,8 @@ from buildkit.spec import SpecError, load_spec, spec_path
 from buildkit.upstream.rewrite import RewriteError, write_copy
 from buildkit.upstream.table import UpstreamTableError
 from verify.boundary.files import SameFileError, refuse_overlap
-from verify.cliutil import handle_errors
+from verify.boundary.values import Finite
+from verify.cliutil import CliError, handle_errors
 from verify.exitcodes import Exit
 from verify.tables import TableError, load_yaml_file
 
@@ -38,9 +39,9 @@ errors = handle_errors("efakit outdated", (SpecError, UpstreamTableError, Rewrit
               default=None, metavar="OUT.yaml",
               help="Write a copy of the spec with every behind pin moved to its newest "
                    "release, for review (never the spec itself).")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=120), default=15.0,
+@click.option("--timeout", type=Finite(0.1, 120), default=15.0,
               show_default=True, help="Seconds one upstream may take to answer.")
-@click.option("--deadline", type=click.FloatRange(min=0.1, max=1800), default=120.0,
+@click.option("--deadline", type=Finite(0.1, 1800), default=120.0,
               show_default=True, help="Seconds all questions together may take.")
 @errors
 def outdated(spec: str, as_json: bool, update_pins: Path | None, timeout: float,
@@ -66,6 +67,9 @@ def outdated(spec: str, as_json: bool, update_pins: Path | None, timeout: float,
         load_spec(path, profile=profile)
     if update_pins is not None:
         refuse_overlap([("--update-pins", update_pins)], [path])
+        if not update_pins.parent.is_dir():  # say so before minutes of asking
+            raise CliError(f"--update-pins {update_pins}: directory {update_pins.parent} "
+                           "does not exist")
     table = load_upstreams()
     progress = Progress("outdated")
     rows = Checker(raw, table, Client(timeout, deadline), progress).run()

@@ -62,7 +62,8 @@ def _comment_text(text: str) -> str:
 
 def _scalar(value: Any, style: str | None) -> str:
     """`value` as a YAML scalar, emitted by the dumper in the old value's style."""
-    text = yaml.safe_dump(value, default_style=style if style in ('"', "'") else None,
+    quoted = style in ('"', "'") and isinstance(value, str)  # null stays null
+    text = yaml.safe_dump(value, default_style=style if quoted else None,
                           width=1 << 20, allow_unicode=False)
     text = text.removesuffix("\n...\n").removesuffix("\n")
     if "\n" in text:

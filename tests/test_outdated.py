@@ -1,0 +1,198 @@
+"""`efakit outdated` against a stand-in for its upstreams on 127.0.0.1.
+
+The stand-in (tests/upstream_server.py) serves recorded answers (tests/fixtures/upstream,
+SOURCES.md says where each came from); nothing is asked beyond the loopback address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import QUIET_ENV, ROOT
+from tests.upstream_server import ENV, StandIn, serving
+
+SPEC = ROOT / "images" / "pytorch.yaml"
+SCHEMA = json.loads((ROOT / "buildkit" / "schema" / "outdated.schema.json").read_text())
+
+
+def outdated(stand_in: StandIn | None, *args: str, extra_env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`efakit -q outdated ARGS` with every upstream pointed at the stand-in (or, without
+    one, at a closed port: a test that reaches the network fails instead)."""
+    env = {key: value for key, value in os.environ.items() if key not in ENV}
+    env.update(QUIET_ENV)
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    env.update(stand_in.env() if stand_in else {name: "http://127.0.0.1:9/" for name in ENV})
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-m", "buildkit", "-q", "outdated", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def spec_copy(tmp_path: Path) -> Path:
+    """The spec as it is today, in a folder of its own (its name says its framework)."""
+    target = tmp_path / "spec" / "pytorch.yaml"
+    target.parent.mkdir()
+    shutil.copyfile(SPEC, target)
+    return target
+
+
+def by_where(doc: dict) -> dict[str, dict]:
+    return {pin["where"]: pin for pin in doc["pins"]}
+
+
+def test_the_spec_today_is_behind_table_and_json(spec_copy):
+    with serving() as stand_in:
+        table = outdated(stand_in, str(spec_copy))
+        record = outdated(stand_in, str(spec_copy), "--json")
+    assert table.returncode == 1, table.stderr
+    assert table.stderr == ""
+    assert f"{spec_copy}: behind:" in table.stdout
+    header = table.stdout.splitlines()[0].split()
+    assert header == ["PIN", "PINNED", "NEWEST", "STATUS", "ASKED"]
+    assert record.returncode == 1
+    doc = json.loads(record.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["verdict"] == "behind" and doc["exit_code"] == 1
+    pins = by_where(doc)
+    raw = yaml.safe_load(spec_copy.read_text())
+    # Every pin of the spec is a row, in the table and the record alike.
+    assert len(table.stdout.split("\n\n")[0].splitlines()) == len(doc["pins"]) + 1
+    assert pins["efa_installer"]["pinned"] == raw["components"]["efa_installer"]["version"]
+    # Recorded: AWS's notes list 1.51.0; a candidate tag never counts (libfabric v2.6.0rc2).
+    if raw["components"]["efa_installer"]["version"] == "1.50.0":
+        assert pins["efa_installer"]["status"] == "behind"
+        assert pins["efa_installer"]["behind"] == {"releases": 1, "level": "minor"}
+    assert pins["offline: libfabric"]["newest"] == "2.7.0"
+    assert pins["gdrcopy"]["status"] == "current"
+    assert pins["gdrcopy"]["commit"] == "93c606bbcaa10457cbbab93163aa446d902b983d"
+    # NCCL with policy keep follows what its profile's torch requires, not the newest wheel.
+    assert pins["offline: nccl"]["newest"] == "2.30.7"
+    assert "2.32.6" in pins["offline: nccl"]["note"]
+    # Untracked pins say why; wheels carry their files' sha256 from the index.
+    assert "NGC token" in pins["base ngc image nvcr.io/nvidia/pytorch"]["note"]
+    assert pins["aws_ofi_nccl"]["status"] == "untracked"
+    nvcc = pins["offline: base debian-local builder wheel nvidia-cuda-nvcc"]
+    assert nvcc["newest"] == "13.5.37"
+    assert nvcc["files"][0]["sha256"].startswith("f5c4f7ead5d9")
+    assert doc["endpoints"]["pypi"].startswith("http://127.0.0.1:")
+
+
+def test_update_pins_writes_a_current_copy_and_never_the_spec(spec_copy, tmp_path):
+    before = spec_copy.read_bytes()
+    out = tmp_path / "out" / "pytorch.yaml"
+    out.parent.mkdir()
+    with serving() as stand_in:
+        moved = outdated(stand_in, str(spec_copy), "--update-pins", str(out))
+        again = outdated(stand_in, str(out), "--json")
+    assert moved.returncode == 1, moved.stderr
+    assert spec_copy.read_bytes() == before
+    assert again.returncode == 0, again.stdout + again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["verdict"] == "current"
+    assert {pin["status"] for pin in doc["pins"]} <= {"current", "untracked"}
+    text = out.read_text()
+    # Every comment of the spec is still there; the new ones say where each value came from.
+    for line in before.decode().splitlines():
+        if line.strip().startswith("#"):
+            assert line in text
+    copy = yaml.safe_load(text)
+    libfabric = copy["profiles"]["offline"]["components"]["libfabric"]
+    assert libfabric["version"] == "2.7.0"
+    assert libfabric["url"].endswith("/v2.7.0.tar.gz")
+    assert libfabric["sha256"] is None and "tree" not in libfabric
+    assert "fetch-artifacts" in libfabric["reason"]
+    assert "v2.7.0" in libfabric["provenance"]
+    assert copy["profiles"]["offline"]["components"]["nccl"]["version"] == "2.30.7"
+    assert "sha256 f5c4f7ead5d9" in text
+
+
+@pytest.mark.parametrize("same", ["itself", "link", "dotted"])
+def test_update_pins_refuses_the_spec_as_its_output(spec_copy, same):
+    before = spec_copy.read_bytes()
+    target = {"itself": spec_copy, "dotted": spec_copy.parent / "." / spec_copy.name,
+              "link": spec_copy.parent / "link.yaml"}[same]
+    if same == "link":
+        target.symlink_to(spec_copy)
+    proc = outdated(None, str(spec_copy), "--update-pins", str(target))
+    assert proc.returncode == 2
+    assert "may not replace an input" in one_line_error(proc)
+    assert spec_copy.read_bytes() == before
+
+
+def test_an_upstream_that_does_not_answer_is_inconclusive_in_bounded_time(spec_copy):
+    started = time.monotonic()
+    with serving(StandIn(stall=30)) as stand_in:
+        proc = outdated(stand_in, str(spec_copy), "--timeout", "0.5", "--deadline", "2")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = one_line_error(proc)
+    assert "could not be asked (inconclusive)" in line
+    assert "no answer within 0.5 s" in line
+    assert elapsed < 20, elapsed
+    assert "overall deadline of 2 s" in proc.stdout
+
+
+MALFORMED = [b"not json", b"", b"\xff\xfe\x00", b"{}", b"[]", b"null", b'{"releases": 5}',
+             b'{"info": {}, "releases": {"9.9": [{"filename": "x", "digests": {"sha256": "zz"}}]}}',
+             b'{"results": [{"name": 7}]}', b'[{"tag_name": null}]', b'{"info": [], "results": {}}',
+             b'{"' + b"a" * 5000]
+
+
+@pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_answers_are_inconclusive_in_one_line(spec_copy, body):
+    stand_in = StandIn()
+    stand_in.answer = lambda path: (200, body)  # every upstream answers the same garbage
+    with serving(stand_in):
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    one_line_error(proc)
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["verdict"] == "inconclusive"
+    assert {pin["status"] for pin in doc["pins"]} <= {"error", "untracked"}
+
+
+def test_one_broken_answer_is_that_pins_error_and_the_rest_still_counts(spec_copy):
+    stand_in = StandIn(override={"/pypi/mpi4py/json": (500, b"oops")})
+    with serving(stand_in):
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    assert proc.returncode == 1  # behind is a fact whatever else could not be asked
+    pins = by_where(json.loads(proc.stdout))
+    assert pins["sagemaker package mpi4py"]["status"] == "error"
+    assert "HTTP 500" in pins["sagemaker package mpi4py"]["note"]
+    assert "mpi4py" in one_line_error(proc)
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["no-such-framework"], {}, "no image spec"),
+    (["/nonexistent/pytorch.yaml"], {}, "pytorch.yaml"),
+    (["--timeout", "0"], {}, "--timeout"),
+    (["--deadline", "nan"], {}, "--deadline"),
+    ([], {"EFAKIT_PYPI_URL": "http://pypi.example.org/pypi"}, "EFAKIT_PYPI_URL"),
+    ([], {"EFAKIT_GITHUB_API": "ftp://127.0.0.1/"}, "EFAKIT_GITHUB_API"),
+    ([], {"EFAKIT_DOCKERHUB_API": "https://hub.example/v2?x=1"}, "EFAKIT_DOCKERHUB_API"),
+    (["--update-pins", "/nonexistent/dir/out.yaml"], {}, "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2(args, env, says):
+    proc = outdated(None, *args, extra_env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert says in one_line_error(proc)
+    assert proc.stdout == ""
