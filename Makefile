@@ -28,7 +28,7 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test test-deps mutate bench-parse bench-build clean \
-	image ci-image host mirror base-image gate free-disk sagemaker-verify
+	image ci-image host mirror base-image gate free-disk sagemaker-verify outdated
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -46,6 +46,7 @@ help:
 	@echo "make test-deps                                  system packages the Docker-free tests need (Open MPI)"
 	@echo "make mutate                                     mutation score of the suite (bench/mutations.yaml)"
 	@echo "make golden                                     regenerate tests/golden after a deliberate change"
+	@echo "make outdated [FRAMEWORK=pytorch]               each pin against its upstream; a copy with the newest pins in $(OUT)/outdated"
 	@echo "make bench-parse                                parser throughput against grep"
 
 $(STAMP): pyproject.toml
@@ -143,6 +144,16 @@ ci-image: host base-image
 	$(BIN)/efakit build pytorch --profile offline --variant sagemaker --tag ci-sagemaker \
 		--out $(BUILD_OUT) --namespace $(NAMESPACE)
 	@OUT=$(OUT) .ci/setup-host --report $(OUT)/dockerd.pid
+
+# Each pin of the spec against its upstream's newest release (images/upstream.yaml):
+# the table in $(OUT)/outdated/outdated.txt and a copy of the spec with every behind
+# pin moved, for review, in $(OUT)/outdated/$(FRAMEWORK).yaml (the spec itself is never
+# written).  Behind (exit 1) is this target's normal answer; inconclusive (3) fails it.
+outdated: $(STAMP)
+	@mkdir -p $(OUT)/outdated
+	@rc=0; $(BIN)/efakit outdated $(FRAMEWORK) --update-pins $(OUT)/outdated/$(FRAMEWORK).yaml \
+		> $(OUT)/outdated/outdated.txt || rc=$$?; cat $(OUT)/outdated/outdated.txt; \
+		test $$rc -le 1
 
 bench-build: $(STAMP)
 	$(PY) bench/build.py
