@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 from buildkit.paths import REPO_ROOT
 from buildkit.progress import Progress
 from buildkit.spec import PIN_KINDS, Spec
+from verify.boundary.archives import ArchiveError, tree_id
 
 WHEELS = "wheels"
 # The builder's toolchain wheels live apart: a build step binds only its own
@@ -102,27 +102,6 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     return written
 
 
-def tree_id(archive: Path) -> str:
-    """The git content tree id of a source archive's top folder (what `tree:` pins)."""
-    with tempfile.TemporaryDirectory(prefix="efakit-tree-") as tmp:
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            return f"unreadable ({exc})"
-        tops = os.listdir(tmp)
-        top = Path(tmp) / tops[0] if len(tops) == 1 and (Path(tmp) / tops[0]).is_dir() \
-            else Path(tmp)
-        env = {**os.environ, "GIT_DIR": str(Path(tmp) / ".efakit-git"),
-               "GIT_WORK_TREE": str(top), "GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp}
-        for cmd in (["init", "-q"], ["add", "-A", "-f"], ["write-tree"]):
-            proc = subprocess.run(["git", *cmd], cwd=top, env=env, capture_output=True,
-                                  text=True)
-            if proc.returncode != 0:
-                return f"unreadable (git {cmd[0]}: {proc.stderr.strip()[-200:]})"
-        return proc.stdout.strip()
-
-
 def pin_problem(name: str, comp: dict, path: Path) -> str | None:
     """None when `path` matches the component's pin; else one line naming the artifact,
     the expected and the actual digest."""
@@ -131,7 +110,13 @@ def pin_problem(name: str, comp: dict, path: Path) -> str | None:
         if not want:
             continue
         if kind == "tree":
-            have = tree_id(path)
+            try:
+                have = tree_id(path)
+            except ArchiveError as exc:
+                if exc.kind == "refused":
+                    return f"artifact {path.name} ({name}): refused, its tree not computed " \
+                           f"(expected {want}): {exc}"
+                have = f"unreadable ({exc})"
         else:
             digest = hashlib.new(kind)
             with path.open("rb") as handle:
@@ -167,31 +152,51 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
         if not url:
             continue
         target = mirror / artifact_name(comp)
-        partial = target.with_name(f".{target.name}.part")
         source = local / target.name if local is not None else None
+        partial = _fetch_to_partial(name, url, source, mirror, target.name, progress)
         try:
-            if source is not None and source.is_file():
-                progress.note(f"{target.name}: from the local source mirror {local}")
-                shutil.copyfile(source, partial)
-            else:
-                progress.note(f"{target.name}: downloading {url}")
-                with urllib.request.urlopen(url, timeout=30) as resp, partial.open("wb") as out:
-                    _copy_with_progress(resp, out, target.name, progress)
-        except (urllib.error.URLError, OSError) as exc:
+            problem = None if update_pins else pin_problem(name, comp, partial)
+            if problem:
+                raise MirrorError(problem)
+            os.replace(partial, target)  # renames over a link at `target`, never through it
+        finally:
             partial.unlink(missing_ok=True)
-            raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
-                              "and no copy in a local source mirror: set EFAKIT_SOURCES)") \
-                from None
-        problem = None if update_pins else pin_problem(name, comp, partial)
-        if problem:
-            partial.unlink()
-            raise MirrorError(problem)
-        partial.replace(target)
         computed[name] = sha256_of(target)
         progress.note(f"{target.name}: {target.stat().st_size / 1e6:.1f} MB, "
                       + ("sha256 computed" if update_pins else "pin checked"))
     progress.done()
     return computed
+
+
+def _fetch_to_partial(name: str, url: str, source: Path | None, mirror: Path, file: str,
+                      progress: Progress) -> Path:
+    """The artifact's bytes in a new temporary file of the mirror, not yet trusted.
+
+    mkstemp opens it O_CREAT|O_EXCL|O_NOFOLLOW under a name of its own: a file or
+    link already in the mirror (a `.part` symlink left to lead the write elsewhere) is
+    never opened, let alone written through."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=mirror, prefix=f".{file}.", suffix=".part")
+    except OSError as exc:
+        raise MirrorError(f"cannot write to the artifact mirror {mirror}: {exc.strerror}") \
+            from None
+    partial = Path(tmp)
+    try:
+        os.fchmod(fd, 0o644)  # the build context's reader, as a plain copy would be
+        with os.fdopen(fd, "wb") as out:
+            if source is not None and source.is_file():
+                progress.note(f"{file}: from the local source mirror {source.parent}")
+                with source.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 20)
+            else:
+                progress.note(f"{file}: downloading {url}")
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    _copy_with_progress(resp, out, file, progress)
+    except (urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
+                          "and no copy in a local source mirror: set EFAKIT_SOURCES)") from None
+    return partial
 
 
 def _copy_with_progress(resp, out, name: str, progress: Progress) -> None:
