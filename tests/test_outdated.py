@@ -121,6 +121,9 @@ def test_update_pins_writes_a_current_copy_and_never_the_spec(spec_copy, tmp_pat
     assert "fetch-artifacts" in libfabric["reason"]
     assert "v2.7.0" in libfabric["provenance"]
     assert copy["profiles"]["offline"]["components"]["nccl"]["version"] == "2.30.7"
+    local = copy["profiles"]["offline"]["base"]["choices"]["debian-local"]
+    assert "nvidia-cuda-runtime==13.5.37" in local["builder_wheels"]
+    assert local["cuda"] == "13.5"  # moves with the CUDA runtime wheel (upstream.yaml cuda_from)
     assert "sha256 f5c4f7ead5d9" in text
 
 

@@ -48,7 +48,7 @@ class Pin:
     path: Path  # key path of the value in the spec as written
     scope: str  # "spec" or "profile <name>"
     where: str  # what a person calls the place (`base pytorch-runtime image`)
-    base_choice: Path | None = None  # an image's or torch's base choice
+    base_choice: Path | None = None  # the base choice of an image, torch or builder wheel
     image: ImageRef | None = None
     bundled: bool = False  # a component the EFA installer brings (follows it)
 
@@ -62,12 +62,13 @@ def _scopes(raw: dict[str, Any]) -> Iterator[tuple[str, Path, dict[str, Any]]]:
         yield f"profile {name}", ("profiles", name), overlay or {}
 
 
-def _wheel_pins(items: Any, path: Path, scope: str, where: str) -> Iterator[Pin]:
+def _wheel_pins(items: Any, path: Path, scope: str, where: str,
+                base_choice: Path | None = None) -> Iterator[Pin]:
     for i, item in enumerate(items or []):
         match = _WHEEL_RE.fullmatch(str(item))
         if match:
             yield Pin("wheel", match["name"], match["version"], (*path, i), scope,
-                      f"{where} {match['name']}")
+                      f"{where} {match['name']}", base_choice=base_choice)
 
 
 def _base_pins(base: dict[str, Any], path: Path, scope: str) -> Iterator[Pin]:
@@ -84,7 +85,7 @@ def _base_pins(base: dict[str, Any], path: Path, scope: str) -> Iterator[Pin]:
             yield Pin("torch", "torch", str(body["torch"]), (*cpath, "torch"), scope,
                       f"base {choice} torch", base_choice=cpath, image=ref)
         yield from _wheel_pins(body.get("builder_wheels"), (*cpath, "builder_wheels"), scope,
-                               f"base {choice} builder wheel")
+                               f"base {choice} builder wheel", cpath)
 
 
 def spec_pins(raw: dict[str, Any]) -> list[Pin]:

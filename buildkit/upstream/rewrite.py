@@ -171,6 +171,9 @@ class Planner:
 
     def _wheel(self, row: Row) -> None:
         self.changes.append(Change(row.pin.path, f"{row.pin.name}=={row.newest}"))
+        choice = row.pin.base_choice
+        if choice and row.pin.name == self.table.cuda_from and "cuda" in self._value(choice):
+            self.changes.append(Change((*choice, "cuda"), ".".join(row.newest.split(".")[:2])))
         self.comments.append(Comment(row.pin.path[:-1], f"efakit outdated {self.today}: "
                                                          + self._files_note(row)))
 

@@ -38,6 +38,7 @@ class Upstreams:
     endpoints: dict[str, str]  # kind -> base URL (overrides applied)
     sources: dict[str, str]  # kind -> why that endpoint is the authority
     wheel_files: re.Pattern[str]
+    cuda_from: str | None  # the wheel whose major.minor is a wheel-built base's `cuda`
     components: dict[str, dict[str, Any]]
     component_tags: dict[str, re.Pattern[str]]  # compiled `tag` or `pattern`
     images: dict[str, dict[str, Any]]
@@ -104,5 +105,6 @@ def load_upstreams(path: Path = TABLE) -> Upstreams:
                      sources={name: row["source"] for name, row in raw["endpoints"].items()},
                      wheel_files=_compile(raw["wheels"]["files"], f"{path}: wheels.files",
                                           group=None),
+                     cuda_from=raw["wheels"].get("cuda_from"),
                      components=raw["components"], component_tags=tags,
                      images=raw["images"], image_tags=image_tags)
