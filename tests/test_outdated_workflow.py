@@ -99,11 +99,11 @@ def test_a_changed_copy_becomes_a_branch_and_a_pull_request_never_main(repo):
     proc = _run_pr_step(work, bin_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _git("rev-parse", "main", cwd=origin) == main_before
-    changed = _git("diff", "--name-only", "main", "efakit/outdated", cwd=origin).split()
+    changed = _git("diff", "--name-only", "main", "efakit-outdated", cwd=origin).split()
     assert changed == ["images/pytorch.yaml"]
     calls = (work.parent / "gh.log").read_text().splitlines()
     assert calls[0] == "auth setup-git"
-    assert calls[-1].startswith("pr create --base main --head efakit/outdated")
+    assert calls[-1].startswith("pr create --base main --head efakit-outdated")
     body = (work / "out" / "outdated" / "pr-body.md").read_text()
     assert "PIN  PINNED  NEWEST" in body and "fetch-artifacts --update-pins" in body
 
@@ -115,4 +115,4 @@ def test_a_current_spec_opens_nothing(repo):
     assert proc.returncode == 0, proc.stderr
     assert "every pin is current" in proc.stdout
     assert not (work.parent / "gh.log").exists()
-    assert "efakit/outdated" not in _git("branch", "--list", cwd=origin)
+    assert "efakit-outdated" not in _git("branch", "--list", cwd=origin)
