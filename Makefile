@@ -41,7 +41,7 @@ help:
 	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=] [ALLOW_UNPINNED=1]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
-	@echo "make lint                                       ruff, hadolint and the env rules"
+	@echo "make lint                                       ruff, hadolint, the env rules, the workflows (zizmor)"
 	@echo "make test                                       the test suite (creates .venv if needed)"
 	@echo "make test-deps                                  system packages the Docker-free tests need (Open MPI)"
 	@echo "make mutate                                     mutation score of the suite (bench/mutations.yaml)"
@@ -69,6 +69,7 @@ lint: $(STAMP)
 	$(BIN)/efakit lint $(FRAMEWORK)
 	$(BIN)/efakit lint $(FRAMEWORK) --profile offline
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --quiet .github/workflows
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -102,15 +103,12 @@ gate: $(STAMP)
 		$(if $(GITHUB_STEP_SUMMARY),--summary $(GITHUB_STEP_SUMMARY),)
 
 # make sagemaker-verify IMAGE=ecr-uri ROLE=arn S3=s3://bucket/prefix [COUNT=2] [SUBNETS=] [SGS=]
-COUNT ?= 2
-ROLE ?=
-S3 ?=
-SUBNETS ?=
-SGS ?=
+# The values are read by the shell, each one quoted argument, never expanded by make: the
+# CI passes a dispatcher's text through the environment, and $(...) in it stays text.
 sagemaker-verify: $(STAMP)
-	$(BIN)/efakit sagemaker-verify --image-uri $(IMAGE) --role $(ROLE) --output $(S3) \
-		--instance-type ml.p4d.24xlarge --instance-count $(COUNT) \
-		$(if $(SUBNETS),--subnets $(SUBNETS) --security-groups $(SGS),)
+	$(BIN)/efakit sagemaker-verify --image-uri="$$IMAGE" --role="$$ROLE" --output="$$S3" \
+		--instance-type=ml.p4d.24xlarge --instance-count="$${COUNT:-2}" \
+		$${SUBNETS:+--subnets="$$SUBNETS" --security-groups="$$SGS"}
 
 # Hosted GitHub runners ship ~30 GB of toolchains a GPU image build does not
 # need.  Only on GitHub Actions: locally this target does nothing.
