@@ -14,7 +14,7 @@ from buildkit.spec import SpecError, load_spec, spec_path
 from buildkit.upstream.rewrite import RewriteError, write_copy
 from buildkit.upstream.table import UpstreamTableError
 from verify.boundary.files import SameFileError, refuse_overlap
-from verify.boundary.values import Finite
+from verify.boundary.values import Finite, printable
 from verify.cliutil import CliError, handle_errors
 from verify.exitcodes import Exit
 from verify.tables import TableError, load_yaml_file
@@ -85,8 +85,9 @@ def outdated(spec: str, as_json: bool, update_pins: Path | None, timeout: float,
     errors = [row for row in rows if row.status == "error"]
     if errors:
         first = errors[0]
-        click.echo(f"efakit outdated: {len(errors)} of {len(rows)} pins could not be asked "
-                   f"({name}); first: {first.pin.label()}: {first.reason}", err=True)
+        click.echo(printable(f"efakit outdated: {len(errors)} of {len(rows)} pins could not "
+                             f"be asked ({name}); first: {first.pin.label()}: {first.reason}"),
+                   err=True)
     if code != Exit.PASS:
         sys.exit(int(code))
 

@@ -20,6 +20,7 @@ from buildkit.upstream import sources, versions
 from buildkit.upstream.client import Client, UpstreamError
 from buildkit.upstream.pins import Pin, default_torch, spec_pins
 from buildkit.upstream.table import Upstreams
+from verify.boundary.values import printable
 from verify.exitcodes import Exit
 
 SCHEMA_VERSION = 1
@@ -184,17 +185,18 @@ def to_text(rows: list[Row], spec: Path) -> str:
     for row in rows:
         asked = {"pypi": "PyPI", "github": "GitHub", "dockerhub": "Docker Hub",
                  "efa_release_notes": "AWS release notes"}.get(row.upstream or "", "-")
-        lines.append((row.pin.label(), row.pin.pinned, row.newest or "-", _behind_text(row),
-                      asked))
+        lines.append(tuple(printable(cell) for cell in (
+            row.pin.label(), row.pin.pinned, row.newest or "-", _behind_text(row), asked)))
         if row.reason:
-            notes.append(f"  {row.pin.label()}: {row.reason}")
+            notes.append(printable(f"  {row.pin.label()}: {row.reason}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
            for line in lines]
     counts = {status: sum(row.status == status for row in rows) for status in STATUSES}
     name, _ = verdict(rows)
     out.append("")
-    out.append(f"{spec}: {name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    out.append(printable(f"{spec}: {name}: {tally}"))
     if notes:
         out.append("notes:")
         out.extend(notes)
