@@ -199,3 +199,21 @@ def test_bad_input_is_one_line_exit_2(args, env, says):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert says in one_line_error(proc)
     assert proc.stdout == ""
+
+
+def test_every_pinned_component_and_image_of_the_spec_has_an_upstream_row():
+    """A component or base added to the spec without a row would only ever read
+    'untracked': the table must name where it is asked, or why it is not."""
+    from buildkit.upstream.pins import spec_pins
+    from buildkit.upstream.table import load_upstreams
+
+    table = load_upstreams()
+    pins = spec_pins(yaml.safe_load(SPEC.read_text()))
+    components = {p.name for p in pins if p.kind == "component" and not p.bundled}
+    images = {p.name for p in pins if p.kind == "image"}
+    assert components and images
+    assert components - set(table.components) == set()
+    assert images - set(table.images) == set()
+    for pin in pins:
+        if pin.kind == "image" and table.images[pin.name]["upstream"] == "dockerhub":
+            assert any(t.pattern.fullmatch(pin.pinned) for t in table.image_tags[pin.name]), pin
