@@ -217,3 +217,16 @@ def test_every_pinned_component_and_image_of_the_spec_has_an_upstream_row():
     for pin in pins:
         if pin.kind == "image" and table.images[pin.name]["upstream"] == "dockerhub":
             assert any(t.pattern.fullmatch(pin.pinned) for t in table.image_tags[pin.name]), pin
+
+
+def test_every_wheel_the_spec_pins_has_a_recorded_answer():
+    """A new wheel pin needs its recorded PyPI answer for the stand-in; without one the
+    tests above would read inconclusive for a reason that is not the code's."""
+    from buildkit.upstream.pins import spec_pins
+    from tests.upstream_server import FIXTURES
+
+    names = {p.name for p in spec_pins(yaml.safe_load(SPEC.read_text()))
+             if p.kind in ("wheel", "torch")}
+    missing = sorted(n for n in names if not (FIXTURES / "pypi" / n / "json.json").is_file())
+    assert missing == [], ("record tests/fixtures/upstream/pypi/<name>/json.json for these "
+                           f"(tests/fixtures/upstream/SOURCES.md says how): {missing}")
