@@ -1,4 +1,4 @@
-"""`write_atomic`, the one writer behind every report path (-o, --junit, --markdown, --out).
+"""`write_atomic` (verify/boundary/files.py), the one writer behind every report path (-o, --junit, --markdown, --out).
 
 Regular files and new paths are replaced atomically with the umask's mode (an
 existing file's mode is kept); links are followed, never replaced; devices,
@@ -25,7 +25,8 @@ from tests.conftest import QUIET_ENV, ROOT
 from tests.parsehelp import parse_text
 from tests.test_parse_formats import good, table
 from verify import report
-from verify.report import WriteError, write_atomic
+from verify.boundary import files
+from verify.boundary.files import WriteError, write_atomic
 
 ENV = QUIET_ENV
 
@@ -150,7 +151,7 @@ def test_an_open_descriptor_is_written_where_it_points():
 
 def test_dev_stdout_redirected_to_a_file_keeps_the_order(tmp_path):
     """`--junit /dev/stdout > file`: the report lands in the file, not in a replaced copy."""
-    script = ("import sys; from verify.report import write_atomic\n"
+    script = ("import sys; from verify.boundary.files import write_atomic\n"
               "print('before', flush=True); write_atomic('/dev/stdout', 'REPORT\\n'); "
               "print('after')")
     out = tmp_path / "out.txt"
@@ -204,7 +205,7 @@ def test_a_full_disk_mid_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypa
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(report.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(WriteError) as caught:
         write_atomic(target, "new")
     assert str(caught.value) == f"cannot write {target}: No space left on device"
@@ -215,7 +216,7 @@ def test_an_interrupt_mid_write_leaves_no_temp(tmp_path, monkeypatch):
     def interrupted(fd, data):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report.os, "write", interrupted)
+    monkeypatch.setattr(files.os, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "r.json", "new")
     assert _left(tmp_path) == []

@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from verify.boundary.files import within
+from verify.boundary.values import printable
 from verify.profiles import Profile, UnknownInstance, candidates_for_gpu, resolve
 from verify.tables import load_json_file
 
@@ -55,26 +57,40 @@ def from_sagemaker(path: str | None = None) -> Detection | None:
         return Detection(None, "sagemaker-resource-config", f"{path}: {name} (no profile)")
 
 
-def from_imds(endpoint: str | None = None, timeout: float = 0.5) -> Detection | None:
+# The whole lookup (token and instance type), not each read: a per-read timeout lets an
+# endpoint that answers one byte every 0.3 s hold every container start forever.
+IMDS_DEADLINE_S = 2.0
+# An instance type is ~20 bytes and a token ~60: more is not IMDS.
+IMDS_MAX_BYTES = 4096
+
+
+def _imds_instance_type(endpoint: str, timeout: float) -> str:
+    token_req = urllib.request.Request(
+        f"{endpoint}/latest/api/token", method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    with urllib.request.urlopen(token_req, timeout=timeout) as resp:
+        token = resp.read(IMDS_MAX_BYTES).decode()
+    req = urllib.request.Request(f"{endpoint}/latest/meta-data/instance-type",
+                                 headers={"X-aws-ec2-metadata-token": token})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read(IMDS_MAX_BYTES).decode().strip()
+
+
+def from_imds(endpoint: str | None = None, timeout: float = 0.5,
+              deadline: float = IMDS_DEADLINE_S) -> Detection | None:
+    """EC2 instance metadata (IMDSv2): each connection waits `timeout`, the whole
+    lookup at most `deadline` seconds (files.within)."""
     if os.environ.get("EFAKIT_IMDS", "on") == "off":
         return None
     endpoint = (endpoint or os.environ.get("EFAKIT_IMDS_ENDPOINT", IMDS_DEFAULT)).rstrip("/")
     try:
-        token_req = urllib.request.Request(
-            f"{endpoint}/latest/api/token", method="PUT",
-            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        with urllib.request.urlopen(token_req, timeout=timeout) as resp:
-            token = resp.read().decode()
-        req = urllib.request.Request(f"{endpoint}/latest/meta-data/instance-type",
-                                     headers={"X-aws-ec2-metadata-token": token})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            name = resp.read().decode().strip()
-    except (OSError, urllib.error.URLError, ValueError):
+        name = within(deadline, lambda: _imds_instance_type(endpoint, timeout))
+    except (OSError, urllib.error.URLError, ValueError):  # TimeoutError is an OSError
         return None
     try:
-        return Detection(resolve(name), "ec2-metadata", name)
+        return Detection(resolve(name), "ec2-metadata", printable(name))
     except UnknownInstance:
-        return Detection(None, "ec2-metadata", f"{name} (no profile)")
+        return Detection(None, "ec2-metadata", f"{printable(name)} (no profile)")
 
 
 def gpu_model() -> str | None:

@@ -1,176 +1,21 @@
 """Render a result as JSON, JUnit XML, Markdown (GitHub job summary) or a terminal table.
 
-Report files are written by `write_atomic`: a regular file (or a new path) is
-replaced atomically, so it is either whole or as it was; a device, a FIFO or an
-open descriptor (/dev/null, /dev/stdout, bash's `>(cmd)`) is written in place.
+Report files are written by the boundary's one writer (verify/boundary/files.py,
+re-exported here as `write_atomic`/`WriteError` for the commands that write reports).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
 import re
-import secrets
-import stat
-import sys
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from verify.boundary.files import WriteError, write_atomic  # noqa: F401 - re-exported
 from verify.exitcodes import Exit
 
 VERDICT_EXIT = {"pass": Exit.PASS, "fail": Exit.FAIL, "inconclusive": Exit.INCONCLUSIVE}
-
-# /dev/stdout, /dev/fd/N, /proc/self/fd/N: names of this process's own open descriptors.
-_FD_LINK = re.compile(r"^/(?:dev/fd|proc/(?:self|thread-self|(?P<pid>\d+))/fd)/(?P<fd>\d+)$")
-
-
-class WriteError(OSError):
-    """A report cannot be written; str() is one line: `cannot write PATH: why`."""
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
-
-
-def write_atomic(path: str | Path, text: str | bytes) -> None:
-    """Write `text` (UTF-8; bytes as given) to `path`, never leaving a half-written
-    report or a temp file.
-
-    A regular file or a new path gets a temporary file in the same directory,
-    fsync'd and renamed over it: an existing file keeps its mode (and, where
-    allowed, its owner), a new one gets 0666 less the umask.  Symbolic links are
-    followed: the link's target is written, the link stays.  Character devices,
-    FIFOs and this process's open descriptors are written in place, as a shell
-    redirection would.  Every failure (a directory at `path`, a missing or
-    unwritable directory, a full disk) is a `WriteError`.
-    """
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    where = Path(path)  # what a failure's reason is about: the link's target once known
-    try:
-        descriptor = _own_descriptor(str(path))
-        if descriptor is not None:
-            _write_descriptor(descriptor, data)
-            return
-        try:
-            info = os.stat(path)  # follows links, /proc's magic ones too
-        except FileNotFoundError:
-            info = None
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            raise OSError(errno.EISDIR, "is a directory")
-        if info is not None and not stat.S_ISREG(info.st_mode):
-            _write_in_place(path, data)  # a device, a FIFO: no temp file, no rename
-            return
-        where = Path(os.path.realpath(path))  # a link's target; the link itself stays
-        resolved = _stat_or_none(where)
-        if info is not None and (resolved is None or not os.path.samestat(info, resolved)):
-            _write_in_place(path, data, truncate=True)  # a magic link to a deleted file
-            return
-        _replace(where, data, info)
-    except OSError as exc:
-        raise WriteError(exc.errno, _reason(exc, where), str(path)) from None
-
-
-def _stat_or_none(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:
-        return None
-
-
-def _own_descriptor(path: str) -> int | None:
-    """N when `path`, or a link on its way, names this process's descriptor N."""
-    current = os.path.abspath(path)
-    for _ in range(40):  # the kernel's own limit on links followed
-        match = _FD_LINK.match(current)
-        if match and match["pid"] in (None, str(os.getpid())):
-            return int(match["fd"])
-        if not os.path.islink(current):
-            return None
-        current = os.path.normpath(os.path.join(os.path.dirname(current),
-                                                os.readlink(current)))
-    return None
-
-
-def _write_descriptor(fd: int, data: bytes) -> None:
-    """Write at the descriptor's own offset, after what this process printed there:
-    `--junit /dev/stdout > file` keeps the file's other output too."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):  # a test's capture
-            if stream is not None and stream.fileno() == fd:
-                stream.flush()
-    _write_all(fd, data)
-
-
-def _write_in_place(path: str | Path, data: bytes, truncate: bool = False) -> None:
-    """Open what is there for writing (never creating it) and write."""
-    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
-    fd = os.open(path, flags)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _replace(target: Path, data: bytes, old: os.stat_result | None) -> None:
-    """Temp file beside `target`, fsync, rename over it; the temp file never outlives us."""
-    directory = target.parent
-    while True:
-        tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            # 0666 through the umask, as any new file; O_EXCL: never someone else's file
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        try:
-            if old is not None:
-                if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                    with contextlib.suppress(OSError):  # not ours to give: the mode still is
-                        os.fchown(fd, old.st_uid, old.st_gid)
-                os.fchmod(fd, stat.S_IMODE(old.st_mode))
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _reason(exc: OSError, where: Path) -> str:
-    """The kernel's reason, made specific where it is vague (which directory is missing)."""
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.EISDIR:
-        return "it is a directory"
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        for parent in where.absolute().parents:  # nearest first
-            if parent.is_dir():
-                break
-            if os.path.lexists(parent):
-                return f"{parent} is not a directory"
-        if not where.parent.is_dir():
-            return f"directory {where.parent} does not exist"
-        return f"{where.parent} does not allow new files ({reason})"
-    return reason
-
 
 COMPACT_JSON_RANKS = 4096  # beyond this many ranks, JSON is written without indentation
 

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.boundary import records
+from verify.boundary.values import shell_name
 from verify.detect import Detection
 from verify.envrules import StartChange, start_changes
-from verify.tables import TableError, load_json_file
 
 IMAGE_ENV = "/etc/efakit/image-env.json"
 
@@ -31,19 +32,14 @@ class StartPlan:
 
 
 def load_image_env(path: str | Path) -> dict:
-    """The image's record of its versions and baked env (written by efakit render)."""
+    """The image's record of its versions and baked env (written by efakit render),
+    checked against verify/schema/image-env.schema.json before use: its names are
+    exported by `env --shell`, so a key that is not a shell name, or a value that is
+    not a string, is one line here, never a command or a traceback at container start."""
     try:
-        data = load_json_file(path)
-    except TableError as exc:
+        return records.load(path, "image-env", "efakit image env record")
+    except records.RecordError as exc:
         raise ValueError(f"cannot read the image env record: {exc}") from None
-    if not isinstance(data, dict) or "versions" not in data or "env" not in data:
-        raise ValueError(f"{path}: not an efakit image env record (no versions/env)")
-    for key in ("versions", "env"):
-        table = data[key]
-        if not isinstance(table, dict) or not all(
-                isinstance(v, (str, type(None))) for v in table.values()):
-            raise ValueError(f"{path}: {key} must map names to strings or null")
-    return data
 
 
 def plan(image_env: Mapping, detection: Detection, environ: Mapping[str, str]) -> StartPlan:
@@ -69,13 +65,14 @@ def plan(image_env: Mapping, detection: Detection, environ: Mapping[str, str]) -
 
 
 def shell_lines(start: StartPlan) -> list[str]:
-    """`export`/`unset` lines for the entrypoint to eval."""
-    lines = [f"export {var}={shlex.quote(value)}" for var, value in start.defaults]
+    """`export`/`unset` lines for the entrypoint to eval: names are checked shell names
+    (again here, whatever built the plan), values quoted by shlex.quote."""
+    lines = [f"export {shell_name(var)}={shlex.quote(value)}" for var, value in start.defaults]
     for change in start.changes:
         if change.value is None:
-            lines.append(f"unset {change.var}")
+            lines.append(f"unset {shell_name(change.var)}")
         else:
-            lines.append(f"export {change.var}={shlex.quote(change.value)}")
+            lines.append(f"export {shell_name(change.var)}={shlex.quote(change.value)}")
     return lines
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,8 +21,8 @@ from typing import Any
 
 import yaml
 
-# Specs, policies and records are a few KiB; 4 MiB leaves room and stays fast to parse.
-MAX_INPUT_BYTES = 4 * 1024 * 1024
+from verify.boundary.files import MAX_INPUT_BYTES, ReadError, read_bytes, read_text
+
 # The deepest real spec nests 6 levels; 64 leaves room and stays far from stack limits.
 MAX_YAML_DEPTH = 64
 
@@ -36,50 +34,20 @@ class TableError(ValueError):
 
 
 def read_input(path: Path | str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, or one TableError line.
-
-    Opened non-blocking, so a FIFO with no writer is refused instead of hanging."""
-    path = Path(path)
+    """The bytes of a regular file of at most `limit` bytes, or one TableError line
+    (the boundary's one reader: a FIFO with no writer is refused, not waited on)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise TableError(f"{path}: {_reason(exc)}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise TableError(f"{path}: is a directory, expected a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise TableError(f"{path}: not a regular file (a FIFO, device or socket); "
-                             "give a file")
-        if info.st_size > limit:
-            raise TableError(f"{path}: {info.st_size} bytes, more than the {limit} allowed")
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise TableError(f"{path}: more than the {limit} bytes allowed")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise TableError(f"{path}: {_reason(exc)}") from None
-    finally:
-        os.close(fd)
+        return read_bytes(path, limit)
+    except ReadError as exc:
+        raise TableError(str(exc)) from None
 
 
 def read_input_text(path: Path | str, limit: int = MAX_INPUT_BYTES) -> str:
     """`read_input` decoded as UTF-8, with one line for text that is not."""
-    data = read_input(path, limit)
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TableError(f"{path}: not UTF-8 text ({exc.reason})") from None
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+        return read_text(path, limit)
+    except ReadError as exc:
+        raise TableError(str(exc)) from None
 
 
 def _no_constant(name: str) -> None:
