@@ -124,6 +124,24 @@ def test_the_streamed_tree_is_gits_tree_of_the_archived_files(tmp_path_factory, 
     shutil.rmtree(work)
 
 
+def test_a_tag_archive_with_eol_crlf_files_streams_to_the_tags_tree(tmp_path):
+    """libfabric 2.6's case, here without ../shared: `*.cmd eol=crlf` makes its tag
+    archive hold CRLF in .cmd files that its tree holds with LF; a `text=auto` binary
+    with CRLF bytes is left as it is."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / ".gitattributes").write_bytes(b"*.cmd eol=crlf\n*.bin text=auto\n")
+    (repo / "scripts" / "run.cmd").write_bytes(b"@echo off\nrun\n")
+    (repo / "blob.bin").write_bytes(b"\0\r\nraw\r\n")
+    _git("init", "-q", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    want = _git("write-tree", cwd=repo).decode().strip()
+    tar = _git("archive", "--format=tar", "--prefix=libfabric-2.6.0/", want, cwd=repo)
+    assert b"@echo off\r\nrun\r\n" in tar
+    (tmp_path / "x.tar.gz").write_bytes(gzip.compress(tar, mtime=0))
+    assert tree_id(tmp_path / "x.tar.gz") == want
+
+
 def test_an_archive_with_several_top_entries_is_the_tree_of_its_root(tmp_path):
     (tmp_path / "repo" / "src").mkdir(parents=True)
     (tmp_path / "repo" / "src" / "a.c").write_text("int a;\n")
