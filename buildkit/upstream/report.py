@@ -34,7 +34,8 @@ class Row:
     upstream: str | None = None  # which endpoint answered (pypi, github, ...)
     answer: sources.Answer | None = None
     reason: str | None = None  # untracked or error: why; otherwise a note
-    follows: dict[str, str] = field(default_factory=dict)  # key -> value moving with it
+    compared: str | None = None  # the version compared when the pin is not one (a tag)
+    follows: dict[str, str] = field(default_factory=dict)  # base key -> its new value
 
     @property
     def newest(self) -> str | None:
@@ -47,7 +48,7 @@ class Row:
                 "level": versions.gap(self._pinned(), self.answer.newest)}
 
     def _pinned(self) -> str:
-        return self.follows.get("pinned_version", self.pin.pinned)
+        return self.compared or self.pin.pinned
 
 
 class Checker:
@@ -76,10 +77,7 @@ class Checker:
         have = versions.pinned_release(pinned or pin.pinned)
         want = versions.release(answer.newest)
         status = "behind" if want > have else "ahead" if want < have else "current"
-        row = Row(pin, status, upstream, answer)
-        if pinned is not None:
-            row.follows["pinned_version"] = pinned
-        return row
+        return Row(pin, status, upstream, answer, compared=pinned)
 
     def _wheel(self, pin: Pin) -> Row:
         return self._compare(pin, "pypi", sources.pypi(self.client, self.table, pin.name))
@@ -119,7 +117,7 @@ class Checker:
         row = self.rows.get(path) if path else None
         if row is None:
             return None
-        if row.pin.image and row.status == "untracked":
+        if row.status == "untracked":  # it comes with its image
             image_row = self.rows.get((*row.pin.base_choice, "image"))
             if image_row and image_row.status == "error":
                 raise UpstreamError(f"torch of {row.pin.label()} follows its image, which "

@@ -60,21 +60,28 @@ def _comment_text(text: str) -> str:
     return re.sub(r"[^\x20-\x7e]", "?", text)
 
 
-def _scalar(value: Any, style: str | None) -> str:
-    """`value` as a YAML scalar, emitted by the dumper in the old value's style."""
+def _scalar(value: Any, style: str | None, in_flow: bool = False) -> str:
+    """`value` as a YAML scalar, emitted by the dumper in the old value's style; inside a
+    flow collection (`[a, b]`) as the dumper writes an item there (`,` `]` need quotes)."""
     quoted = style in ('"', "'") and isinstance(value, str)  # null stays null
-    text = yaml.safe_dump(value, default_style=style if quoted else None,
-                          width=1 << 20, allow_unicode=False)
-    text = text.removesuffix("\n...\n").removesuffix("\n")
+    if in_flow:
+        text = yaml.safe_dump([value], default_style=style if quoted else None,
+                              default_flow_style=True, width=1 << 20, allow_unicode=False)
+        text = text.removeprefix("[").removesuffix("\n").removesuffix("]")
+    else:
+        text = yaml.safe_dump(value, default_style=style if quoted else None,
+                              width=1 << 20, allow_unicode=False)
+        text = text.removesuffix("\n...\n").removesuffix("\n")
     if "\n" in text:
         raise RewriteError(f"cannot write {value!r} as a one-line scalar")
     return text
 
 
-def _find(root: yaml.Node, path: KeyPath) -> tuple[yaml.Node | None, yaml.Node]:
-    """The key node and value node at `path`."""
-    key_node, node = None, root
+def _find(root: yaml.Node, path: KeyPath) -> tuple[yaml.Node | None, yaml.Node, bool]:
+    """The key node and value node at `path`, and whether it sits in a flow collection."""
+    key_node, node, in_flow = None, root, False
     for part in path:
+        in_flow = in_flow or bool(getattr(node, "flow_style", False))
         if isinstance(node, yaml.MappingNode):
             pair = next(((k, v) for k, v in node.value if k.value == part), None)
             if pair is None:
@@ -84,7 +91,7 @@ def _find(root: yaml.Node, path: KeyPath) -> tuple[yaml.Node | None, yaml.Node]:
             key_node, node = None, node.value[part]
         else:
             raise RewriteError(f"no key {'.'.join(map(str, path))} in the spec")
-    return key_node, node
+    return key_node, node, in_flow
 
 
 def _line_start(text: str, index: int) -> int:
@@ -98,22 +105,22 @@ def apply_text(text: str, changes: list[Change], comments: list[Comment]) -> str
     inserts: dict[int, list[str]] = {}
     for change in changes:
         if change.after is not None:
-            key, value = _find(root, (*change.path[:-1], change.after))
+            key, value, _ = _find(root, (*change.path[:-1], change.after))
             end = text.find("\n", value.end_mark.index)
             end = len(text) if end < 0 else end + 1
             indent = " " * key.start_mark.column
             inserts.setdefault(end, []).append(
                 f"{indent}{change.path[-1]}: {_scalar(change.value, None)}\n")
             continue
-        key, node = _find(root, change.path)
+        key, node, in_flow = _find(root, change.path)
         if not isinstance(node, yaml.ScalarNode):
             raise RewriteError(f"{'.'.join(map(str, change.path))}: not a scalar in the spec")
         spans.append((node.start_mark.index, node.end_mark.index,
-                      _scalar(change.value, node.style)))
+                      _scalar(change.value, node.style, in_flow)))
         if change.rename is not None and key is not None:
             spans.append((key.start_mark.index, key.end_mark.index, change.rename))
     for comment in comments:
-        key, node = _find(root, comment.path)
+        key, node, _ = _find(root, comment.path)
         anchor = key if key is not None else node
         start = _line_start(text, anchor.start_mark.index)
         inserts.setdefault(start, []).append(
@@ -187,7 +194,7 @@ class Planner:
         new = ImageRef(row.pin.name, answer.tag, answer.digest).text()
         self.changes.append(Change(row.pin.path, new))
         for key, value in row.follows.items():
-            if key != "pinned_version" and key in self._value(row.pin.base_choice):
+            if key in self._value(row.pin.base_choice):
                 self.changes.append(Change((*row.pin.base_choice, key), value))
         digest = f"digest {answer.digest}" if answer.digest else "no digest published"
         self.comments.append(Comment(row.pin.path, (

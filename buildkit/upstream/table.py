@@ -36,7 +36,6 @@ class ImageTags:
 @dataclass(frozen=True)
 class Upstreams:
     endpoints: dict[str, str]  # kind -> base URL (overrides applied)
-    sources: dict[str, str]  # kind -> why that endpoint is the authority
     wheel_files: re.Pattern[str]
     cuda_from: str | None  # the wheel whose major.minor is a wheel-built base's `cuda`
     components: dict[str, dict[str, Any]]
@@ -102,7 +101,6 @@ def load_upstreams(path: Path = TABLE) -> Upstreams:
                     raise UpstreamTableError(f"{path}: images.{repo}.tags[{i}].sets.{key}: "
                                              f"the pattern has no group {group!r}")
     return Upstreams(endpoints=endpoints,
-                     sources={name: row["source"] for name, row in raw["endpoints"].items()},
                      wheel_files=_compile(raw["wheels"]["files"], f"{path}: wheels.files",
                                           group=None),
                      cuda_from=raw["wheels"].get("cuda_from"),
