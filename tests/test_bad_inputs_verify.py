@@ -142,8 +142,8 @@ def test_bad_numbers(scratch, option, value):
     ("verify", ("nope",), "efa-verify: error: no such command 'nope'. (see efa-verify --help)"),
     ("verify", ("--nope",), "efa-verify: error: no such option '--nope'. (see efa-verify --help)"),
     ("verify", ("parse", "good.log", "--expect-nodes", "abc"),
-     "efa-verify parse: error: invalid value for '--expect-nodes': 'abc' is not a valid "
-     "integer range. (see efa-verify parse --help)"),
+     "efa-verify parse: error: invalid value for '--expect-nodes': 'abc' is not a whole "
+     "number (ASCII digits) (see efa-verify parse --help)"),
     ("verify", ("parse", "good.log", "--format", "x"), None),
     ("verify", ("run", "--timeout", "-5"), None),
     ("verify", ("static", "--root"), None),

@@ -67,10 +67,10 @@ def test_not_required_check_does_not_decide(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("waivers:\n  - check: x\n    reason: r\n", "needs check, reason and expires"),
+    ("waivers:\n  - check: x\n    reason: r\n", r"waivers.0.expires: missing"),
     (f"waivers:\n  - {{check: x, reason: '', expires: {SOON}}}\n", "reason must not be empty"),
     ("waivers:\n  - {check: x, reason: r, expires: soon}\n", "not YYYY-MM-DD"),
-    ("required: {bandwidth: maybe}\n", "maps check names to true/false"),
+    ("required: {bandwidth: maybe}\n", "required.bandwidth: expected true/false"),
     ("colour: red\n", "unknown key"),
     ("- a list\n", "expected a mapping"),
     # check names come from verify/data/checks.yaml: a typo is refused, not ignored

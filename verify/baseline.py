@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verify.bandwidth import busbw_of, human_size, judge_tables, worst_status
+from verify.boundary.values import BadValue, finite, matching, shown
 from verify.checks import Check
 
 KIND = "efa-verify-baseline"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DEFAULT_TOLERANCE = 0.10
 
 
@@ -63,16 +64,10 @@ def curves_of(result: dict) -> list[dict]:
 
 def record(result_path: Path, name: str, directory: Path) -> Path:
     """Keep a result's curves as baseline NAME (a passing result only)."""
-    from verify.report import write_atomic
+    from verify.boundary.files import write_atomic
 
-    if not NAME_RE.match(name):
-        raise BaselineError(f"baseline name {name!r}: letters, digits, '.', '_' or '-' only")
-    try:
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BaselineError(f"{result_path}: not a readable JSON result ({exc})") from None
-    if not isinstance(result, dict) or "verdict" not in result or "tests" not in result:
-        raise BaselineError(f"{result_path}: not an efa-verify result")
+    name = _name(name)
+    result = _record(result_path, "result", "efa-verify result")
     if result["verdict"] != "pass":
         raise BaselineError(f"{result_path}: verdict {result['verdict']}; only a passing run "
                             "can be a baseline")
@@ -82,31 +77,63 @@ def record(result_path: Path, name: str, directory: Path) -> Path:
     body = {"schema_version": 1, "kind": KIND, "name": name,
             "instance": (result.get("instance") or {}).get("name"),
             "recorded_from": str(result_path), "curves": curves}
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.json"
-    write_atomic(target, json.dumps(body, indent=2) + "\n")
+    _refuse_input(target, result_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, json.dumps(body, indent=2) + "\n", inputs=[result_path])
     return target
+
+
+def _name(name: str) -> str:
+    try:
+        return matching(NAME_RE, name, "baseline name")
+    except BadValue:
+        raise BaselineError(f"baseline name {shown(name)}: letters, digits, '.', '_' or '-' "
+                            "only") from None
+
+
+def _refuse_input(target: Path, source: Path) -> None:
+    """`baseline record b.json --name b --dir .` would replace its own input."""
+    from verify.boundary.files import SameFileError, refuse_overlap
+
+    try:
+        refuse_overlap([("the baseline", target)], [source])
+    except SameFileError as exc:
+        raise BaselineError(str(exc)) from None
+
+
+def _record(path: Path, schema: str, what: str) -> dict:
+    """A JSON record read by the boundary's reader and checked against its schema."""
+    from verify.boundary.records import RecordError, load
+
+    try:
+        return load(path, schema, what)
+    except RecordError as exc:
+        raise BaselineError(str(exc)) from None
+
+
+def locate(spec: str, directory: Path | None = None) -> Path:
+    """The file `--baseline SPEC` names: SPEC itself when it is a file (or is no plain
+    name), else NAME.json in the baseline directory."""
+    path = Path(spec)
+    if os.path.lexists(path) or NAME_RE.fullmatch(spec) is None:
+        return path
+    return (directory or baseline_dir()) / f"{spec}.json"
 
 
 def load(spec: str, tolerance: float = DEFAULT_TOLERANCE,
          directory: Path | None = None) -> Baseline:
-    """A baseline by file path, or by name in the baseline directory."""
-    path = Path(spec)
-    if not path.is_file():
-        if not NAME_RE.match(spec):
-            raise BaselineError(f"baseline {spec!r}: no such file")
-        path = (directory or baseline_dir()) / f"{spec}.json"
-        if not path.is_file():
-            raise BaselineError(f"no baseline named {spec!r} in {path.parent} (record one "
-                                "with `efa-verify baseline record RESULT.json --name NAME`)")
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BaselineError(f"{path}: not a readable baseline ({exc})") from None
-    if not isinstance(body, dict) or body.get("kind") != KIND or \
-            not isinstance(body.get("curves"), list):
-        raise BaselineError(f"{path}: not an efa-verify baseline")
-    return Baseline(str(body.get("name", spec)), str(path), body["curves"], tolerance)
+    """A baseline by file path, or by name in the baseline directory, checked against
+    verify/schema/baseline.schema.json (finite busbw, integer sizes) before use."""
+    tolerance = finite(tolerance, "--baseline-tolerance", 0, 0.99)
+    path = locate(spec, directory)
+    if not os.path.lexists(path) and path == Path(spec):
+        raise BaselineError(f"baseline {shown(spec)}: no such file")
+    if not os.path.lexists(path):
+        raise BaselineError(f"no baseline named {spec!r} in {path.parent} (record one "
+                            "with `efa-verify baseline record RESULT.json --name NAME`)")
+    body = _record(path, "baseline", "efa-verify baseline")
+    return Baseline(body["name"], str(path), body["curves"], tolerance)
 
 
 def compare_check(base: Baseline | None, judged: list, why: str | None) -> Check:

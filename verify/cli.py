@@ -8,6 +8,7 @@ import os
 import click
 
 from verify import __version__
+from verify.boundary.values import MAX_GPUS_PER_HOST, MAX_NODES, MAX_SECONDS, Count, Finite
 from verify.cliutil import (
     CliError,
     OneLineGroup,
@@ -30,6 +31,33 @@ def main() -> None:
     """
 
 
+# The report outputs (option, keyword) and the keywords that name input files.
+REPORT_OUTPUTS = (("-o", "json_file"), ("--junit", "junit_file"), ("--markdown", "markdown_file"))
+INPUT_KEYWORDS = ("paths", "policy_file", "image_env", "hostfile", "baseline_spec")
+
+
+def _inputs(kwargs: dict) -> list[str]:
+    """Every file a checking command reads, directories of logs expanded as parse reads
+    them, a baseline by name found where `--baseline` finds it."""
+    from pathlib import Path
+
+    from verify.baseline import locate
+
+    found: list[str] = []
+    for key in INPUT_KEYWORDS:
+        given = kwargs.get(key)
+        for text in (given if isinstance(given, tuple) else (given,)):
+            if not text:
+                continue
+            if key == "baseline_spec":
+                found.append(str(locate(text)))
+            elif os.path.isdir(text):
+                found += [str(p) for p in Path(text).rglob("*") if p.is_file()]
+            else:
+                found.append(text)
+    return found
+
+
 def report_options(func):
     """--json, -o, --junit, --markdown and --policy: the same on every checking command."""
     options = [
@@ -48,13 +76,15 @@ def report_options(func):
 
     @functools.wraps(command)
     def distinct_targets(**kwargs):
-        # Two reports into one file: the second would silently replace the first.
-        given = [kwargs.get(k) for k in ("json_file", "junit_file", "markdown_file")]
-        files = [os.path.realpath(t) for t in given
-                 if t and (not os.path.exists(t) or os.path.isfile(t))]
-        if len(set(files)) < len(files):
-            raise click.UsageError("-o, --junit and --markdown name the same file; "
-                                   "each report needs its own")
+        # Before any work: an output that is an input (`parse in.log -o in.log`) or another
+        # output would be replaced after the run, the input lost.
+        from verify.boundary.files import SameFileError, refuse_overlap
+
+        try:
+            refuse_overlap([(name, kwargs.get(key)) for name, key in REPORT_OUTPUTS],
+                           _inputs(kwargs))
+        except SameFileError as exc:
+            raise click.UsageError(str(exc)) from None
         return command(**kwargs)
 
     func = distinct_targets
@@ -97,7 +127,7 @@ def baseline_options(func):
     """--baseline and --baseline-tolerance: the same on parse and run."""
     from verify.baseline import DEFAULT_TOLERANCE
 
-    func = click.option("--baseline-tolerance", "tolerance", type=click.FloatRange(0, 0.99),
+    func = click.option("--baseline-tolerance", "tolerance", type=Finite(0, 0.99),
                         default=DEFAULT_TOLERANCE, show_default=True,
                         help="How far below the baseline a size may fall (0.10 = 10%).")(func)
     return click.option("--baseline", "baseline_spec", default=None, metavar="NAME|FILE",
@@ -121,7 +151,7 @@ def _baseline(spec: str | None, tolerance: float):
 @report_options
 @click.option("--instance-type", default=None,
               help="p4d, p4d.24xlarge or ml.p4d.24xlarge: sets GDR and bandwidth expectations.")
-@click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
+@click.option("--expect-nodes", type=Count(MAX_NODES), default=None,
               help="Fail unless the job spans this many NCCL nodes.")
 @click.option("--expect-provider", default="efa", show_default=True, callback=provider_name,
               help="The libfabric provider the job should use.")
@@ -232,11 +262,11 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
 @click.option("--hosts", default=None, metavar="H1[:N],H2[:N]",
               help="Hosts to span (default: --hostfile, SageMaker, Slurm, or this host).")
 @click.option("--hostfile", default=None, metavar="FILE", help="Open MPI hostfile.")
-@click.option("--gpus-per-host", type=click.IntRange(min=1), default=None,
+@click.option("--gpus-per-host", type=Count(MAX_GPUS_PER_HOST), default=None,
               help="Ranks per host (default: the GPUs NVML sees here).")
 @click.option("--instance-type", default=None, help="p4d, p5.48xlarge, ml.p5.48xlarge...")
 @click.option("--expect-provider", default="efa", show_default=True, callback=provider_name)
-@click.option("--expect-nodes", type=click.IntRange(min=1), default=None,
+@click.option("--expect-nodes", type=Count(MAX_NODES), default=None,
               help="Fail unless NCCL saw this many nodes (one GPU per node with NCCL_HOSTID "
                    "gives more NCCL nodes than hosts).")
 @nccl_tests_options
@@ -352,7 +382,7 @@ def baseline_record(result_file: str, name: str, directory: str | None) -> None:
 
 
 @main.command("sagemaker")
-@click.option("--ssh-timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+@click.option("--ssh-timeout", type=Finite(1, MAX_SECONDS), default=300, show_default=True,
               help="Seconds the first host waits for sshd on every host.")
 @handle_errors("efa-verify")
 def sagemaker_cmd(ssh_timeout: float) -> None:

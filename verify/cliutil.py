@@ -163,11 +163,13 @@ def timeout_options(scope: str, defaults: str) -> Callable[[Callable], Callable]
     """--timeout and --stall-timeout, in seconds, for run and sweep: every stage that
     starts processes has a hard limit and a progress watch, so nothing can hang."""
 
+    from verify.boundary.values import MAX_SECONDS, Finite
+
     def wrap(func: Callable) -> Callable:
-        func = click.option("--stall-timeout", type=click.FloatRange(min=1), default=None,
+        func = click.option("--stall-timeout", type=Finite(1, MAX_SECONDS), default=None,
                             help=f"{scope}: stop when no rank has printed for this many "
                                  f"seconds (default from {defaults}).")(func)
-        return click.option("--timeout", type=click.FloatRange(min=1), default=None,
+        return click.option("--timeout", type=Finite(1, MAX_SECONDS), default=None,
                             help=f"{scope}: hard limit in seconds for the benchmark stage "
                                  f"(default from {defaults}).")(func)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from verify.boundary import records
 from verify.tables import TableError, load_table, load_yaml_file
 
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 # A waiver is a temporary exception: one that runs for decades (9999-12-31) is a
 # permanent one in disguise, which belongs in `required: {check: false}` instead.
 MAX_WAIVER_DAYS = 731
@@ -60,43 +61,30 @@ def _expiry(value: object, where: str, today: dt.date) -> dt.date:
 
 
 def _parse(data: object, name: str, today: dt.date | None = None) -> Policy:
-    if not isinstance(data, dict):
-        raise PolicyError(f"{name}: expected a mapping with 'required' and 'waivers'")
-    unknown = set(data) - {"schema_version", "default_required", "required", "waivers",
-                           "description", "scan_fail_on"}
-    if unknown:
-        raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-    required = data.get("required") or {}
-    if not isinstance(required, dict) or not all(
-            isinstance(k, str) and isinstance(v, bool) for k, v in required.items()):
-        raise PolicyError(f"{name}: 'required' maps check names to true/false")
-    rows = data.get("waivers") or []
-    if not isinstance(rows, list):
-        raise PolicyError(f"{name}: 'waivers' is a list of check, reason and expires")
-    waivers = []
-    for i, row in enumerate(rows):
-        where = f"{name}: waivers[{i}]"
-        if not isinstance(row, dict) or not {"check", "reason", "expires"} <= set(row):
-            raise PolicyError(f"{where}: needs check, reason and expires (YYYY-MM-DD)")
-        unknown_fields = set(row) - {"check", "reason", "expires"}
-        if unknown_fields:
-            names = ", ".join(sorted(map(str, unknown_fields)))
-            raise PolicyError(f"{where}: unknown key(s) {names}")
-        if not isinstance(row["check"], str) or not row["check"].strip():
-            raise PolicyError(f"{where}: check must be a check name")
-        if not isinstance(row["reason"], str) or not row["reason"].strip():
-            raise PolicyError(f"{where}: the reason must not be empty")
-        expires = _expiry(row["expires"], where, today or dt.date.today())
-        waivers.append(Waiver(row["check"], row["reason"], expires))
+    """A policy from its parsed YAML: the shape from verify/schema/policy.schema.json
+    (schema_version 1, known keys, check names, booleans, non-empty reasons), then the
+    rules across keys a schema cannot say."""
+    try:
+        records.check(data, "policy", name)
+    except records.RecordError as exc:
+        raise PolicyError(str(exc)) from None
+    data = cast(dict, data)  # the schema said it is a mapping
+    required = dict(data.get("required") or {})
     default = data.get("default_required", True)
-    if not isinstance(default, bool):
-        raise PolicyError(f"{name}: default_required must be true or false")
-    fail_on = data.get("scan_fail_on", ["CRITICAL"])
-    if not isinstance(fail_on, list) or not all(
-            isinstance(s, str) and s in SEVERITIES for s in fail_on):
-        raise PolicyError(f"{name}: scan_fail_on lists severities among "
-                          f"{', '.join(SEVERITIES)}")
-    return Policy(name, dict(required), default, waivers, tuple(fail_on))
+    waivers, seen = [], set()
+    for i, row in enumerate(data.get("waivers") or []):
+        where = f"{name}: waivers[{i}]"
+        if row["check"] in seen:
+            raise PolicyError(f"{where}: a second waiver for {row['check']} (one per check: "
+                              "which reason and expiry would count?)")
+        seen.add(row["check"])
+        if not required.get(row["check"], default):
+            raise PolicyError(f"{where}: {row['check']} is not required by this policy; "
+                              "a waiver for it would change nothing")
+        waivers.append(Waiver(row["check"], row["reason"],
+                              _expiry(row["expires"], where, today or dt.date.today())))
+    return Policy(name, required, default, waivers,
+                  tuple(data.get("scan_fail_on", ["CRITICAL"])))
 
 
 def _known_checks(policy: Policy) -> Policy:

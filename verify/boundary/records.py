@@ -292,6 +292,7 @@ def _object(value: dict, node: dict, root: dict, path: list[str]) -> None:
             _validate(value[key], extra, root, [*path, _key(key)])
 
 
-def _key(key: str) -> str:
+def _key(key: object) -> str:
     """A key as it appears in a key path: repr'd when it is not a plain name."""
-    return key if re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", key) else shown(key)
+    plain = isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", key)
+    return key if plain else shown(key)

@@ -29,7 +29,7 @@ import click
 __all__ = [
     "BadValue", "Count", "Digits", "Finite", "HostName", "Matching", "ShellName",
     "count", "digits", "finite", "host_name", "matching", "printable", "shell_name",
-    "shown", "HOST_NAME_RE", "SHELL_NAME_RE",
+    "shown", "HOST_NAME_RE", "SHELL_NAME_RE", "MAX_GPUS_PER_HOST", "MAX_NODES", "MAX_SECONDS",
 ]
 
 # RFC 1123 labels (letters, digits, inner '-'), dot-separated: never starts with '-'.
@@ -44,6 +44,14 @@ _ASCII_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 # Longer numbers than this are typos or attacks: int() of 10**6 digits takes seconds.
 _MAX_NUMBER_CHARS = 40
 _MAX_SHOWN = 60
+
+# Bounds shared by the CLIs' options (a bound is what makes a count or a wait finite).
+# The largest EFA clusters are tens of thousands of GPUs: 65,536 nodes is far beyond.
+MAX_NODES = 65536
+# 8 GPUs per instance today (p4d, p5, p6); 64 leaves room for any future family.
+MAX_GPUS_PER_HOST = 64
+# A week: no single verification stage is meant to run longer; inf is not a timeout.
+MAX_SECONDS = 7 * 24 * 3600.0
 
 
 class BadValue(ValueError):
