@@ -86,7 +86,8 @@ def outdated(spec: str, as_json: bool, update_pins: Path | None, timeout: float,
     if errors:
         first = errors[0]
         click.echo(printable(f"efakit outdated: {len(errors)} of {len(rows)} pins could not "
-                             f"be asked ({name}); first: {first.pin.label()}: {first.reason}"),
+                             f"be asked (verdict: {name}); first: {first.pin.label()}: "
+                             f"{first.reason}"),
                    err=True)
     if code != Exit.PASS:
         sys.exit(int(code))
