@@ -337,9 +337,8 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     result = checks_result("gate", checks, policy, None, extra)
     if target is None:
         result["push"] = {"action": "not-requested"}
-    elif result["verdict"] != "pass":
-        result["push"] = {"action": "refused", "reason": f"gate verdict {result['verdict']}: "
-                          "nothing was pushed"}
+    elif (refusal := gatemod.push_refusal(result["verdict"])) is not None:
+        result["push"] = {"action": "refused", "reason": refusal}
     elif content is None:
         raise CliError(f"{ref} has no content tag (efakit build applies one)")
     else:

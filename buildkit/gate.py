@@ -131,6 +131,13 @@ def gate_checks(engine: Engine, ref: str, info: dict, spec: Spec) -> tuple[list[
     return checks, static
 
 
+def push_refusal(verdict: str) -> str | None:
+    """Why the gate keeps the image local; None only for PASS.  Fail, inconclusive (a
+    check that could not run proves nothing) and any verdict this code does not know
+    never push: a registry is where images are trusted."""
+    return None if verdict == "pass" else f"gate verdict {verdict}: nothing was pushed"
+
+
 def scan_check(scan: dict, policy: Policy) -> Check:
     counts = scan.get("counts", {})
     shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no findings"
