@@ -172,8 +172,13 @@ def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None
     from buildkit import schemas
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
+    from verify.boundary.files import SameFileError, refuse_overlap
     from verify.tables import load_json_file
 
+    try:  # before reading anything: `report r.json --plot r.json` would replace the result
+        refuse_overlap([("--plot", plot_file), ("--markdown", markdown_file)], [result_file])
+    except SameFileError as exc:
+        raise CliError(str(exc)) from None
     result = load_json_file(result_file, REPORT_MAX_BYTES)
     if not isinstance(result, dict) or result.get("schema_version") != 1:
         raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
@@ -184,10 +189,10 @@ def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None
         raise CliError(str(exc)) from None
     click.echo(reports.to_table(result), nl=False)
     if markdown_file:
-        reports.write_atomic(markdown_file, reports.to_markdown(result))
+        reports.write_atomic(markdown_file, reports.to_markdown(result), inputs=[result_file])
     if plot_file:
         try:
-            plot_busbw(result, plot_file)
+            plot_busbw(result, plot_file, (result_file,))
         except PlotError as exc:
             raise CliError(str(exc)) from None
         click.echo(f"plot: {plot_file}")

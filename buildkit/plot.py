@@ -12,7 +12,8 @@ import io
 from pathlib import Path
 
 from verify.bandwidth import human_size
-from verify.report import write_atomic
+from verify.boundary.files import write_atomic
+from verify.boundary.values import printable
 
 EXPECTED_STYLE = {"published": ("grey", "--"), "derived": ("tab:red", ":"),
                   "baseline": ("tab:green", "-.")}
@@ -29,6 +30,13 @@ def expected_curves(result: dict) -> list[dict]:
             for curve in (check.get("detail") or {}).get("curves", [])]
 
 
+def _text(value: object) -> str:
+    """Text from a result as matplotlib draws it: printable (no control characters or
+    lone surrogates, which its font code cannot encode) and with `$` escaped, since a
+    pair of them starts mathtext and an odd one is a parse error."""
+    return printable(str(value)).replace("$", r"\$")
+
+
 def title(result: dict, curves: list[dict]) -> str:
     """`p4d.24xlarge, 2 nodes, 16 ranks, all_reduce: PASS` (unknowns said as such)."""
     instance = (result.get("instance") or {}).get("name") or "instance unknown"
@@ -38,10 +46,11 @@ def title(result: dict, curves: list[dict]) -> str:
     parts = [instance, f"{nodes} nodes" if nodes else "nodes unknown",
              f"{ranks} ranks" if ranks else "ranks unknown",
              first.get("collective") or "collective unknown"]
-    return f"{', '.join(parts)}: {str(result.get('verdict', 'unknown')).upper()}"
+    return _text(f"{', '.join(map(str, parts))}: {str(result.get('verdict', 'unknown')).upper()}")
 
 
-def plot_busbw(result: dict, out: Path) -> Path:
+def plot_busbw(result: dict, out: Path, inputs: tuple[Path, ...] = ()) -> Path:
+    """Draw the PNG into `out` (never over one of `inputs`, the files it was drawn from)."""
     try:
         import matplotlib
 
@@ -68,6 +77,7 @@ def plot_busbw(result: dict, out: Path) -> Path:
         label = {"published": f"published {curve.get('figure', 0):g} GB/s x 80%",
                  "derived": "derived floor (model, not a measurement)",
                  "baseline": f"baseline {curve.get('name', '')} less tolerance"}[curve["kind"]]
+        label = _text(label)
         if len(points) == 1:  # a published figure is one size: draw it from there on
             ax.hlines(points[0][1], points[0][0], max(sizes), colors=colour,
                       linestyles=style, label=label)
@@ -91,5 +101,5 @@ def plot_busbw(result: dict, out: Path) -> Path:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    write_atomic(out, png.getvalue())  # a WriteError is one line, like every report's
+    write_atomic(out, png.getvalue(), inputs)  # a WriteError is one line, like every report's
     return Path(out)

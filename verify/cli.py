@@ -8,7 +8,14 @@ import os
 import click
 
 from verify import __version__
-from verify.boundary.values import MAX_GPUS_PER_HOST, MAX_NODES, MAX_SECONDS, Count, Finite
+from verify.boundary.values import (
+    MAX_GPUS_PER_HOST,
+    MAX_NODES,
+    MAX_SECONDS,
+    Count,
+    Finite,
+    printable,
+)
 from verify.cliutil import (
     CliError,
     OneLineGroup,
@@ -118,7 +125,7 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
     start = startenv.plan(record, detection, os.environ)
     # Silent unless something changed: every container start runs this.
     for line in startenv.describe(start, os.environ.get("EFAKIT_VERBOSE") == "1"):
-        click.echo(line, err=True)
+        click.echo(printable(line), err=True)
     if as_shell:
         for line in startenv.shell_lines(start):
             click.echo(line)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from verify.boundary.files import WriteError, write_atomic  # noqa: F401 - re-exported
+from verify.boundary.values import printable
 from verify.exitcodes import Exit
 
 VERDICT_EXIT = {"pass": Exit.PASS, "fail": Exit.FAIL, "inconclusive": Exit.INCONCLUSIVE}
@@ -98,7 +99,9 @@ def to_table(result: dict) -> str:
                             f"[{err['kind']}] {_clip(err['message'], 160)}", "      fix: ")
     if count:
         lines += [f"errors ({count}):", *listed]
-    return "\n".join(lines) + "\n"
+    # Log text (NCCL's lines, host names, a result's messages) reaches the terminal here:
+    # escape sequences and lone surrogates are shown escaped, never interpreted.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _errors(result: dict, limit: int, entry: Callable[[dict], str], fix: str
