@@ -230,3 +230,34 @@ def test_every_wheel_the_spec_pins_has_a_recorded_answer():
     missing = sorted(n for n in names if not (FIXTURES / "pypi" / n / "json.json").is_file())
     assert missing == [], ("record tests/fixtures/upstream/pypi/<name>/json.json for these "
                            f"(tests/fixtures/upstream/SOURCES.md says how): {missing}")
+
+
+SYNTHETIC_DIGEST = "sha256:" + "ab" * 32  # made up for this test: no registry is asked
+
+
+def test_a_newer_base_tag_moves_the_image_with_its_digest_and_the_torch_and_cuda_it_carries(
+        spec_copy, tmp_path):
+    """Synthetic answers (not recorded: a made-up tag 2.99.0 and digest) drive the image
+    path of --update-pins; a re-pushed tag of the same version is a note, not behind."""
+    pytorch = {"results": [
+        {"name": "2.99.0-cuda13.9-cudnn9-runtime", "digest": SYNTHETIC_DIGEST},
+        {"name": "2.99.0-cuda13.9-cudnn9-devel", "digest": SYNTHETIC_DIGEST},
+        {"name": "2.13.0-cuda13.0-cudnn9-runtime"}]}
+    cuda = {"results": [{"name": "13.0.2-devel-ubuntu24.04", "digest": SYNTHETIC_DIGEST},
+                        {"name": "13.0.2-runtime-ubuntu24.04"}]}
+    stand_in = StandIn(override={
+        "/dockerhub/repositories/pytorch/pytorch/tags": (200, json.dumps(pytorch).encode()),
+        "/dockerhub/repositories/nvidia/cuda/tags": (200, json.dumps(cuda).encode())})
+    out = tmp_path / "pytorch.yaml"
+    with serving(stand_in):
+        record = outdated(stand_in, str(spec_copy), "--json", "--update-pins", str(out))
+    pins = by_where(json.loads(record.stdout))
+    image = pins["base pytorch-runtime image pytorch/pytorch"]
+    assert image["status"] == "behind" and image["newest"] == "2.99.0"
+    assert image["digest"] == SYNTHETIC_DIGEST
+    assert "now names " + SYNTHETIC_DIGEST in pins[
+        "base pytorch-runtime builder_image nvidia/cuda"]["note"]
+    choice = yaml.safe_load(out.read_text())["base"]["choices"]["pytorch-runtime"]
+    assert choice["image"] == f"pytorch/pytorch:2.99.0-cuda13.9-cudnn9-runtime@{SYNTHETIC_DIGEST}"
+    assert (choice["torch"], choice["cuda"]) == ("2.99.0", "13.9")
+    assert "the why below still speaks of the old tag" in out.read_text()
