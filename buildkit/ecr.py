@@ -28,9 +28,10 @@ from verify.cliutil import CliError
 from verify.exitcodes import Exit
 from verify.tables import load_yaml_file
 
-ECR_URI_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com"
-                        r"(?:\.cn)?/(?P<name>[a-z0-9][a-z0-9._/-]*)$")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{1,255}$")
+# fullmatch only: `$` with match accepts a final newline; [0-9], not \d (any digit).
+ECR_URI_RE = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com"
+                        r"(?:\.cn)?/(?P<name>[a-z0-9][a-z0-9._/-]*)")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._/-]{1,255}")
 AUTH_CODES = {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
               "InvalidSignatureException", "AccessDeniedException", "AuthFailure",
               "SignatureDoesNotMatch", "MissingAuthenticationToken"}
@@ -63,11 +64,11 @@ class Target:
 
 def parse_target(push: str, registry: str | None, env: dict[str, str]) -> Target:
     """`--push` takes an ECR repository URI, or a name with the region from the env."""
-    match = ECR_URI_RE.match(push)
+    match = ECR_URI_RE.fullmatch(push)
     if match:
         return Target(match["name"], match["region"],
                       registry or push.split("/", 1)[0], registry is None)
-    if not NAME_RE.match(push):
+    if not NAME_RE.fullmatch(push):
         raise CliError(f"--push {push!r}: expected an ECR repository URI "
                        "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME) or a repository name")
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")

@@ -26,14 +26,16 @@ from verify.cliutil import CliError
 from verify.exitcodes import Exit
 from verify.profiles import Profile
 
-ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-IMAGE_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com"
+# Patterns are used with fullmatch (never match with `$`: it accepts a final newline)
+# and spell digits [0-9] (`\d` and `\w` match non-ASCII digits and letters too).
+ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
+IMAGE_RE = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com"
                       r"(?:\.cn)?/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
-                      r"(?::(?P<tag>[\w][\w.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))$")
-S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+                      r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))")
+S3_RE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]*)?")
 # More hosts than a one-off EFA check needs; a larger count is a typo that costs money.
 MAX_COUNT = 64
-JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName
+JOB_NAME_RE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's TrainingJobName
 MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's ceiling for MaxRuntimeInSeconds
 TERMINAL = ("Completed", "Failed", "Stopped")
 METRICS = ("efa_verify_busbw_avg_GBps", "efa_verify_busbw_peak_GBps", "efa_verify_efa_used",
@@ -61,7 +63,7 @@ class JobSpec:
 
 def validate(spec: JobSpec, local: bool) -> None:
     """Every input error, before any AWS call: one line each, exit 2."""
-    if not JOB_NAME_RE.match(spec.name):
+    if not JOB_NAME_RE.fullmatch(spec.name):
         raise CliError(f"--job-name {spec.name!r}: 1 to 63 letters, digits and hyphens, "
                        "starting and ending with a letter or digit")
     if spec.profile.efa_devices < 1:
@@ -79,7 +81,7 @@ def validate(spec: JobSpec, local: bool) -> None:
         raise CliError("--subnets and --security-groups go together (a VPC needs both)")
     if local:
         return
-    match = IMAGE_RE.match(spec.image_uri)
+    match = IMAGE_RE.fullmatch(spec.image_uri)
     if not match:
         raise CliError(f"--image-uri {spec.image_uri!r}: expected an ECR image "
                        "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG (or @sha256:...)")
@@ -87,10 +89,10 @@ def validate(spec: JobSpec, local: bool) -> None:
         raise CliError(f"--region {spec.region} does not match the image's region "
                        f"{match['region']} (SageMaker pulls from the same region)")
     spec.region = match["region"]
-    if not spec.role or not ROLE_RE.match(spec.role):
+    if not spec.role or not ROLE_RE.fullmatch(spec.role):
         raise CliError(f"--role {spec.role!r}: expected an IAM role ARN "
                        "arn:aws:iam::ACCOUNT:role/NAME")
-    if not spec.output or not S3_RE.match(spec.output):
+    if not spec.output or not S3_RE.fullmatch(spec.output):
         raise CliError(f"--output {spec.output!r}: expected s3://bucket/prefix")
 
 
@@ -316,7 +318,7 @@ def fetch_result(s3, job: dict, dest) -> dict | None:
 
 def mark_verified(ecr, image_uri: str, family: str) -> str:
     """Tag the verified digest `<tag>-verified-<family>` (immutable in efakit's repositories)."""
-    match = IMAGE_RE.match(image_uri)
+    match = IMAGE_RE.fullmatch(image_uri)
     if not match:
         raise CliError(f"{image_uri}: not an ECR image URI, cannot mark it verified")
     image_id = {"imageDigest": match["digest"]} if match["digest"] else \

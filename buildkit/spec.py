@@ -20,12 +20,14 @@ from verify.profiles import UnknownInstance, known_archs, resolve
 from verify.tables import TableError, load_yaml_file
 from verify.versions import VersionError, parse_version
 
-DIGEST_RES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$"),
-              "tree": re.compile(r"^[0-9a-f]{40}$")}
+# Every pattern here is used with fullmatch: `re.match(r"...$")` accepts a final newline,
+# which would then break the Dockerfile line the value is written into.
+DIGEST_RES = {"sha256": re.compile(r"[0-9a-f]{64}"), "sha512": re.compile(r"[0-9a-f]{128}"),
+              "tree": re.compile(r"[0-9a-f]{40}")}
 # The kinds of pin a download may carry, the content pin first.
 PIN_KINDS = ("tree", "sha512", "sha256")
-FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
-DISTRO_RE = re.compile(r"^(ubuntu\d{2}\.\d{2}|debian\d{2}|al2023)$")
+FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}")
+DISTRO_RE = re.compile(r"ubuntu[0-9]{2}\.[0-9]{2}|debian[0-9]{2}|al2023")
 VARIANTS = ("ec2", "sagemaker")
 NCCL_POLICIES = ("keep", "pinned")
 
@@ -129,7 +131,7 @@ class _Checker:
             parse_version(str(value))
         except VersionError:
             self.fail(key, f"malformed version {value!r} (expected digits and dots, e.g. 1.14.2)")
-        if not re.match(r"^v?\d+(\.\d+)*([.+~-]?[0-9A-Za-z.+~-]*)$", str(value)):
+        if not re.fullmatch(r"v?[0-9]+(\.[0-9]+)*([.+~-]?[0-9A-Za-z.+~-]*)", str(value)):
             self.fail(key, f"malformed version {value!r} (expected digits and dots, e.g. 1.14.2)")
 
 
@@ -167,7 +169,7 @@ def _check_download(check: _Checker, key: str, comp: dict[str, Any]) -> None:
     if not str(comp["url"]).startswith("https://"):
         check.fail(f"{key}.url", f"expected an https:// URL, got {comp['url']!r}")
     name = comp.get("file", str(comp["url"]).rsplit("/", 1)[-1])
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
         check.fail(f"{key}.file", f"{name!r} is not a plain file name")
     pins = [kind for kind in DIGEST_RES if kind in comp]
     if not pins:
@@ -181,7 +183,7 @@ def _check_download(check: _Checker, key: str, comp: dict[str, Any]) -> None:
     if digest is None:
         if not comp.get("reason"):
             check.fail(f"{key}.reason", "required when sha256 is null (say why it is unknown)")
-    elif not isinstance(digest, str) or not DIGEST_RES[kind].match(digest):
+    elif not isinstance(digest, str) or not DIGEST_RES[kind].fullmatch(digest):
         width = {"sha256": 64, "sha512": 128, "tree": 40}[kind]
         check.fail(f"{key}.{kind}", f"expected {width} lowercase hex digits, got {digest!r}")
     elif not comp.get("provenance"):
@@ -214,7 +216,7 @@ def _check_components(check: _Checker, comps: dict[str, Any]) -> None:
             sig = installer["signature"]
             check.keys("components.efa_installer.signature", sig, SIGNATURE_KEYS)
             fpr = sig.get("key_fingerprint")
-            if fpr is not None and not FINGERPRINT_RE.match(fpr):
+            if fpr is not None and not FINGERPRINT_RE.fullmatch(fpr):
                 check.fail("components.efa_installer.signature.key_fingerprint",
                            f"expected 40 uppercase hex digits, got {fpr!r}")
             if fpr is None and not sig.get("reason"):
@@ -247,7 +249,7 @@ def _check_base(check: _Checker, base: Any) -> tuple[str, dict[str, Any]]:
         for required in ("image", "distro", "python"):
             if required not in choice:
                 check.fail(f"{key}.{required}", "missing")
-        if not DISTRO_RE.match(choice["distro"]):
+        if not DISTRO_RE.fullmatch(choice["distro"]):
             check.fail(f"{key}.distro", f"cannot classify distro {choice['distro']!r} "
                        "(expected ubuntuNN.NN, debianNN or al2023)")
         if choice.get("cuda") is not None:
@@ -310,7 +312,7 @@ def load_spec(path: Path | str, profile: str | None = None, base: str | None = N
     env_extra = merged.get("env_extra") or {}
     check.keys("env_extra", env_extra, {k: str for k in env_extra})
     for name in env_extra:
-        if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
             check.fail(f"env_extra.{name}", "not an environment variable name")
     spec = Spec(
         path=path, framework=raw["framework"], profile=profile, base_name=base_name,
@@ -326,7 +328,7 @@ def load_spec(path: Path | str, profile: str | None = None, base: str | None = N
 
 def spec_path(framework: str, images_dir: Path) -> Path:
     """`images/<framework>.yaml`, with a clear error when it does not exist."""
-    if not re.match(r"^[a-z0-9_-]+$", framework):
+    if not re.fullmatch(r"[a-z0-9_-]+", framework):
         raise SpecError(f"framework {framework!r}: expected lowercase letters, digits, - or _")
     path = images_dir / f"{framework}.yaml"
     if not path.is_file():
