@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)")
-_CONSTRAINT_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+_VERSION_RE = re.compile(r"v?([0-9]+(?:\.[0-9]+)*)")  # a prefix: 1.13.2-aws; ASCII digits
+_CONSTRAINT_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 
 
 class VersionError(ValueError):
@@ -34,7 +34,7 @@ def satisfies(version: str, constraint: str) -> bool:
     """True when `version` meets every comma-separated clause of `constraint`."""
     have = parse_version(version)
     for clause in constraint.split(","):
-        match = _CONSTRAINT_RE.match(clause)
+        match = _CONSTRAINT_RE.fullmatch(clause)
         if not match:
             raise VersionError(f"not a version constraint: {clause!r} (expected e.g. '>=1.7')")
         op, want_text = match.groups()
