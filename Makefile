@@ -27,7 +27,7 @@ MIRROR ?= out/mirror
 VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
-.PHONY: help venv render golden lint test test-deps mutate bench-parse bench-build clean \
+.PHONY: help venv render golden lint test test-deps mutate fuzz bench-parse bench-build clean \
 	image ci-image host mirror base-image gate free-disk sagemaker-verify outdated
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
@@ -45,6 +45,7 @@ help:
 	@echo "make test                                       the test suite (creates .venv if needed)"
 	@echo "make test-deps                                  system packages the Docker-free tests need (Open MPI)"
 	@echo "make mutate                                     mutation score of the suite (bench/mutations.yaml)"
+	@echo "make fuzz                                       the promise properties with 2000 examples each"
 	@echo "make golden                                     regenerate tests/golden after a deliberate change"
 	@echo "make outdated [FRAMEWORK=pytorch]               each pin against its upstream; a copy with the newest pins in $(OUT)/outdated"
 	@echo "make bench-parse                                parser throughput against grep"
@@ -90,6 +91,10 @@ test-deps:
 # make mutate [MUTATE_ARGS="--only NAME --tests-from main"]
 mutate: $(STAMP)
 	$(PY) bench/mutate.py $(MUTATE_ARGS)
+
+# The promise properties with many more generated inputs (tests/conftest.py: fuzz).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/test_promises_*.py $(PYTEST_ARGS)
 
 image: $(STAMP)
 	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \

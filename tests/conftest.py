@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from tests import procs
 
@@ -17,6 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 # The labelled public corpus (each log's source in its LABELS.json), kept in the repository.
 CORPUS = ROOT / "tests" / "corpus"
+# Hypothesis budgets (the README's promises are properties over generated inputs):
+# `default` is small and fast for the normal suite; `ci` is the same budget derandomized,
+# so a CI run is reproducible and a failure prints the blob that replays it; `fuzz`
+# (`make fuzz`) spends the time on many more examples.  HYPOTHESIS_PROFILE picks one;
+# CI=true picks ci.  Tests that start a process per example take half the budget.
+settings.register_profile("default", max_examples=40, deadline=None)
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+                          print_blob=True)
+settings.register_profile("fuzz", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") == "true" else "default"))
+
 # Nothing a test runs may ask an instance-metadata address (169.254.169.254).
 QUIET_ENV = {"EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
 

@@ -128,7 +128,9 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
         click.echo(printable(line), err=True)
     if as_shell:
         for line in startenv.shell_lines(start):
-            click.echo(line)
+            # color=True: click would otherwise strip escape sequences from the quoted
+            # values when stdout is no terminal, and export something else than the record
+            click.echo(line, color=True)
 
 def baseline_options(func):
     """--baseline and --baseline-tolerance: the same on parse and run."""

@@ -9,9 +9,10 @@ verdicts.  So both sides use this checker, which implements exactly the keywords
 schemas use; a schema with any other keyword is refused when it is loaded (a keyword
 the checker ignored would silently check nothing), and tests/test_promises_records.py
 compares it with jsonschema on generated records.  It is stricter than JSON Schema in
-three ways, each a promise of the README: a number must be finite (`1e999` parses
-as inf), an integer is a JSON integer (not 1.0, not true), and `$` in a pattern is the
-end of the string as in ECMA-262 (Python's `$` also matches before a final newline).
+four ways, each a promise of the README: a number must be finite (`1e999` parses
+as inf), an integer is a JSON integer (not 1.0, not true), a string is text (no NUL,
+no lone surrogate from a `\\ud800` escape) and `$` in a pattern is the end of the
+string as in ECMA-262 (Python's `$` also matches before a final newline).
 
 A record that does not fit is one `RecordError` line naming the file and key path;
 nothing here raises KeyError, TypeError or RecursionError on hostile input, and files
@@ -198,6 +199,8 @@ def _validate(value: Any, node: Any, root: dict, path: list[str]) -> None:
         _validate(value, _resolve(node["$ref"], root), root, path)
     if isinstance(value, float) and not math.isfinite(value):
         raise _Mismatch(path, f"{value} is not a finite number")
+    if isinstance(value, str) and not _is_text(value):
+        raise _Mismatch(path, f"{shown(value)} is not text (a NUL or a lone surrogate)")
     if "type" in node:
         wanted = node["type"] if isinstance(node["type"], list) else [node["type"]]
         if not any(_type_ok(value, w) for w in wanted):
@@ -218,6 +221,16 @@ def _validate(value: Any, node: Any, root: dict, path: list[str]) -> None:
         _array(value, node, root, path)
     elif isinstance(value, dict):
         _object(value, node, root, path)
+
+
+def _is_text(value: str) -> bool:
+    """No NUL (no C string, no environment variable holds one) and no lone surrogate
+    (JSON's \\ud800 escape; no UTF-8 output can carry it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def _json_type(value: Any) -> str:
@@ -279,6 +292,9 @@ def _object(value: dict, node: dict, root: dict, path: list[str]) -> None:
         if key not in value:
             raise _Mismatch([*path, key], "missing")
     for key in value:
+        if isinstance(key, str) and not _is_text(key):
+            raise _Mismatch([*path, _key(key)], "a key that is not text (a NUL or a lone "
+                                                "surrogate)")
         if "propertyNames" in node:
             _validate(key, node["propertyNames"], root, [*path, _key(key)])
         if key in properties:
