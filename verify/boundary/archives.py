@@ -227,7 +227,10 @@ def _read_tree(archive: Path) -> Node:
                         b"blob", member.linkname.encode(*_ENCODING))), member)
                 else:
                     handle = tar.extractfile(member)
-                    data = handle.read() if handle is not None else b""
+                    # Bounded again here, whatever the header said: memory is the cap.
+                    data = handle.read(MAX_MEMBER_BYTES + 1) if handle is not None else b""
+                    if len(data) > MAX_MEMBER_BYTES:
+                        raise _refused(member, f"holds over {MAX_MEMBER_BYTES >> 20} MiB")
                     if len(data) != member.size:
                         raise ArchiveError("unreadable", f"member {shown(member.name)} is cut "
                                                          "short")
