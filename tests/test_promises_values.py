@@ -243,7 +243,8 @@ def test_env_shell_exports_the_records_strings_and_runs_nothing(seed_versions, t
     assert result.exit_code == 0, result.stderr
     changed = {c.var for c in start_changes(seed_versions, all_profiles()["p5.48xlarge"])}
     exported = {k: v for k, v in defaults.items() if k not in changed}
-    got = _bash_exports(result.stdout, sorted(exported), sandbox)
+    # the bytes as written (the runner's .stdout turns \r\n into \n)
+    got = _bash_exports(result.stdout_bytes.decode("utf-8"), sorted(exported), sandbox)
     assert got == [exported[k] for k in sorted(exported)]
     assert list(sandbox.iterdir()) == []  # nothing ran: no file appeared
 

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.boundary.values import host_name
+
 DONE_MARKER = Path("/tmp/efakit-verify-leader-done")
 FAILURE_LIMIT = 1024  # characters of FailureReason SageMaker keeps
 METRICS = (("busbw_avg_GBps", "efa_verify_busbw_avg_GBps"),
@@ -63,7 +65,9 @@ def load_config() -> JobConfig:
     except (ValueError, KeyError) as exc:
         raise ValueError(f"{environment.input_config_dir}: unreadable job configuration "
                          f"({exc})") from None
-    hosts = sorted(env.hosts)
+    # Host names go to ssh and mpirun: one that is no host name (`-oProxyCommand=...`)
+    # is refused here, whatever wrote the job's configuration.
+    hosts = sorted(host_name(h, "resourceconfig.json: host") for h in env.hosts)
     if env.current_host not in hosts:
         raise ValueError("resourceconfig.json: current_host is not among hosts")
     # The toolkit decodes JSON-encoded hyperparameters; the run's flags take strings.
