@@ -13,6 +13,7 @@ from buildkit.paths import IMAGES_DIR, REPO_ROOT
 from buildkit.render import RenderError, render_context
 from buildkit.spec import Spec, SpecError, load_spec, spec_path
 from verify import __version__
+from verify.boundary.values import Digits, Finite
 from verify.cliutil import CliError, OneLineGroup, handle_errors
 from verify.exitcodes import Exit
 
@@ -405,9 +406,9 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
 @click.option("--image-uri", required=True, help="ECR image URI (a local image with --local).")
 @click.option("--role", default=None, help="SageMaker execution role ARN.")
 @click.option("--instance-type", default="ml.p4d.24xlarge", show_default=True)
-@click.option("--instance-count", type=int, default=2, show_default=True)
+@click.option("--instance-count", type=Digits(), default=2, show_default=True)
 @click.option("--output", default=None, metavar="S3URI", help="s3://bucket/prefix for outputs.")
-@click.option("--max-run", type=int, default=3600, show_default=True,
+@click.option("--max-run", type=Digits(), default=3600, show_default=True,
               help="MaxRuntimeInSeconds: the job is stopped after this.")
 @click.option("--region", default=None, help="Must match the image URI's region.")
 @click.option("--subnets", multiple=True, help="VPC subnet id(s), comma-separated or repeated.")
@@ -421,7 +422,7 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
 @click.option("--job-name", default=None, help="Default efakit-verify-<time>.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/sagemaker"),
               show_default=True, help="Where the downloaded report and plot go.")
-@click.option("--poll", type=float, default=30, hidden=True)
+@click.option("--poll", type=Finite(0.01, 3600), default=30, hidden=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Print the verifier's JSON result (verify/schema/result.schema.json).")
 @errors
