@@ -311,6 +311,7 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
     from pathlib import Path
 
     from verify import detect, report
+    from verify.boundary.files import write_atomic
     from verify.exitcodes import Exit
     from verify.logparse.result import Options
     from verify.policy import PolicyError, load_policy
@@ -345,7 +346,7 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
             signal.signal(sig, handler)
     for name, render in (("result.json", report.to_json), ("result.xml", report.to_junit),
                          ("result.md", report.to_markdown)):
-        report.write_atomic(outdir / name, render(result))
+        write_atomic(outdir / name, render(result))
     _emit(result, as_json, json_file, junit_file, markdown_file,
           int(Exit.INTERRUPTED) if opts.interrupted.is_set() else None)
 
@@ -438,13 +439,14 @@ def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | 
     import sys
 
     from verify import report
+    from verify.boundary.files import write_atomic
 
     text = report.to_json(result)
     for target, body in ((json_file, text), (junit_file, report.to_junit(result)),
                          (markdown_file, report.to_markdown(result))):
         if target:
             try:
-                report.write_atomic(target, body)
+                write_atomic(target, body)  # not an input: refused before the work
             except OSError as exc:
                 raise CliError(f"cannot write {target}: {exc.strerror}") from None
     click.echo(text if as_json else report.to_table(result), nl=False)
