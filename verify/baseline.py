@@ -67,6 +67,8 @@ def record(result_path: Path, name: str, directory: Path) -> Path:
     from verify.boundary.files import write_atomic
 
     name = _name(name)
+    target = directory / f"{name}.json"
+    _refuse_input(target, result_path)  # before reading anything
     result = _record(result_path, "result", "efa-verify result")
     if result["verdict"] != "pass":
         raise BaselineError(f"{result_path}: verdict {result['verdict']}; only a passing run "
@@ -76,9 +78,9 @@ def record(result_path: Path, name: str, directory: Path) -> Path:
         raise BaselineError(f"{result_path}: no nccl-tests rows to keep")
     body = {"schema_version": 1, "kind": KIND, "name": name,
             "instance": (result.get("instance") or {}).get("name"),
-            "recorded_from": str(result_path), "curves": curves}
-    target = directory / f"{name}.json"
-    _refuse_input(target, result_path)
+            # a file name need not be UTF-8; the record's text must be (records.py)
+            "recorded_from": os.fsencode(result_path).decode("utf-8", "replace"),
+            "curves": curves}
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(target, json.dumps(body, indent=2) + "\n", inputs=[result_path])
     return target
