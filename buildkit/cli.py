@@ -118,7 +118,8 @@ def _hadolint(dockerfiles: list[Path]) -> list[str]:
               help="Print JSON (verify/schema/lint.schema.json).")
 @errors
 def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) -> None:
-    """hadolint every rendered variant, and check the image env against the env rules."""
+    """hadolint every rendered variant, check the image env against the env rules, and every
+    base's rendered Dockerfile against its base facts (images/base-facts.yaml)."""
     import tempfile
 
     from verify.envrules import image_env, lint_env
@@ -132,6 +133,8 @@ def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) 
     targets = [resolve(n) for n in spec.instance_types] or None
     problems.extend({"kind": "env", "message": f.message()}
                     for f in lint_env(env, versions, targets))
+    from buildkit.lintrules import lint_bases
+    problems.extend({"kind": "base-facts", "message": m} for m in lint_bases(spec.path, profile))
     if not no_hadolint:
         with tempfile.TemporaryDirectory() as tmp:
             files = []
@@ -149,7 +152,7 @@ def lint(framework: str, profile: str | None, no_hadolint: bool, as_json: bool) 
                                "problems": problems}, indent=2))
         sys.exit(int(Exit.FAIL if problems else Exit.PASS))
     for problem in problems:
-        click.echo(f"{problem['kind']}: {problem['message']}" if problem["kind"] == "env"
+        click.echo(f"{problem['kind']}: {problem['message']}" if problem["kind"] != "hadolint"
                    else problem["message"])
     if problems:
         click.echo(f"efakit lint: {len(problems)} problem(s)", err=True)

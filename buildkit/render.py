@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from buildkit import basefacts
+from buildkit.basefacts import BaseFacts
 from buildkit.paths import REPO_ROOT, TEMPLATES_DIR
 from buildkit.spec import PIN_KINDS, Spec
 from verify import __version__, envrules, layout
@@ -30,6 +32,12 @@ BUILD_TOOLS = ["build-essential", "ca-certificates", "curl", "git", "python3-dev
 VERIFIER_SOURCES = ("pyproject.toml", "README.md", "verify", "buildkit")
 # Open MPI where no EFA installer brings it: Debian's (runtime and, in the builder, headers).
 SYSTEM_MPI = {"runtime": ["openmpi-bin"], "build": ["libopenmpi-dev"]}
+# The distro's Python, for a base that has none (base facts: python null); pip in the
+# builder installs the pinned NCCL wheel with --target, which PEP 668 does not refuse.
+SYSTEM_PYTHON = {"runtime": ["python3", "python3-pip"], "build": ["python3-pip"]}
+# HPC-X's own NCCL net plugin (a second libnccl-net.so, found first on NGC's
+# LD_LIBRARY_PATH); the rest of HPC-X stays: NGC torch links its UCX, UCC and Open MPI 5.
+HPCX_NET_PLUGIN = "nccl_rdma_sharp_plugin"
 
 
 class RenderError(RuntimeError):
@@ -106,12 +114,59 @@ def _built(spec: Spec) -> dict[str, list[dict[str, Any]]]:
     return stages
 
 
-def _facts(spec: Spec) -> dict[str, str | None]:
+def _facts(spec: Spec, base: BaseFacts) -> dict[str, str | None]:
+    """The layout table's keys for one stage: the spec's and its base image's."""
     comps = spec.components
     return {"distro": spec.distro_family(),
             "efa_installer": (comps.get("efa_installer") or {}).get("version"),
             "source": (comps.get("aws_ofi_nccl") or {}).get("source"),
-            "efa_source": (comps.get("libfabric") or {}).get("source", "installer")}
+            "efa_source": (comps.get("libfabric") or {}).get("source", "installer"),
+            "ngc_marker": "yes" if base["ngc_marker"] else "no"}
+
+
+def stage_facts(spec: Spec) -> tuple[BaseFacts, BaseFacts]:
+    """The base facts of the final stage's image and of the builder's (RenderError when the
+    table has no row for one: every path the templates use comes from a fact)."""
+    try:
+        final = basefacts.for_image(spec.base["image"])
+        builder = basefacts.for_image(spec.base.get("builder_image") or spec.base["image"])
+    except basefacts.FactsError as exc:
+        raise RenderError(str(exc)) from None
+    return final, builder
+
+
+def cuda_major(spec: Spec) -> str:
+    cuda = str(spec.base.get("cuda") or "")
+    if not cuda:
+        raise RenderError(f"base {spec.base_name} names no cuda version")
+    return cuda.split(".")[0]
+
+
+def _cudart(spec: Spec, final: BaseFacts) -> dict[str, str]:
+    """Where the final stage's libcudart.so.N is: the toolkit's lib64, or (CUDA from
+    wheels) the nvidia-cuda-runtime wheel's lib, found by the base's Python."""
+    if final["cuda"] in ("toolkit", "runtime") or spec.base.get("builder_wheels"):
+        return {"dir": "/usr/local/cuda/lib64"}
+    if final["cuda"] == "wheels":
+        return {"module": f"nvidia.cu{cuda_major(spec)}"}
+    raise RenderError(f"base {spec.base_name} has no CUDA runtime (base facts: cuda none) and "
+                      "the spec copies none from the builder (builder_wheels)")
+
+
+def _nccl_sources(spec: Spec, final: BaseFacts, builder: BaseFacts) -> tuple[str, str]:
+    """Where each stage's one libnccl.so.2 comes from, (final, builder): `wheel` (the
+    base's python, or torch from pip, brings nvidia-nccl-cuNN), `system` (the base's
+    libnccl2), or `pin` (the builder installs the pinned wheel, because its base's NCCL is
+    not the one the image runs: nccl-tests then compile against the right headers)."""
+    final_source = "wheel" if final["nccl"] == "wheel" or spec.base.get("torch_from_pip") \
+        else final["nccl"]
+    if final_source == "none":
+        raise RenderError(f"base {spec.base_name} brings no NCCL (base facts) and torch does "
+                          "not come from pip: nothing provides libnccl.so.2")
+    if builder["nccl"] == "wheel":
+        return final_source, "wheel"
+    same = builder.name == final.name and final_source == "system"
+    return final_source, "system" if same else "pin"
 
 
 def _labels(spec: Spec, variant: str) -> dict[str, str]:
@@ -140,7 +195,8 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         raise RenderError(f"variant {variant!r} not in spec (known: {', '.join(spec.variants)})")
     comps = spec.components
     versions = spec.versions()
-    facts = _facts(spec)
+    final_base, builder_base = stage_facts(spec)
+    facts = _facts(spec, final_base)
     mpi_home = layout.lookup("mpi_home", facts)
     mpi_bin = layout.lookup("mpi_bin", facts)
     table = component_table()
@@ -150,6 +206,7 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     if installer:
         efa = dict(_artifact(installer),
                    flags=layout.installer_flags(facts),
+                   builder_flags=layout.installer_flags(_facts(spec, builder_base)),
                    signature=installer.get("signature"),
                    key_file="aws-efa-installer.key",
                    bundled=[table[n].label for n, c in comps.items()
@@ -161,17 +218,23 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         raise RenderError(f"layout table has no aws-ofi-nccl lib dir for {facts['distro']}")
 
     nccl_comp = comps.get("nccl") or {"policy": "keep", "version": "unknown"}
+    nccl_from, builder_nccl_from = _nccl_sources(spec, final_base, builder_base)
     nccl = dict(_artifact(nccl_comp), policy=nccl_comp["policy"],
-                provider=nccl_comp.get("provenance", "base image"))
+                provider=nccl_comp.get("provenance", "base image"),
+                wheel=f"nvidia-nccl-cu{cuda_major(spec)}=={nccl_comp['version']}")
 
-    ngc = spec.base_name == "ngc"
-    keep_base_nccl = ngc and nccl["policy"] == "keep"
+    hpcx = final_base["hpcx"]
+    keep_base_nccl = nccl_from == "system" and nccl["policy"] == "keep"
+    remove = ([] if keep_base_nccl else ["libnccl-dev", "libnccl2"]) \
+        + (["ibverbs-providers", "libibverbs1"] if hpcx else [])
     cleanup = {
-        "paths": ["/opt/hpcx", "/usr/local/mpi"] if ngc else [],
-        "packages": ([] if keep_base_nccl else ["libnccl2", "libnccl-dev"])
-        + (["ibverbs-providers", "libibverbs1"] if ngc else []),
-        "why": "HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second "
-               "libnccl.so.2 makes the NCCL in use depend on link order",
+        "paths": [f"{hpcx}/{HPCX_NET_PLUGIN}"] if hpcx else [],
+        "packages": remove,
+        "held": any(p in final_base.held for p in remove),
+        "why": "a second libnccl.so.2 makes the NCCL in use depend on link order"
+               + ("; MOFED verbs shadow the EFA installer's rdma-core, and HPC-X's NCCL net "
+                  "plugin is a second libnccl-net.so (the rest of HPC-X stays: NGC torch "
+                  "links it)" if hpcx else ""),
     }
 
     stages = _built(spec)
@@ -179,9 +242,13 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
     system_mpi = not installer
     system_packages = sorted(set(RUNTIME + [p for row in present for p in row.runtime_packages]
                                  + (SYSTEM_MPI["runtime"] if system_mpi else [])
+                                 + (SYSTEM_PYTHON["runtime"] if final_base.python is None
+                                    else [])
                                  + (["gnupg"] if (efa or {}).get("signature") else [])))
     build_packages = sorted(set(BUILD_TOOLS + [p for row in present for p in row.build_packages]
                                 + (SYSTEM_MPI["build"] if system_mpi else [])
+                                + (SYSTEM_PYTHON["build"] if builder_nccl_from == "pin"
+                                   else [])
                                 + (["gnupg"] if (efa or {}).get("signature") else [])))
 
     # What an instance may change at start is exported by the entrypoint, not baked in
@@ -191,8 +258,14 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
                  if d.is_set and d.var not in defaults}
     env = {**image_env, **spec.env_extra}
     libdirs = [d for d in (ofi_libdir, layout.lookup("libfabric_libdir", facts)) if d]
-    if not system_mpi:
+    # The installer's Open MPI 4 goes after the base's own libraries where the base brings
+    # HPC-X (NGC torch needs its Open MPI 5 first; mpirun by absolute path puts its own
+    # lib first for the ranks it starts), and OPAL_PREFIX then names the installer's tree.
+    after = [f"{mpi_home}/lib"] if not system_mpi and hpcx else []
+    if not system_mpi and not hpcx:
         libdirs.append(f"{mpi_home}/lib")
+    extra_env = [f"OPAL_PREFIX={mpi_home}"] if final_base["opal_prefix"] and not system_mpi \
+        else []
     path_prefix = ([] if mpi_bin == "/usr/bin" else [mpi_bin]) \
         + [f"{table['libfabric'].prefix}/bin"]  # fi_info, fi_pingpong, as the installer has them
     if comps.get("nccl_tests"):
@@ -200,8 +273,14 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
 
     packages = spec.packages(variant)
     mirror_pip = "--no-index --find-links /artifacts/wheels " if spec.mirror else ""
-    cuda_home = "/opt/cuda-wheels/nvidia/cu13" if spec.base.get("builder_wheels") \
-        else "/usr/local/cuda"
+    if spec.base.get("builder_wheels"):
+        cuda_home = f"/opt/cuda-wheels/nvidia/cu{cuda_major(spec)}"
+    elif builder_base["cuda"] == "toolkit":
+        cuda_home = "/usr/local/cuda"
+    else:
+        raise RenderError(f"builder image of base {spec.base_name} has no CUDA toolkit (base "
+                          f"facts {builder_base.name}: cuda {builder_base['cuda']}) and the spec "
+                          "gives no builder_wheels: nothing compiles the GPU components")
     return {
         "efakit_version": __version__,
         "spec_file": f"images/{spec.path.name}",
@@ -221,6 +300,12 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         + "".join(str(spec.base.get("cuda") or "").split(".")[:2]),
         "pip_install": f"efakit-with-ca {spec.base['python']} -m pip install --no-compile "
                        f"{mirror_pip}".rstrip(),
+        "mirror_pip": mirror_pip.rstrip(),
+        "pip_break_system_packages": final_base["pip_externally_managed"],
+        "cudart": _cudart(spec, final_base),
+        "nccl_from": nccl_from,
+        "builder_nccl_from": builder_nccl_from,
+        "has_nccl_tests": bool(comps.get("nccl_tests")),
         "system_packages": system_packages,
         "build_packages": build_packages,
         "cleanup": cleanup,
@@ -239,10 +324,14 @@ def context_values(spec: Spec, variant: str) -> dict[str, Any]:
         "mpi_home": mpi_home,
         "mpi_bin": mpi_bin,
         "env_lines": ([f"PATH={':'.join(path_prefix)}:$PATH"] if path_prefix else [])
-        + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
+        + ["LD_LIBRARY_PATH=" + ":".join(libdirs) + "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+           + "".join(f":{d}" for d in after)]
+        + extra_env
         + [f"{name}={dockerfile_quote(value)}" for name, value in env.items()],
         "cmd": '["train"]' if variant == "sagemaker" else '["/bin/bash"]',
         "variant_packages": packages,
+        "sagemaker_build_packages": ["build-essential"] + (
+            ["python3-dev", "python3-pip"] if final_base.python is None else []),
         "toolkit_pin": next((p for p in packages if p.startswith("sagemaker-training==")), None),
         "labels": _labels(spec, variant),
         "image_env": {"schema_version": 1, "framework": spec.framework, "variant": variant,

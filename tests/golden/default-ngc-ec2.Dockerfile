@@ -29,6 +29,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && rm -rf /var/lib/apt/lists/*
 
 # EFA installer 1.50.0: Open MPI, aws-ofi-nccl.
+# It runs its own `apt install` without `apt-get update`, and no base ships apt lists:
+# they are fetched in the same step and deleted after it.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=bind,source=efakit/verify-signature.sh,target=/usr/local/bin/efakit-verify-signature \
     mkdir -p /tmp/efa && cd /tmp/efa \
@@ -37,18 +39,17 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-fetch-artifact aws-efa-installer.key https://efa-installer.amazonaws.com/aws-efa-installer.key SIGNING-KEY /tmp/efa/aws-efa-installer.key \
  && efakit-verify-signature /tmp/efa/aws-efa-installer-1.50.0.tar.gz /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig /tmp/efa/aws-efa-installer.key 4E9091BCBB97A96B26B15E59A05480B1DD2D3CCC \
  && tar -xzf aws-efa-installer-1.50.0.tar.gz && cd aws-efa-installer \
- && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && apt-get update \
+ && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify --mpi=openmpi4 --disable-ngc --disable-build-ngc \
+ && { test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so || { echo "efakit: the EFA installer left no /opt/amazon/ofi-nccl/lib/libnccl-net.so (the file NCCL opens): $(ls /opt/amazon/ofi-nccl/lib 2>&1)" >&2; exit 1; }; } \
  && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
 
-# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13==2.29.7, which torch 2.13.0+cu130 requires (DLC PyTorch 2.13 ships the same wheel)) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
- && ldconfig
+# NCCL: keep base ngc's own libnccl.so.2 (its system package, images/base-facts.yaml)
+# as the one that nccl-tests, the plugin and torch resolve.  No fallback: without it the build stops.
+RUN ldconfig \
+ && nccl_lib="$(ldconfig -p | awk '/libnccl\.so\.2 / {print $NF; exit}')" \
+ && { test -n "$nccl_lib" || { echo "efakit: the base has no libnccl.so.2 in the loader cache" >&2; exit 1; }; } \
+ && ln -sfn /usr /opt/efakit-nccl
 
 FROM builder AS gdrcopy
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -78,6 +79,8 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
 FROM nvcr.io/nvidia/pytorch:26.09-py3
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
+# The base's python is externally managed (PEP 668): pip installs into it on purpose.
+ENV PIP_BREAK_SYSTEM_PACKAGES=1
 # The build checks every artifact's sha256; 1 lets unpinned ones through with a warning.
 ARG EFAKIT_ALLOW_UNPINNED=0
 COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact
@@ -101,12 +104,14 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
-# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
-RUN rm -rf /opt/hpcx /usr/local/mpi \
- && { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ibverbs-providers libibverbs1 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
+# Remove what conflicts with the EFA stack: a second libnccl.so.2 makes the NCCL in use depend on link order; MOFED verbs shadow the EFA installer's rdma-core, and HPC-X's NCCL net plugin is a second libnccl-net.so (the rest of HPC-X stays: NGC torch links it).
+RUN rm -rf /opt/hpcx/nccl_rdma_sharp_plugin \
+ && { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ibverbs-providers libibverbs1 2>/dev/null || true; } | awk '/^[hi]i/ {print $2}' | xargs -r apt-get remove -y --purge \
  && ldconfig
 
 # EFA installer 1.50.0: Open MPI, aws-ofi-nccl.
+# It runs its own `apt install` without `apt-get update`, and no base ships apt lists:
+# they are fetched in the same step and deleted after it.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=bind,source=efakit/verify-signature.sh,target=/usr/local/bin/efakit-verify-signature \
     mkdir -p /tmp/efa && cd /tmp/efa \
@@ -115,29 +120,31 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
  && efakit-fetch-artifact aws-efa-installer.key https://efa-installer.amazonaws.com/aws-efa-installer.key SIGNING-KEY /tmp/efa/aws-efa-installer.key \
  && efakit-verify-signature /tmp/efa/aws-efa-installer-1.50.0.tar.gz /tmp/efa/aws-efa-installer-1.50.0.tar.gz.sig /tmp/efa/aws-efa-installer.key 4E9091BCBB97A96B26B15E59A05480B1DD2D3CCC \
  && tar -xzf aws-efa-installer-1.50.0.tar.gz && cd aws-efa-installer \
- && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && apt-get update \
+ && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify --mpi=openmpi4 --disable-ngc --disable-build-ngc \
+ && { test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so || { echo "efakit: the EFA installer left no /opt/amazon/ofi-nccl/lib/libnccl-net.so (the file NCCL opens): $(ls /opt/amazon/ofi-nccl/lib 2>&1)" >&2; exit 1; }; } \
  && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
 
 # The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
 COPY --from=gdrcopy /opt/gdrcopy /opt/gdrcopy
 COPY --from=nccl-tests /opt/nccl-tests /opt/nccl-tests
-# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
-# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
+# The loader finds each installed tree's libraries.  nccl-tests link libcudart.so.N;
+# aws-ofi-nccl and libfabric dlopen the unversioned libcudart.so, a link runtime-only
+# CUDA layouts lack (here: /usr/local/cuda/lib64).  No fallback: without it NCCL would use sockets.
 RUN printf '%s\n' /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-stack.conf \
- && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
- && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
- && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+ && cudart_dir=/usr/local/cuda/lib64 \
+ && cudart="$(find "$cudart_dir" -maxdepth 1 -name 'libcudart.so.[0-9]*' | sort | head -n1)" \
+ && { test -n "$cudart" || { echo "efakit: no libcudart.so.N in $cudart_dir" >&2; exit 1; }; } \
+ && if [ ! -e "$cudart_dir/libcudart.so" ]; then ln -s "$(basename "$cudart")" "$cudart_dir/libcudart.so"; fi \
+ && echo "$cudart_dir" > /etc/ld.so.conf.d/efakit-cuda.conf \
  && ldconfig
 
-# NCCL 2.29.7: keep the base's (nvidia-nccl-cu13==2.29.7, which torch 2.13.0+cu130 requires (DLC PyTorch 2.13 ships the same wheel)) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
- && ldconfig
+# NCCL: keep base ngc's own libnccl.so.2 (its system package, images/base-facts.yaml)
+# as the one that nccl-tests, the plugin and torch resolve.  No fallback: without it the build stops.
+RUN ldconfig \
+ && nccl_lib="$(ldconfig -p | awk '/libnccl\.so\.2 / {print $NF; exit}')" \
+ && { test -n "$nccl_lib" || { echo "efakit: the base has no libnccl.so.2 in the loader cache" >&2; exit 1; }; } \
+ && ln -sfn /usr /opt/efakit-nccl
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
 # starts (never baked in).  The cluster-internal root key pair is generated per
@@ -170,9 +177,17 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # Environment from the env rules table (efakit explain-env pytorch tells why).
 # Instance-specific rules are applied by efakit-entrypoint when the container starts.
 ENV PATH=/opt/amazon/openmpi/bin:/opt/amazon/efa/bin:/opt/nccl-tests:$PATH \
-    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:/opt/amazon/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/opt/amazon/openmpi/lib \
+    OPAL_PREFIX=/opt/amazon/openmpi
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["/bin/bash"]
+
+# Build-time checks: what would otherwise show only on a GPU cluster (torch that does not
+# import, a libcudart the plugin cannot dlopen, nccl-tests with an unresolved library).
+RUN /usr/bin/python3 -c 'import torch' \
+ && /usr/bin/python3 -c 'import ctypes; ctypes.CDLL("libcudart.so")' \
+ && { ! ldd /opt/nccl-tests/*_perf | grep 'not found' || { echo "efakit: nccl-tests have unresolved libraries" >&2; exit 1; }; } \
+ && echo "efakit: build-time checks passed"
 
 # Every component version, for the gate and for people reading `docker inspect`.
 LABEL \

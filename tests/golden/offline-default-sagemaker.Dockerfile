@@ -43,13 +43,12 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 ENV PATH=/opt/cuda-wheels/nvidia/cu13/bin:$PATH
 
 # NCCL 2.29.7: keep the base's (nvidia-nccl-cu13 wheel in the artifact mirror (the one torch 2.13.0+cu130 requires)) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
+# that nccl-tests, the plugin and torch all resolve.  No fallback: without it the build stops.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')" \
+ && { test -e "$nccl_lib/libnccl.so.2" || { echo "efakit: no libnccl.so.2 in $nccl_lib (nvidia.nccl of /usr/bin/python3)" >&2; exit 1; }; } \
+ && ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+ && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+ && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl \
  && ldconfig
 
 FROM builder AS efa
@@ -147,8 +146,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
-# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
-RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
+# Remove what conflicts with the EFA stack: a second libnccl.so.2 makes the NCCL in use depend on link order.
+RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl-dev libnccl2 2>/dev/null || true; } | awk '/^[hi]i/ {print $2}' | xargs -r apt-get remove -y --purge \
  && ldconfig
 
 # The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
@@ -157,22 +156,24 @@ COPY --from=efa /opt/amazon/ofi-nccl /opt/amazon/ofi-nccl
 COPY --from=gdrcopy /opt/gdrcopy /opt/gdrcopy
 COPY --from=nccl-tests /opt/nccl-tests /opt/nccl-tests
 COPY --from=builder /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so.13 /usr/local/cuda/lib64/libcudart.so.13
-# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
-# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
+# The loader finds each installed tree's libraries.  nccl-tests link libcudart.so.N;
+# aws-ofi-nccl and libfabric dlopen the unversioned libcudart.so, a link runtime-only
+# CUDA layouts lack (here: /usr/local/cuda/lib64).  No fallback: without it NCCL would use sockets.
 RUN printf '%s\n' /opt/amazon/efa/lib /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-stack.conf \
- && cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
- && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
- && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+ && cudart_dir=/usr/local/cuda/lib64 \
+ && cudart="$(find "$cudart_dir" -maxdepth 1 -name 'libcudart.so.[0-9]*' | sort | head -n1)" \
+ && { test -n "$cudart" || { echo "efakit: no libcudart.so.N in $cudart_dir" >&2; exit 1; }; } \
+ && if [ ! -e "$cudart_dir/libcudart.so" ]; then ln -s "$(basename "$cudart")" "$cudart_dir/libcudart.so"; fi \
+ && echo "$cudart_dir" > /etc/ld.so.conf.d/efakit-cuda.conf \
  && ldconfig
 
 # NCCL 2.29.7: keep the base's (nvidia-nccl-cu13 wheel in the artifact mirror (the one torch 2.13.0+cu130 requires)) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
+# that nccl-tests, the plugin and torch all resolve.  No fallback: without it the build stops.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')" \
+ && { test -e "$nccl_lib/libnccl.so.2" || { echo "efakit: no libnccl.so.2 in $nccl_lib (nvidia.nccl of /usr/bin/python3)" >&2; exit 1; }; } \
+ && ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+ && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+ && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl \
  && ldconfig
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
@@ -218,6 +219,13 @@ ENV PATH=/opt/amazon/efa/bin:/opt/nccl-tests:$PATH \
     LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["train"]
+
+# Build-time checks: what would otherwise show only on a GPU cluster (torch that does not
+# import, a libcudart the plugin cannot dlopen, nccl-tests with an unresolved library).
+RUN /usr/bin/python3 -c 'import torch' \
+ && /usr/bin/python3 -c 'import ctypes; ctypes.CDLL("libcudart.so")' \
+ && { ! ldd /opt/nccl-tests/*_perf | grep 'not found' || { echo "efakit: nccl-tests have unresolved libraries" >&2; exit 1; }; } \
+ && echo "efakit: build-time checks passed"
 
 # Every component version, for the gate and for people reading `docker inspect`.
 LABEL \

@@ -25,25 +25,31 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         libtool \
         pkg-config \
         python3-dev \
+        python3-pip \
  && rm -rf /var/lib/apt/lists/*
 
 # EFA installer 1.25.0: Open MPI.
+# It runs its own `apt install` without `apt-get update`, and no base ships apt lists:
+# they are fetched in the same step and deleted after it.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/efa && cd /tmp/efa \
  && efakit-fetch-artifact aws-efa-installer-1.25.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.25.0.tar.gz UNPINNED /tmp/efa/aws-efa-installer-1.25.0.tar.gz \
  && tar -xzf aws-efa-installer-1.25.0.tar.gz && cd aws-efa-installer \
+ && apt-get update \
  && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && { test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so || { echo "efakit: the EFA installer left no /opt/amazon/ofi-nccl/lib/libnccl-net.so (the file NCCL opens): $(ls /opt/amazon/ofi-nccl/lib 2>&1)" >&2; exit 1; }; } \
  && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
 
-# NCCL 2.14.3: keep the base's (test fixture) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
- && ldconfig
+# NCCL 2.14.3 headers and library from the pinned wheel the image runs (the base's
+# own NCCL is another version): nccl-tests compile against the one libnccl.so.2 they will load.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=artifacts,target=/artifacts \
+    --mount=type=secret,id=ca-bundle \
+    efakit-with-ca python3 -m pip install --no-compile --target /opt/efakit-nccl-wheel nvidia-nccl-cu11==2.14.3 \
+ && nccl_lib=/opt/efakit-nccl-wheel/nvidia/nccl/lib \
+ && { test -e "$nccl_lib/libnccl.so.2" || { echo "efakit: nvidia-nccl-cu11==2.14.3 has no $nccl_lib/libnccl.so.2" >&2; exit 1; }; } \
+ && ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+ && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl
 
 FROM builder AS efa
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -84,6 +90,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         openssh-client \
         openssh-server \
         pciutils \
+        python3 \
+        python3-pip \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
  && rm -rf /var/lib/apt/lists/*
 
@@ -93,35 +101,41 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle \
     efakit-with-ca /usr/bin/python3 -m pip install --no-compile torch==2.0.1 --extra-index-url https://download.pytorch.org/whl/cu118
 
-# Remove what conflicts with the EFA stack: HPC-X and MOFED verbs shadow the EFA installer's rdma-core; a second libnccl.so.2 makes the NCCL in use depend on link order.
-RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl2 libnccl-dev 2>/dev/null || true; } | awk '/^ii/ {print $2}' | xargs -r apt-get remove -y --purge \
+# Remove what conflicts with the EFA stack: a second libnccl.so.2 makes the NCCL in use depend on link order.
+RUN { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libnccl-dev libnccl2 2>/dev/null || true; } | awk '/^[hi]i/ {print $2}' | xargs -r apt-get remove -y --purge --allow-change-held-packages \
  && ldconfig
 
 # EFA installer 1.25.0: Open MPI.
+# It runs its own `apt install` without `apt-get update`, and no base ships apt lists:
+# they are fetched in the same step and deleted after it.
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/efa && cd /tmp/efa \
  && efakit-fetch-artifact aws-efa-installer-1.25.0.tar.gz https://efa-installer.amazonaws.com/aws-efa-installer-1.25.0.tar.gz UNPINNED /tmp/efa/aws-efa-installer-1.25.0.tar.gz \
  && tar -xzf aws-efa-installer-1.25.0.tar.gz && cd aws-efa-installer \
+ && apt-get update \
  && ./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify \
+ && { test -e /opt/amazon/ofi-nccl/lib/libnccl-net.so || { echo "efakit: the EFA installer left no /opt/amazon/ofi-nccl/lib/libnccl-net.so (the file NCCL opens): $(ls /opt/amazon/ofi-nccl/lib 2>&1)" >&2; exit 1; }; } \
  && cd / && rm -rf /tmp/efa /var/lib/apt/lists/*
 
 # The stack compiled in the builder stages: only the installed trees (stripped, with their licenses).
 COPY --from=efa /opt/amazon/ofi-nccl /opt/amazon/ofi-nccl
-# The loader finds each installed tree's libraries; libfabric's CUDA support dlopens the
-# unversioned libcudart.so, a link runtime-only CUDA layouts lack.
-RUN cudart="$(find /usr/local/cuda/lib64/ -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | head -n1)" \
- && if [ -n "$cudart" ] && [ ! -e /usr/local/cuda/lib64/libcudart.so ]; then ln -s "$(basename "$cudart")" /usr/local/cuda/lib64/libcudart.so; fi \
- && if [ -n "$cudart" ]; then echo /usr/local/cuda/lib64 > /etc/ld.so.conf.d/efakit-cuda.conf; fi \
+# The loader finds each installed tree's libraries.  nccl-tests link libcudart.so.N;
+# aws-ofi-nccl and libfabric dlopen the unversioned libcudart.so, a link runtime-only
+# CUDA layouts lack (here: /usr/local/cuda/lib64).  No fallback: without it NCCL would use sockets.
+RUN cudart_dir=/usr/local/cuda/lib64 \
+ && cudart="$(find "$cudart_dir" -maxdepth 1 -name 'libcudart.so.[0-9]*' | sort | head -n1)" \
+ && { test -n "$cudart" || { echo "efakit: no libcudart.so.N in $cudart_dir" >&2; exit 1; }; } \
+ && if [ ! -e "$cudart_dir/libcudart.so" ]; then ln -s "$(basename "$cudart")" "$cudart_dir/libcudart.so"; fi \
+ && echo "$cudart_dir" > /etc/ld.so.conf.d/efakit-cuda.conf \
  && ldconfig
 
 # NCCL 2.14.3: keep the base's (test fixture) and make it the one libnccl.so.2
-# that nccl-tests, the plugin and torch all resolve.
-RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)" \
- && if [ -n "$nccl_lib" ] && [ -e "$nccl_lib/libnccl.so.2" ]; then \
-        ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
-     && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
-     && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl; \
-    else ln -sfn /usr /opt/efakit-nccl; fi \
+# that nccl-tests, the plugin and torch all resolve.  No fallback: without it the build stops.
+RUN nccl_lib="$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')" \
+ && { test -e "$nccl_lib/libnccl.so.2" || { echo "efakit: no libnccl.so.2 in $nccl_lib (nvidia.nccl of /usr/bin/python3)" >&2; exit 1; }; } \
+ && ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \
+ && echo "$nccl_lib" > /etc/ld.so.conf.d/000-efakit-nccl.conf \
+ && ln -sfn "$(dirname "$nccl_lib")" /opt/efakit-nccl \
  && ldconfig
 
 # MPI over ssh for multi-node launch.  Host keys are generated when the container
@@ -162,6 +176,12 @@ ENV PATH=/opt/amazon/openmpi/bin:/opt/amazon/efa/bin:$PATH \
     NCCL_NET_SHARED_COMMS=0
 ENTRYPOINT ["/usr/local/bin/efakit-entrypoint"]
 CMD ["/bin/bash"]
+
+# Build-time checks: what would otherwise show only on a GPU cluster (torch that does not
+# import, a libcudart the plugin cannot dlopen, nccl-tests with an unresolved library).
+RUN /usr/bin/python3 -c 'import torch' \
+ && /usr/bin/python3 -c 'import ctypes; ctypes.CDLL("libcudart.so")' \
+ && echo "efakit: build-time checks passed"
 
 # Every component version, for the gate and for people reading `docker inspect`.
 LABEL \
