@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from verify.envrules import Decision, depends_on, explain, image_env
+from verify.envrules import Decision, depends_on, explain, image_env, plugin_facts
 from verify.profiles import Profile
 
 SCHEMA_VERSION = 1
 ANY = "any instance"
+# What the [bracket] after each value says (the `where` of every cell).
+WHERE_LEGEND = ("[brackets]: where the value comes from: image ENV (baked into the "
+                "image), set/unset at container start (the entrypoint, per instance), "
+                "or not set (left to NCCL, libfabric and the plugin)")
 
 
 def _where(decision: Decision, baked: Decision) -> str:
@@ -31,8 +35,9 @@ def _cell(decision: Decision) -> dict:
 
 
 def explain_env(versions: Mapping[str, str | None], profiles: list[Profile | None],
-                env_extra: Mapping[str, str]) -> dict:
-    """The JSON document (verify/schema/explain-env.schema.json)."""
+                env_extra: Mapping[str, str], spec_profile: str | None = None) -> dict:
+    """The JSON document (verify/schema/explain-env.schema.json).  `spec_profile`: the
+    spec profile whose versions these are (None: the spec's default)."""
     names = [p.name if p else ANY for p in profiles]
     baked = image_env(versions)
     per_profile = [{d.var: d for d in explain(versions, p)} for p in profiles]
@@ -46,8 +51,9 @@ def explain_env(versions: Mapping[str, str | None], profiles: list[Profile | Non
             "depends_on": [f"{key} {versions[key]}" if versions.get(key) else key
                            for key in depends_on(var)],
             "per_job": baked[var].per_job, "by_instance": cells})
-    return {"schema_version": SCHEMA_VERSION, "versions": {k: v for k, v in versions.items()
-                                                          if v},
+    return {"schema_version": SCHEMA_VERSION, "profile": spec_profile or "default",
+            "versions": {k: v for k, v in versions.items() if v},
+            "plugin_facts": plugin_facts(),
             "instances": names, "variables": variables,
             "env_extra": dict(env_extra)}
 
@@ -60,7 +66,14 @@ def _shown(cell: dict) -> str:
 def to_text(doc: dict, framework: str) -> str:
     names = doc["instances"]
     shown = ", ".join(f"{k}={v}" for k, v in doc["versions"].items())
-    lines = [f"{framework}: {shown}", f"instances: {', '.join(names)}"]
+    facts = doc["plugin_facts"]
+    pinned = doc["versions"].get("aws_ofi_nccl")
+    drift = "" if pinned == facts["aws_ofi_nccl"] else \
+        f"; this profile pins {pinned or 'no plugin'}: what it sets may differ"
+    lines = [f"{framework} (spec profile {doc['profile']}; --profile picks another): {shown}",
+             f"instances: {', '.join(names)}",
+             f"plugin sets: from aws-ofi-nccl {facts['aws_ofi_nccl']} {facts['where']}{drift}",
+             WHERE_LEGEND]
     differ = [v for v in doc["variables"] if v["differs"]]
     same = [v for v in doc["variables"] if not v["differs"]]
     width = max(len(v["var"]) for v in doc["variables"])

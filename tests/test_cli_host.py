@@ -81,13 +81,22 @@ def test_explain_env_tables_what_differs_between_instances():
     header, *rows = [line.split() for line in table.strip().splitlines()[1:]]
     assert header == ["variable", "p4d.24xlarge", "p5.48xlarge", "g4dn.metal"]
     differing = {row[0] for row in rows}
-    # g4dn has no RDMA read (another rule decides); on p5 the plugin turns flushes off
-    assert differing == {"FI_EFA_USE_DEVICE_RDMA", "NCCL_NET_FORCE_FLUSH"}
+    # g4dn has no RDMA read (another rule decides); the plugin's platform table (aws-ofi-nccl
+    # 1.21.1, tests/test_plugin_facts.py) turns flushes off and sets NVLS chunks on p5 and
+    # sets buffer and chunk sizes on p4d and p5, never on g4dn.metal, which has no entry
+    assert differing == {"FI_EFA_USE_DEVICE_RDMA", "NCCL_NET_FORCE_FLUSH", "NCCL_BUFFSIZE",
+                         "NCCL_P2P_NET_CHUNKSIZE", "NCCL_NVLS_CHUNKSIZE",
+                         "NCCL_NVLSTREE_MAX_CHUNKSIZE"}
     assert "NCCL_NET_FORCE_FLUSH: not set (plugin sets 0)  [not set] on p5.48xlarge" in out
+    assert "NCCL_BUFFSIZE: not set (plugin sets 8388608)  [not set] on p4d.24xlarge, " \
+        "p5.48xlarge" in out
+    assert "NCCL_BUFFSIZE: not set  [not set] on g4dn.metal" in out
+    assert "plugin sets: from aws-ofi-nccl 1.21.1 src/platform-aws.cpp" in out
+    assert "[brackets]: where the value comes from" in out
+    assert "pytorch (spec profile default; --profile picks another)" in out
     same = out.split("same on every instance:")[1]
-    assert "NCCL_BUFFSIZE: not set (plugin sets 8388608)" in same
     assert "NCCL_DEBUG: not set" in same and "set per job" in same
-    assert "depends on: aws_ofi_nccl 1.21.1" in same
+    assert "depends on: aws_ofi_nccl 1.21.1" in out
 
 
 def test_explain_env_json_covers_the_variables_and_matches_its_schema():

@@ -82,6 +82,11 @@ def decide(var: str, versions: Mapping[str, str | None],
     raise ValueError(f"env rules: no rule for {var} matches (the last rule must have no 'when')")
 
 
+def plugin_facts() -> dict[str, str]:
+    """The aws-ofi-nccl release (and file) the `plugin_sets` facts were checked against."""
+    return dict(load_table("env_rules")["plugin_facts"])
+
+
 def depends_on(var: str) -> list[str]:
     """The component versions and instance facts any rule of `var` looks at."""
     keys = {key for rule in _rules()[var] for key in (rule.get("when") or {})}
