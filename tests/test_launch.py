@@ -54,13 +54,14 @@ def test_pyxis_script_asks_for_the_nodes_gpus_and_runs_the_sweep_in_the_image(tm
                       "exclude": "p5-[003,017]"}
     steps = [line for line in text.splitlines() if line.startswith("srun ")]
     assert len(steps) == 2
-    assert "--container-image='ecr#efakit-test/pytorch:1.0' --container-name=efakit" in steps[0]
+    assert "'--container-image=ecr#efakit-test/pytorch:1.0' --container-name=efakit" in steps[0]
     assert "/usr/sbin/sshd -D -p 2222" in steps[0] and steps[0].endswith(" &")
     assert "--container-name=efakit" in steps[1] and "--container-image" not in steps[1]
     assert "ssh -p 2222" in steps[1]  # mpirun reaches the other containers' sshd
     assert "efa-verify env --shell --instance-type p5.48xlarge" in steps[1]  # the env rules
     assert ("efa-verify sweep --instance-type p5.48xlarge --gpus-per-host 8 --output-dir "
-            '"/fsx/efa-verify/efa-verify-sweep-$SLURM_JOB_ID"') in steps[1]
+            '"$1"\' efakit "$RUN_DIR"') in steps[1]
+    assert 'RUN_DIR=/fsx/efa-verify/efa-verify-sweep-"$SLURM_JOB_ID"' in text.splitlines()
     assert "rank.N.log" in text  # where the per-rank NCCL logs land
 
 

@@ -266,3 +266,34 @@ def test_a_real_sweep_contains_a_hanging_host_with_the_supervisor(tmp_path):
     hung = [r for r in doc["rounds"] if r["kind"] == "pairs"]
     assert all(r["failed"] == 1 for r in hung)  # one hung pair per round, the rest passed
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hosts", "a,-V"], "--hosts: '-V' is not a host name"),  # would reach ssh as -V
+    (["--hosts", "a:²,b"], "slots must be a positive integer"),  # '²'.isdigit() is true
+    (["--hosts", "a,b", "--rounds", "1000000000"], "'--rounds': 1e+09 is more than"),
+    (["--hosts", "a,b", "--gpus-per-host", "٣"], "'--gpus-per-host'"),
+])
+def test_values_that_are_not_what_they_look_like_are_refused(tmp_path, args, message):
+    done = efa_verify("sweep", *args, "--output-dir", str(tmp_path / "o"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_sweep_where_every_node_check_fails_reports_every_node():
+    """Every node bad: no pair can run; the report names them all (was an IndexError)."""
+    done = efa_verify("sweep", "--simulate", "--nodes", "3", "--fault", "gpu:3", "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["bad_nodes"] == ["p5-0001", "p5-0002", "p5-0003"] and doc["unknown_nodes"] == []
+
+
+def test_more_coverage_rounds_than_pairs_exist_stop_at_n_minus_one():
+    """The circle method meets every pair of N nodes in N-1 rounds; a large --rounds
+    is capped there instead of looping (issue #24, class 8)."""
+    done = efa_verify("sweep", "--simulate", "--nodes", "6", "--rounds", "16000", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert [r["kind"] for r in doc["rounds"]] == ["node-checks"] + ["pairs"] * 5
+    assert sum(r["runs"] for r in doc["rounds"][1:]) == 15  # every pair of 6, once

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from buildkit.launch.job import MAX_NODES
+from verify.boundary.values import Count, Digits
 from verify.cliutil import handle_errors
 
 errors = handle_errors("efakit")
@@ -16,10 +18,11 @@ def _common(func):
     options = [
         click.option("--instance-type", required=True,
                      help="p5, p5.48xlarge or ml.p5.48xlarge: GPUs and EFA devices per node."),
-        click.option("--nodes", type=int, required=True, help="Nodes (sweep: at least 2)."),
+        click.option("--nodes", type=Count(MAX_NODES), required=True,
+                     help="Nodes (sweep: at least 2)."),
         click.option("--command", "command", default="sweep", show_default=True,
                      type=click.Choice(["run", "sweep"]), help="efa-verify run or sweep."),
-        click.option("--gpus-per-node", type=int, default=None,
+        click.option("--gpus-per-node", type=Digits(), default=None,
                      help="Ranks per node (default: the instance's GPU count)."),
         click.option("--output", "-o", "output", type=click.Path(path_type=Path), default=None,
                      help="Write to FILE instead of stdout."),

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
-import yaml
-
 from buildkit.launch.job import (
     DIGEST_RE,
     K8S_NAME_RE,
@@ -15,6 +11,10 @@ from buildkit.launch.job import (
     table,
     verifier_argv,
 )
+from buildkit.launch.job import (
+    name as checked_name,
+)
+from verify.boundary.emit import shell_line, yaml_document
 
 
 def mpijob(job: Job, name: str, namespace: str | None, allow_tag: bool) -> dict:
@@ -26,14 +26,11 @@ def mpijob(job: Job, name: str, namespace: str | None, allow_tag: bool) -> dict:
         raise LaunchError(f"--image {job.image}: no digest (@sha256:...); a tag can move "
                           "between pulls on different nodes; pin it, or pass --allow-tag")
     for flag, value in (("--name", name), ("--namespace", namespace)):
-        if value is not None and not K8S_NAME_RE.match(value):
-            raise LaunchError(f"{flag} {value!r}: lower-case letters, digits and '-' "
-                              "(at most 52 characters)")
-    if job.profile.efa_devices < 1:
-        raise LaunchError(f"{job.profile.name} has no EFA device (instances.yaml)")
-    verify = " ".join(shlex.quote(a) for a in verifier_argv(job, conf["hostfile"]))
-    launcher_cmd = (f"{env_step(job)}; exec {verify} --output-dir "
-                    f"{shlex.quote(job.output_dir)}")
+        checked_name(value, flag, K8S_NAME_RE,
+                     "lower-case letters, digits and '-' (at most 52 characters)")
+    verify = shell_line([*verifier_argv(job, conf["hostfile"]), "--output-dir",
+                         job.output_dir])
+    launcher_cmd = f"{env_step(job)}; exec {verify}"
     limits = {conf["gpu_resource"]: job.gpus_per_node,
               conf["efa_resource"]: job.profile.efa_devices,
               "hugepages-2Mi": conf["hugepages_2Mi"], "memory": conf["memory"]}
@@ -85,4 +82,4 @@ def mpijob_yaml(manifest: dict) -> str:
     header = ("# efakit launch eks: a Kubeflow MPIJob (v2beta1). Nothing is applied by efakit:\n"
               "# read this, then `kubectl apply -f` it.  The exclude list a sweep prints names\n"
               "# the workers' pod host names; `kubectl get pods -o wide` maps them to nodes.\n")
-    return header + yaml.safe_dump(manifest, sort_keys=False)
+    return header + yaml_document(manifest)

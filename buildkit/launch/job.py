@@ -14,17 +14,29 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from verify.boundary.emit import shell_line
+from verify.boundary.values import BadValue, count, matching
 from verify.cliutil import CliError
 from verify.profiles import Profile
+from verify.run.hosts import MAX_SLURM_HOSTS
 from verify.tables import load_table
 
 COMMANDS = ("run", "sweep")
 CONTAINERS = ("pyxis", "enroot", "none")
-TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")  # Slurm: MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@#+-]*$")
-DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
-K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+# Slurm: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (sbatch's --time forms)
+TIME_RE = re.compile(r"(?:([0-9]{1,3})-)?([0-9]{1,5})(?::([0-9]{2}))?(?::([0-9]{2}))?")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@#+-]{0,254}")
+DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}\Z")
+K8S_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,50}[a-z0-9])?")
+# Shared storage every node mounts: absolute, and only characters that survive every
+# place it is written (#SBATCH --output, pyxis --container-mounts SRC:DST and enroot
+# --mount, which split on ',' and ':'; sbatch's %-patterns; shell words are quoted).
+OUTPUT_DIR_RE = re.compile(r"/(?:[A-Za-z0-9_.+@=-]+/?)*")
+# A job on more nodes than a Slurm host list may name is a typo (MAX_SLURM_HOSTS).
+MAX_NODES = MAX_SLURM_HOSTS
+# A week: longer verification jobs are typos (and sbatch's 0 means no limit at all).
+MAX_TIME_S = 7 * 24 * 3600
 
 
 class LaunchError(CliError):
@@ -49,20 +61,56 @@ def table() -> dict:
 
 def make_job(command: str, nodes: int, profile: Profile, gpus_per_node: int | None,
              image: str | None, output_dir: str, extra_args: tuple[str, ...] = ()) -> Job:
+    """Every launcher's inputs, checked once: a value that passes fits every file a
+    backend writes it into (the backends still quote it)."""
     if command not in COMMANDS:
         raise LaunchError(f"--command {command}: one of {', '.join(COMMANDS)}")
-    if nodes < 1 or (command == "sweep" and nodes < 2):
-        raise LaunchError(f"--nodes {nodes}: a sweep needs at least 2 nodes" if command ==
-                          "sweep" else f"--nodes {nodes}: must be at least 1")
-    gpus = gpus_per_node or profile.gpu_count
-    if gpus < 1 or gpus > profile.gpu_count:
-        raise LaunchError(f"--gpus-per-node {gpus}: {profile.name} has {profile.gpu_count} GPUs")
-    if image is not None and not IMAGE_RE.match(image):
+    if command == "sweep" and nodes < 2:
+        raise LaunchError(f"--nodes {nodes}: a sweep needs at least 2 nodes")
+    try:
+        count(nodes, "--nodes", MAX_NODES)
+        gpus = profile.gpu_count if gpus_per_node is None else count(
+            gpus_per_node, "--gpus-per-node", profile.gpu_count)
+    except BadValue as exc:
+        hint = f" ({profile.name} has {profile.gpu_count} GPUs)" if "gpus" in str(exc) else ""
+        raise LaunchError(f"{exc}{hint}") from None
+    if profile.efa_devices < 1:
+        raise LaunchError(f"{profile.name} has no EFA device (instances.yaml)")
+    if image is not None and not IMAGE_RE.fullmatch(image):
         raise LaunchError(f"--image {image!r}: not an image reference")
-    if not output_dir.startswith("/") or any(c in output_dir for c in "\n'\"$`\\"):
+    if not OUTPUT_DIR_RE.fullmatch(output_dir) or "/../" in f"{output_dir}/":
         raise LaunchError(f"--output-dir {output_dir!r}: an absolute path on storage every "
-                          "node shares, without quotes or $")
+                          "node shares (letters, digits, '_', '.', '+', '@', '=', '-' and '/')")
     return Job(command, nodes, profile, gpus, image, output_dir, extra_args)
+
+
+def name(value: str | None, flag: str, pattern: re.Pattern[str] = NAME_RE,
+         rule: str = "letters, digits, '_', '.', '-' only") -> str | None:
+    """A name that goes into a generated file (job, partition, MPIJob, namespace)."""
+    if value is None:
+        return None
+    try:
+        return matching(pattern, value, flag)
+    except BadValue:
+        raise LaunchError(f"{flag} {value!r}: {rule}") from None
+
+
+def time_limit(value: str) -> str:
+    """sbatch's --time, more than zero (0 is no limit) and at most MAX_TIME_S."""
+    found = TIME_RE.fullmatch(value)
+    if not found:
+        raise LaunchError(f"--time {value!r}: not a Slurm time (MM, HH:MM:SS, D-HH:MM)")
+    days, first, second, third = (int(g) if g else 0 for g in found.groups())
+    if found.group(1) is not None:  # D-HH[:MM[:SS]]
+        seconds = ((days * 24 + first) * 60 + second) * 60 + third
+    elif found.group(4) is not None:  # HH:MM:SS
+        seconds = (first * 60 + second) * 60 + third
+    else:  # MM or MM:SS
+        seconds = first * 60 + second
+    if not 0 < seconds <= MAX_TIME_S:
+        raise LaunchError(f"--time {value!r}: more than zero (sbatch reads 0 as no limit) "
+                          f"and at most {MAX_TIME_S // 86400} days")
+    return value
 
 
 def verifier_argv(job: Job, hostfile: str | None = None) -> list[str]:
@@ -80,7 +128,8 @@ def env_step(job: Job, slurm: bool = False) -> str:
     Under Slurm the batch step has one task per node: SLURM_NTASKS_PER_NODE=1
     must not become the ranks per host (--gpus-per-host sets those).
     """
-    step = f'eval "$(efa-verify env --shell --instance-type {job.profile.name})"'
+    env = shell_line(["efa-verify", "env", "--shell", "--instance-type", job.profile.name])
+    step = f'eval "$({env})"'
     # Inside an allocation Open MPI would start its daemons with srun (plm) in a
     # step that holds one node, and take its host list from that step (ras: "All
     # nodes which are allocated for this job are already filled", seen here);

@@ -11,13 +11,16 @@ import re
 import socket
 from dataclasses import dataclass
 
+from verify.boundary.values import BadValue, digits, host_name
 from verify.run.nodelist import expand_nodelist
 from verify.tables import TableError, load_json_file, read_input_text
 
 # More hosts than any one verification run launches; a larger list is a mistake.
 MAX_SLURM_HOSTS = 16384
-
-HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Ranks on one host: more than any GPU node has GPUs; a larger count is a typo.
+MAX_SLOTS = 256
+# Slurm's per-node task count, as in SLURM_NTASKS_PER_NODE=8 or 8(x2).
+_TASKS_RE = re.compile(r"([0-9]{1,4})(?:\(x[0-9]+\))?(?:,.*)?")
 
 
 class HostsError(ValueError):
@@ -40,14 +43,21 @@ class HostPlan:
 
 
 def _host(text: str, where: str) -> Host:
+    """`name[:slots]`: a host name that cannot be read as an option by mpirun or ssh
+    (`-V`), and slots in ASCII digits ('²'.isdigit() is true, int('²') fails)."""
     name, _, slots = text.strip().partition(":")
-    if not HOST_RE.match(name):
-        raise HostsError(f"{where}: {text.strip()!r} is not a host name")
+    try:
+        host_name(name, where)
+    except BadValue:
+        raise HostsError(f"{where}: {text.strip()!r} is not a host name (letters, digits, "
+                         "'-' and '.', not starting with '-')") from None
     if not slots:
         return Host(name)
-    if not slots.isdigit() or int(slots) < 1:
-        raise HostsError(f"{where}: {text.strip()!r}: slots must be a positive integer")
-    return Host(name, int(slots))
+    try:
+        return Host(name, digits(slots, where, 1, MAX_SLOTS))
+    except BadValue:
+        raise HostsError(f"{where}: {text.strip()!r}: slots must be a positive integer (1 "
+                         f"to {MAX_SLOTS})") from None
 
 
 def _unique(hosts: list[Host], where: str) -> tuple[Host, ...]:
@@ -108,8 +118,8 @@ def from_slurm(env: dict[str, str]) -> HostPlan | None:
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
         return None
-    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
-    slots = int(per_node) if per_node.isdigit() else None
+    tasks = _TASKS_RE.fullmatch(env.get("SLURM_NTASKS_PER_NODE", ""))
+    slots = int(tasks.group(1)) if tasks and 1 <= int(tasks.group(1)) <= MAX_SLOTS else None
     try:
         names = expand_nodelist(nodelist, MAX_SLURM_HOSTS)
     except ValueError as exc:

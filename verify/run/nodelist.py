@@ -13,9 +13,11 @@ import re
 import shutil
 import subprocess
 
+from verify.boundary.values import host_name
+
 # One bracket group: `01-03,7`; ranges keep the width of their lower bound.
 _GROUP = re.compile(r"\[([^\[\]]*)\]")
-_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+_ITEM = re.compile(r"([0-9]{1,9})(?:-([0-9]{1,9}))?")  # ASCII digits: int('²') fails
 SCONTROL_TIMEOUT_S = 10
 
 
@@ -29,7 +31,9 @@ def expand_nodelist(text: str, limit: int, use_scontrol: bool = True) -> list[st
     names = _expand(text, limit)  # validates and bounds, even where scontrol will answer
     scontrol = shutil.which("scontrol") if use_scontrol else None
     if scontrol:
-        return _scontrol(scontrol, text, limit)
+        names = _scontrol(scontrol, text, limit)
+    for name in names:  # each a host name, never an option or a second line of a script
+        host_name(name, f"node list {text[:60]!r}")
     return names
 
 
@@ -58,7 +62,7 @@ def _ranges(group: str, part: str) -> list[tuple[int, int, int]]:
     """(low, high, width) per comma item of one bracket group."""
     ranges = []
     for item in group.split(","):
-        match = _ITEM.match(item.strip())
+        match = _ITEM.fullmatch(item.strip(" "))
         if not match:
             raise ValueError(f"cannot expand {part!r}: {item!r} is not N or N-M")
         low_text, high_text = match.group(1), match.group(2) or match.group(1)

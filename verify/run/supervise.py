@@ -127,7 +127,10 @@ def reap_remote(hosts: list[str], run_id: str, timeout: float = 30) -> dict[str,
     for host in hosts:
         if is_local(host):
             continue
-        argv = rsh_command() + [host, sys.executable, "-m", "verify", "reap", run_id]
+        rsh = rsh_command()
+        # `--`: ssh takes nothing after it as an option (hosts are checked names anyway).
+        operands = ["--", host] if os.path.basename(rsh[0]) == "ssh" else [host]
+        argv = rsh + operands + [sys.executable, "-m", "verify", "reap", run_id]
         try:
             done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
             outcome[host] = "reaped" if done.returncode == 0 else \

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
 import click
 
+from verify.boundary.values import BadValue, Count, digits
 from verify.cliutil import (
     CliError,
     handle_errors,
@@ -16,6 +18,9 @@ from verify.cliutil import (
     provider_name,
     timeout_options,
 )
+from verify.run.hosts import MAX_SLOTS, MAX_SLURM_HOSTS
+
+MAX_SIMULATED = 65536  # simulated nodes: a large fleet, still seconds to sweep
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
@@ -27,19 +32,27 @@ def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
         if kind not in NODE_FAULTS + LINK_FAULTS:
             raise CliError(f"--fault {spec}: unknown fault kind {kind!r}; known: "
                            f"{', '.join(NODE_FAULTS + LINK_FAULTS)}")
-        if count and (not count.isdigit() or int(count) < 1):
-            raise CliError(f"--fault {spec}: the count must be a positive integer")
-        mix[kind] = mix.get(kind, 0) + int(count or 1)
+        try:
+            number = digits(count or "1", f"--fault {spec}", 1, len(nodes))
+        except BadValue as exc:
+            raise CliError(f"{exc}: the count must be a positive integer") from None
+        mix[kind] = mix.get(kind, 0) + number
     wanted = sum(n * (2 if k in LINK_FAULTS else 1) for k, n in mix.items())
     if wanted > len(nodes):
         raise CliError(f"--fault: {wanted} faulty nodes asked of {len(nodes)} nodes")
     return inject(nodes, mix, seed)
 
 
+ASCII_COUNT = re.compile(r"[0-9]{1,9}")
+# Coverage rounds a sweep may be asked for: the circle method pairs every two of N
+# nodes once in N-1 rounds, so more than the largest host list adds nothing.
+MAX_ROUNDS = MAX_SLURM_HOSTS - 1
+
+
 def check_allocation(plan, env: dict[str, str]) -> None:
     """A Slurm node list longer than the job's node count is a wrong list, not a bigger job."""
     allocated = env.get("SLURM_JOB_NUM_NODES")  # the job's; SLURM_NNODES is the step's
-    if plan.source.startswith("slurm") and allocated and allocated.isdigit() \
+    if plan.source.startswith("slurm") and allocated and ASCII_COUNT.fullmatch(allocated) \
             and len(plan.hosts) > int(allocated):
         raise CliError(f"SLURM_JOB_NODELIST expands to {len(plan.hosts)} nodes but the job "
                        f"has {allocated} (SLURM_JOB_NUM_NODES)")
@@ -49,26 +62,27 @@ def check_allocation(plan, env: dict[str, str]) -> None:
 @click.option("--hosts", default=None, metavar="H1,H2,...",
               help="Nodes to sweep (default: --hostfile, SageMaker, Slurm's node list).")
 @click.option("--hostfile", default=None, metavar="FILE", help="Open MPI hostfile.")
-@click.option("--gpus-per-host", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--gpus-per-host", type=Count(MAX_SLOTS), default=1, show_default=True,
               help="Ranks per node in each run.")
 @click.option("--instance-type", default=None, help="p5, p5.48xlarge, ml.p5.48xlarge...")
 @click.option("--expect-provider", default="efa", show_default=True, callback=provider_name)
 @nccl_tests_options
 @click.option("--output-dir", default=None, metavar="DIR",
               help="New or empty directory: one run directory per node check and pair.")
-@click.option("--rounds", "coverage", type=click.IntRange(min=1), default=None,
+@click.option("--rounds", "coverage", type=Count(MAX_ROUNDS), default=None,
               help="Coverage rounds (default from verify/data/sweep.yaml); more covers more "
                    "links.")
-@click.option("--parallel", type=click.IntRange(min=1), default=None,
+@click.option("--parallel", type=Count(MAX_SLURM_HOSTS), default=None,
               help="Runs started at once (default from verify/data/sweep.yaml).")
 @timeout_options("Each run", "verify/data/sweep.yaml")
 @click.option("--simulate", is_flag=True,
               help="Sweep a simulated fabric instead of real nodes (see --nodes, --fault).")
-@click.option("--nodes", type=int, default=None, help="With --simulate: how many nodes.")
+@click.option("--nodes", type=Count(MAX_SIMULATED, low=0), default=None,
+              help="With --simulate: how many nodes.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:COUNT]",
               help="With --simulate: inject socket, no_gdr, slow_nic, hang, gpu, bad_link "
                    "or flapping_link faults at random.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=Count(2**63, low=0), default=0, show_default=True,
               help="Pairing order (and, simulated, fault placement and noise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 @click.option("--output", "-o", "json_file", default=None, metavar="FILE",
@@ -141,8 +155,6 @@ def _simulated(nodes: int | None, faults: tuple[str, ...], seed: int):
         raise CliError("--simulate needs --nodes N")
     if nodes < 2:
         raise CliError(f"sweep: needs at least 2 nodes, got {nodes}")
-    if nodes > 65536:
-        raise CliError(f"--nodes {nodes}: at most 65536 simulated nodes")
     names = node_names(nodes)
     injected = _faults(faults, names, seed)
     extra = {"simulation": {"faults": [{"kind": f.kind, "where": list(f.where)}

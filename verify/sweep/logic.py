@@ -131,7 +131,11 @@ class Sweep:
         conf = table()
         self.runner = runner
         self.progress = progress or (lambda _line: None)
-        self.coverage = conf["rounds"]["coverage"] if coverage is None else coverage
+        # The circle method meets every pair of N nodes in N-1 rounds: more coverage
+        # rounds than that (or than the table's default) only repeat pairs.
+        default = conf["rounds"]["coverage"]
+        self.coverage = default if coverage is None else min(coverage,
+                                                             max(len(nodes) - 1, default))
         self.max_rounds = max_rounds or max(conf["rounds"]["max"], self.coverage + 2)
         self.bw = conf["bandwidth"]
         self.rng = random.Random(f"sweep-{seed}")  # its own stream, whatever else is seeded
@@ -219,6 +223,8 @@ class Sweep:
             self.rng.shuffle(self._order)
             if len(self._order) % 2:
                 self._order.append(None)
+        if len(self._order) < 2:  # every node check failed, or one node left: no pairs
+            return []
         fixed, rest = self._order[0], self._order[1:]
         shift = index % len(rest) if rest else 0
         ring = [fixed, *rest[shift:], *rest[:shift]]
