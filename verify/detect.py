@@ -9,6 +9,7 @@ its evidence.
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ def from_sagemaker(path: str | None = None) -> Detection | None:
 # The whole lookup (token and instance type), not each read: a per-read timeout lets an
 # endpoint that answers one byte every 0.3 s hold every container start forever.
 IMDS_DEADLINE_S = 2.0
+_HTTP_ENDPOINT = re.compile(r"http://[A-Za-z0-9.:\[\]-]+")
 # An instance type is ~20 bytes and a token ~60: more is not IMDS.
 IMDS_MAX_BYTES = 4096
 
@@ -83,6 +85,8 @@ def from_imds(endpoint: str | None = None, timeout: float = 0.5,
     if os.environ.get("EFAKIT_IMDS", "on") == "off":
         return None
     endpoint = (endpoint or os.environ.get("EFAKIT_IMDS_ENDPOINT", IMDS_DEFAULT)).rstrip("/")
+    if not _HTTP_ENDPOINT.fullmatch(endpoint):  # urllib would also open file:// and ftp://
+        return None
     try:
         name = within(deadline, lambda: _imds_instance_type(endpoint, timeout))
     except (OSError, urllib.error.URLError, ValueError):  # TimeoutError is an OSError
