@@ -113,7 +113,8 @@ def test_an_error_line_fails_an_otherwise_healthy_job(tmp_path):
     assert check(parse_text(tmp_path, healthy, instance="p5"), "errors")["status"] == "pass"
     result = parse_text(tmp_path, healthy + warn, name="warn.log", instance="p5")
     errors = check(result, "errors")
-    assert errors["status"] == "fail" and errors["message"] == "1 error line(s)"
+    assert errors["status"] == "fail" and errors["message"].startswith(
+        "1 error line(s); first: [network_unreachable] NET/OFI Request")
     assert "Unresponsive receiver" in errors["evidence"][0]["text"]
     assert result["verdict"] == "fail" and result["verdict_reason"].startswith("errors")
 
@@ -276,3 +277,50 @@ def test_a_failing_check_wins_over_any_unknown(statuses, data):
                    "bandwidth_derived", "errors", "nodes"], statuses, strict=False)]
     word, reason = decide(load_policy(None), checks)
     assert word == "fail" and reason.endswith(": fail")
+
+
+# -- root cause first (issue 27 item 3) --------------------------------------------------
+NO_DRIVER = """\
+# nThread 1 nGpus 1 minBytes 8388608 maxBytes 1073741824 step: 2(factor) warmup iters: 2 iters: 5 agg iters: 1 validation: 1 graph: 0
+#
+c0ffee: Test CUDA failure common.cu:1180 'CUDA driver version is insufficient for CUDA runtime version'
+ .. c0ffee pid 52: Test failure common.cu:1454
+"""
+
+
+def test_a_missing_driver_heads_the_verdict_not_the_errors_it_causes(tmp_path):
+    """Issue 27: `efa-verify run` without a GPU headlined 'errors: 1 error line(s)' and
+    offered 'Read the lines around it'; the cause (gpus) was the second FAIL."""
+    from verify.checks import Check
+    from verify.logparse.result import Options, build, parse_sources
+    from verify.logparse.sources import expand
+    from verify.policy import load_policy
+
+    log = tmp_path / "rank0.log"
+    log.write_text(NO_DRIVER)
+    model, inputs = parse_sources(expand([str(log)]))
+    inventory = (Check("benchmark", "fail", True, "all_reduce_perf exited with status 2"),
+                 Check("efa_devices", "fail", True, "no EFA device in /sys/class/infiniband"),
+                 Check("gpus", "fail", True, "0 GPUs: NVML cannot start: no NVIDIA driver "
+                                             "visible in this container"))
+    result = build(model, inputs, Options(), load_policy(None), "run", inventory)
+    assert result["verdict"] == "fail"
+    assert result["verdict_reason"].startswith("gpus: 0 GPUs"), result["verdict_reason"]
+    assert [c["name"] for c in result["checks"]][:2] == ["gpus", "efa_devices"]
+    first = result["errors"][0]
+    assert (first["kind"], first["line"]) == ("no_gpu_driver", 3)
+    assert "--gpus all" in first["fix"] and "Read the lines around it" not in first["fix"]
+    errors = check(result, "errors")
+    assert "first: [no_gpu_driver] Test CUDA failure common.cu:1180" in errors["message"]
+
+
+@pytest.mark.parametrize("line", [
+    "CUDA driver version is insufficient for CUDA runtime version",
+    "RuntimeError: CUDA is not available to torch 2.13.0",
+    "cudaErrorNoDevice: no CUDA-capable device is detected",
+    "NVML: Driver Not Loaded",
+])
+def test_cuda_driver_errors_map_to_the_no_driver_diagnosis(line):
+    from verify.logparse.model import diagnose
+
+    assert diagnose(line, "test_failure")["id"] == "no-gpu-driver"

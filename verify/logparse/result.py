@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from verify.logparse.scan import scan_sources
 from verify.logparse.sources import Source
 from verify.policy import Policy
 from verify.profiles import Profile
+from verify.tables import load_table
 
 
 @dataclass
@@ -79,6 +81,26 @@ def _bandwidth_checks(m: JobModel, opts: Options, instance: Profile | None,
         return checks + [baseline.compare_check(opts.baseline, [], why)]
     return [bandwidth.published_check(judged, instance), bandwidth.derived_check(judged, instance),
             baseline.compare_check(opts.baseline, judged, why)]
+
+
+def _causes_first(checks: list[Check]) -> list[Check]:
+    """Inventory checks (run.yaml causes_first) ahead of the rest, in that order: the
+    verdict names the first failing required check, and a missing GPU, driver or EFA
+    device is the cause of the benchmark's failure and its error lines, not one more
+    symptom beside them.  The rest keep their order."""
+    first = load_table("run")["causes_first"]
+    return sorted(checks, key=lambda c: first.index(c.name) if c.name in first
+                  else len(first))
+
+
+def _errors_message(errors: list) -> str:
+    """How many error lines, and the first one's diagnosis: the earliest line is most
+    often the cause of the rest (a missing driver before the test's own failure)."""
+    if not errors:
+        return "no error lines"
+    first = errors[0]
+    return (f"{len(errors)} error line(s); first: [{first.kind}] "
+            f"{textwrap.shorten(first.message, 120, placeholder=' [...]')}")
 
 
 def _drop_impossible(m: JobModel, limit: float) -> None:
@@ -233,14 +255,13 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
     checks.extend(_bandwidth_checks(m, opts, instance, bw_nodes, ranks))
     errors = [e for e in m.errors if e.severity == "error"]
     checks.append(Check("errors", "fail" if errors else "pass", True,
-                        f"{len(errors)} error line(s)" if errors else "no error lines",
-                        [e.evidence for e in errors][:4]))
+                        _errors_message(errors), [e.evidence for e in errors][:4]))
     if opts.expect_nodes is not None:
         status = "unknown" if nodes is None else _status(nodes, opts.expect_nodes)
         checks.append(Check("nodes", status, True,
                             f"{nodes if nodes is not None else 'unknown'} NCCL node(s), "
                             f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
-    checks.extend(more_checks)
+    checks = _causes_first([*checks, *more_checks])
     word, reason = checkmod.decide(policy, checks)
     if not decide.has_nccl_lines(m) and not any(c.status == "fail" for c in more_checks):
         word, reason = "inconclusive", decide.NO_NCCL_LINES
