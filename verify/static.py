@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verify import elf, envrules
+from verify import elf, envrules, netplugin
 from verify.checks import Check, Evidence
 from verify.components import owner_of
 from verify.profiles import Profile
+from verify.sshcheck import ssh_check
+from verify.tables import load_table
 
-PLUGIN_NAMES = ("libnccl-net.so", "libnccl-net-ofi.so")
 NCCL_VERSION_RE = re.compile(rb"(\d+\.\d+\.\d+)\+cuda(\d+\.\d+)")
 PLUGIN_VERSION_RE = re.compile(rb"aws-ofi-nccl (v?\d+\.\d+\.\d+[\w.-]*)")
 LIBFABRIC_EFA_MARKER = b"FI_EFA_"  # the efa provider registers its FI_EFA_* parameters
@@ -77,32 +78,83 @@ def _same_version(found: str, expected: str | None) -> bool:
                                                           expected).group(1)
 
 
+def _no_plugin(image: Image, tried: list[str]) -> str:
+    """Why NCCL would load no net plugin, naming what it would try and any plugin file
+    that lies where NCCL will not look for it."""
+    setting = image.environ.get("NCCL_NET_PLUGIN")
+    told = "NCCL_NET_PLUGIN unset" if setting is None else f"NCCL_NET_PLUGIN={setting!r}"
+    text = (f"NCCL would load no net plugin and use sockets: with {told} it opens "
+            f"{', '.join(tried) or 'no external plugin'}, not found on the loader path "
+            f"(LD_LIBRARY_PATH, ld.so.conf: {':'.join(image.dirs[:6])})")
+    libdir = image.record.get("ofi_nccl_libdir")
+    if libdir:
+        others = sorted(p.name for p in image.path(libdir).glob(f"{netplugin.PREFIX}*.so"))
+        if others:
+            text += f"; {libdir} holds {', '.join(others)}"
+    return text
+
+
 def check_plugin(image: Image) -> list[Check]:
+    """The net plugin NCCL will open (NCCL_NET_PLUGIN and NCCL's file-name rules, on the
+    image's loader path), that it is aws-ofi-nccl at the spec's version, and its links."""
     absent = _absent_check("plugin", image)
     if absent:
-        return [absent, Check("plugin_deps", "skip", True, "no plugin to resolve")]
-    dirs = ([image.record["ofi_nccl_libdir"]] if image.record.get("ofi_nccl_libdir") else []) \
-        + image.dirs
-    plugin = next((p for n in PLUGIN_NAMES if (p := elf.find_library(n, image.root, dirs))),
-                  None)
+        return [absent, Check("plugin_deps", "skip", True, "no plugin to resolve"),
+                Check("plugin_dlopen", "skip", True, "no plugin to resolve")]
+    plugin, tried = netplugin.resolve(image.environ.get("NCCL_NET_PLUGIN"), image.root,
+                                      image.dirs)
     if plugin is None:
-        return [Check("plugin", "fail", True, "aws-ofi-nccl plugin (libnccl-net.so) not found "
-                      f"on the library path: {':'.join(dirs[:6])}"),
-                Check("plugin_deps", "skip", True, "no plugin to resolve")]
+        return [Check("plugin", "fail", True, _no_plugin(image, tried)),
+                Check("plugin_deps", "skip", True, "no plugin to resolve"),
+                Check("plugin_dlopen", "skip", True, "no plugin to resolve")]
     version = PLUGIN_VERSION_RE.search(plugin.read_bytes())
     found = version.group(1).decode() if version else None
     expected = image.record["versions"].get("aws_ofi_nccl")
-    status = "pass" if found and _same_version(found, expected) \
-        else "fail" if found else "unknown"
-    checks = [Check("plugin", status, True, f"aws-ofi-nccl {found or 'version unreadable'} "
-                    f"(expected {expected})", [image.ev(plugin, f"aws-ofi-nccl {found}")])]
+    status = "pass" if found and _same_version(found, expected) else "fail"
+    message = f"NCCL opens {image.show(plugin)}: " + (
+        f"aws-ofi-nccl {found} (expected {expected})" if found else
+        "not aws-ofi-nccl (no aws-ofi-nccl version string): another plugin shadows it")
+    checks = [Check("plugin", status, True, message,
+                    [image.ev(plugin, f"opened for {tried[-1]}: aws-ofi-nccl {found}")])]
     missing = elf.unresolved(plugin, image.root, image.dirs)
     checks.append(Check(
         "plugin_deps", "fail" if missing else "pass", True,
         ("unresolved: " + ", ".join(f"{lib} (needed by {who})" for lib, who in missing.items())
          + "; NCCL would skip the plugin and fall back to sockets") if missing
         else "every library the plugin needs resolves", [image.ev(plugin, "DT_NEEDED")]))
+    checks.append(check_dlopen(image, plugin))
     return checks
+
+
+def check_dlopen(image: Image, plugin: Path) -> Check:
+    """Every library the plugin and libfabric dlopen (verify/data/dlopen.yaml) resolves
+    as dlopen would find it: LD_LIBRARY_PATH, the opener's RUNPATH, ld.so.conf, the
+    default dirs.  Host-provided ones (the driver) are listed, never required."""
+    openers = {"aws_ofi_nccl": plugin,
+               "libfabric": elf.find_library("libfabric.so.1", image.root, image.dirs)}
+    missing, found, host = [], [], []
+    for row in load_table("dlopen")["dlopen"]:
+        opener = openers.get(row["opened_by"])
+        if opener is None or image.absent(row.get("needs", "")):
+            continue
+        if row.get("host"):
+            host.append(row["names"][0])
+            continue
+        runpath = [p.replace("$ORIGIN", image.show(opener.parent))
+                   for p in elf.read_dynamic(opener).runpath]
+        lib = next((p for n in row["names"]
+                    if (p := elf.find_library(n, image.root, runpath + image.dirs))), None)
+        who = f"{row['names'][0]} (dlopened by {opener.name}: {row['source']})"
+        if lib is None:
+            missing.append(who)
+        else:
+            found.append(image.ev(lib, who))
+    if missing:
+        return Check("plugin_dlopen", "fail", True, "cannot be found with the image's loader "
+                     "configuration: " + "; ".join(missing) + "; NCCL would fall back to "
+                     "sockets or lose GPUDirect", found)
+    return Check("plugin_dlopen", "pass", True, f"{len(found)} dlopen() targets resolve"
+                 + (f" ({', '.join(host)} come from the host's driver)" if host else ""), found)
 
 
 def check_libfabric(image: Image) -> list[Check]:
@@ -239,12 +291,7 @@ def check_files(image: Image) -> list[Check]:
     checks.append(absent or Check("gdrcopy", "pass" if gdr else "fail", True,
                                   f"GDRCopy library {gdr.name}" if gdr
                                   else "libgdrapi.so.2 not on the library path"))
-    ssh = [image.path(p) for p in ("/usr/sbin/sshd", "/root/.ssh/authorized_keys",
-                                   "/root/.ssh/id_ed25519", "/root/.ssh/config")]
-    missing = [str(p.relative_to(image.root)) for p in ssh if not p.exists()]
-    checks.append(Check("ssh", "fail" if missing else "pass", True,
-                        "ssh ready for MPI (sshd, cluster key, no host-key prompts)"
-                        if not missing else "missing for MPI over ssh: " + ", ".join(missing)))
+    checks.append(ssh_check(image.root))  # verify/sshcheck.py says why each condition
     return checks
 
 
