@@ -351,7 +351,8 @@ def gate(image: str | None, policy_file: str | None, push_to: str | None,
     elif content is None:
         raise CliError(f"{ref} has no content tag (efakit build applies one)")
     else:
-        result = _push(engine, target, info, content, aliases, checks, policy, extra)
+        result = gatemod.with_push(_push(engine, target, info, content, aliases, checks,
+                                         policy, extra))
     out_dir.mkdir(parents=True, exist_ok=True)
     head = gatemod.headline(result)
     markdown = "\n\n".join(f"**{line}**" if i == 0 else line.replace("  ", " ")
@@ -458,6 +459,7 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
     if dry_run:
         click.echo(json.dumps(req, indent=2))
         return
+    req = sm.with_job_key(req)  # after --dry-run: the key is never printed
     if local:
         sm.prepare_out(out_dir, local=True)
         _sagemaker_local(spec, req, out_dir, as_json)

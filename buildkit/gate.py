@@ -151,6 +151,16 @@ def scan_check(scan: dict, policy: Policy) -> Check:
                  f"{shown} (the policy fails on {', '.join(policy.scan_fail_on)})", evidence)
 
 
+def with_push(result: dict) -> dict:
+    """The result after a push: `image.digest` is the registry reference the push made
+    (or found already there), so gate.json, gate.md and the headline say what was
+    pushed; before, they said 'not pushed' next to the log line that printed it."""
+    push = result.get("push") or {}
+    if push.get("action") in ("pushed", "already-present") and push.get("digest"):
+        result["image"]["digest"] = f"{push['reference']}@{push['digest']}"
+    return result
+
+
 STATIC_DIFFERS = ("`efa-verify static` alone applies the default policy (every check required, "
                   "nothing waived); the gate applies the policy above, so the two can differ.")
 
@@ -162,7 +172,10 @@ def headline(result: dict) -> list[str]:
     verdict = result["verdict"].upper()
     if waived and result["verdict"] == "pass":
         verdict = f"PASS with {len(waived)} waiver{'s' * (len(waived) > 1)} ({', '.join(waived)})"
-    digest = image.get("digest") or "no registry digest (not pushed)"
+    push = result.get("push") or {}
+    digest = image.get("digest") or ("no registry digest (not pushed: "
+                                      f"{push['reason']})" if push.get("action") == "refused"
+                                      else "no registry digest (not pushed)")
     return [f"GATE: {verdict}",
             f"image:  {image['reference']}  {digest}  (id {image['id']})",
             f"policy: {image['policy']}",

@@ -136,7 +136,13 @@ def test_passing_image_lands_with_the_printed_digest_then_is_a_no_op(ci_images, 
             ["imageDetails"]] == [[tag]]
     scan = next(c for c in result["checks"] if c["name"] == "scan_findings")
     assert scan["status"] == "pass" and "HIGH 1" in scan["message"]  # moto's canned finding
-    assert "| scan_findings |" in (tmp_path / "gate.md").read_text()
+    summary = (tmp_path / "gate.md").read_text()
+    assert "| scan_findings |" in summary
+    # The pushed digest, not 'not pushed', in gate.json, gate.md and the headline (issue 27).
+    pushed = f"{push['reference']}@{push['digest']}"
+    assert result["image"]["digest"] == pushed
+    assert json.loads((tmp_path / "gate.json").read_text())["image"]["digest"] == pushed
+    assert pushed in summary.split("\n\n")[1] and "not pushed" not in summary
 
     again, second = gate(EC2, "--push", f"{URI}/gate-pass", "--registry", reg, env=env)
     assert again.returncode == 0, again.stderr

@@ -26,3 +26,23 @@ def test_a_plain_verdict_and_a_registry_digest():
     assert head[0] == "GATE: FAIL"
     assert "repo/x@sha256:def" in head[1]
     assert headline(_result("pass", {"plugin": "pass"}))[0] == "GATE: PASS"
+
+
+def test_after_a_push_the_digest_is_the_pushed_one_everywhere():
+    """Issue 27: the log said 'pushed ...@sha256:6b86... (pushed)' while the headline,
+    gate.md and gate.json's image.digest said 'no registry digest (not pushed)'."""
+    from buildkit.gate import with_push
+
+    ref = "127.0.0.1:15000/efakit-pytorch:pytorch2.13-ec2-8a796ef60337"
+    for action in ("pushed", "already-present"):
+        result = with_push({**_result("pass", {"plugin": "pass"}),
+                            "push": {"action": action, "reference": ref,
+                                     "digest": "sha256:6b869b02"}})
+        assert result["image"]["digest"] == f"{ref}@sha256:6b869b02"
+        assert f"{ref}@sha256:6b869b02" in headline(result)[1]
+        assert "not pushed" not in headline(result)[1]
+    refused = with_push({**_result("fail", {"plugin": "fail"}),
+                         "push": {"action": "refused",
+                                  "reason": "gate verdict fail: nothing was pushed"}})
+    assert refused["image"]["digest"] is None
+    assert "not pushed: gate verdict fail: nothing was pushed" in headline(refused)[1]
