@@ -37,9 +37,9 @@ def load_image_env(path: str | Path) -> dict:
     exported by `env --shell`, so a key that is not a shell name, or a value that is
     not a string, is one line here, never a command or a traceback at container start."""
     try:
-        return records.load(path, "image-env", "efakit image env record")
-    except records.RecordError as exc:
-        raise ValueError(f"cannot read the image env record: {exc}") from None
+        return records.load(path, "image-env", "image env record")
+    except records.RecordError as exc:  # `cannot read the image env record: ...` or
+        raise ValueError(str(exc)) from None  # `PATH: not a valid image env record: ...`
 
 
 def plan(image_env: Mapping, detection: Detection, environ: Mapping[str, str]) -> StartPlan:

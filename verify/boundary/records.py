@@ -105,7 +105,8 @@ def load(path: str | Path, name: str, what: str, limit: int = MAX_INPUT_BYTES,
         text = read_text(path, limit)
     except ReadError as exc:
         raise RecordError(f"cannot read the {what}: {exc}") from None
-    return check(parse_json(text, f"{path}"), name, f"{path}: not a valid {what}", package)
+    where = f"{path}: not a valid {what}"
+    return check(parse_json(text, where), name, where, package)
 
 
 def parse_json(text: str, where: str) -> Any:
