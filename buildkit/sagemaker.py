@@ -16,6 +16,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -226,6 +228,24 @@ def request(spec: JobSpec) -> dict:
         req["VpcConfig"] = {"Subnets": list(spec.subnets),
                             "SecurityGroupIds": list(spec.security_groups)}
     return req
+
+
+def with_job_key(req: dict) -> dict:
+    """The request with a key pair made for this job alone (EFAKIT_SSH_KEY): the image
+    carries no ssh key, and its entrypoint installs this one on every host so mpirun
+    reaches the others.  Added after --dry-run prints the request, so the key is never
+    printed; it lives as long as the job (DescribeTrainingJob shows it to whoever may
+    describe the job, never to whoever can pull the image)."""
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise CliError("ssh-keygen not found: sagemaker-verify makes a key pair per job "
+                       "(Debian: apt-get install openssh-client)", Exit.NO_ENGINE)
+    with tempfile.TemporaryDirectory(prefix="efakit-key-") as tmp:
+        key = Path(tmp) / "id_ed25519"
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)],
+                       check=True, capture_output=True, timeout=60)
+        private = key.read_text(encoding="ascii").strip()
+    return {**req, "Environment": {**req["Environment"], "EFAKIT_SSH_KEY": private}}
 
 
 def client(service: str, region: str | None, attempts: int | None = None):

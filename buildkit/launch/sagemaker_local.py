@@ -31,7 +31,11 @@ def compose_binary() -> str:
 
 def prepare(workdir: Path, image: str, count: int, env: dict[str, str],
             hyper: dict[str, str]) -> Path:
-    """Write each host's /opt/ml tree and the compose file; return the compose file."""
+    """Write each host's /opt/ml tree and the compose file; return the compose file.
+
+    Volume sources are absolute: docker-compose v1 reads a relative `out/...:/opt/ml/...`
+    as a named volume, and the job never starts (issue #26)."""
+    workdir = workdir.absolute()
     hosts = [f"algo-{i}" for i in range(1, count + 1)]
     services = {}
     for host in hosts:

@@ -157,14 +157,15 @@ RUN ldconfig \
  && { test -n "$nccl_lib" || { echo "efakit: the base has no libnccl.so.2 in the loader cache" >&2; exit 1; }; } \
  && ln -sfn /usr /opt/efakit-nccl
 
-# MPI over ssh for multi-node launch.  Host keys are generated when the container
-# starts (never baked in).  The cluster-internal root key pair is generated per
-# image build, as every anchor does: it only lets containers of this image reach
-# each other's sshd, which listens inside the cluster network alone.
-RUN mkdir -p /var/run/sshd /root/.ssh && chmod 700 /root/.ssh \
- && ssh-keygen -q -t ed25519 -N "" -C efakit-cluster-key -f /root/.ssh/id_ed25519 \
- && cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys \
- && printf 'Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n' > /root/.ssh/config \
+# MPI over ssh for multi-node launch, with no key in the image: keys come from the
+# runtime (mpi-operator's Secret on /root/.ssh, a per-job pair on Slurm, a per-job
+# key for SageMaker that efakit-entrypoint installs), host keys are made at start.
+# The client options live in /etc/ssh/ssh_config.d, where a Secret mounted over
+# /root/.ssh cannot hide them; /run/sshd is made again at start (enroot mounts a
+# tmpfs on /run).  verify/sshcheck.py checks all of this in `efa-verify static`.
+RUN mkdir -p /run/sshd /etc/ssh/ssh_config.d \
+ && printf 'Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n' > /etc/ssh/ssh_config.d/50-efakit-mpi.conf \
+ && grep -q '^Include /etc/ssh/ssh_config.d/\*.conf' /etc/ssh/ssh_config \
  && sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/' /etc/ssh/sshd_config \
  && printf '#!/bin/sh\nexec /opt/amazon/openmpi/bin/mpirun --allow-run-as-root "$@"\n' > /usr/local/bin/mpirun-root \
  && chmod 755 /usr/local/bin/mpirun-root
