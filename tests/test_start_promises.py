@@ -88,3 +88,15 @@ def test_g4dn_and_p4d_together_leave_device_rdma_as_the_image_has_it(record):
     by_name = {p.name: p for p in PROFILES}
     detection = Detection(None, "test", "gpu model", (by_name["g4dn.metal"], by_name["p4d.24xlarge"]))
     assert "FI_EFA_USE_DEVICE_RDMA" not in {c.var for c in startenv.plan(record, detection, {}).changes}
+
+
+@pytest.mark.parametrize("value", ["0", "", "efa"])
+def test_on_an_older_image_a_users_device_rdma_survives_g4dn(record, value):
+    """Hand-picked: the image baked FI_EFA_USE_DEVICE_RDMA=1 into ENV; g4dn's rules unset
+    it, but a different value at start is the user's and stays."""
+    old = {**record, "env": {**record["env"], **(record.get("start_defaults") or {})},
+           "start_defaults": {}}
+    g4dn = next(p for p in PROFILES if p.name == "g4dn.metal")
+    plan = startenv.plan(old, Detection(g4dn, "test", "exact"), {"FI_EFA_USE_DEVICE_RDMA": value})
+    assert startenv.shell_lines(plan) == [] and [c.var for c in plan.kept] == \
+        ["FI_EFA_USE_DEVICE_RDMA"]
