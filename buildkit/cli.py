@@ -426,7 +426,7 @@ def _push(engine, target, info: dict, content: str, aliases: list[str], checks: 
 @click.option("--job-name", default=None, help="Default efakit-verify-<time>.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/sagemaker"),
               show_default=True, help="Where the downloaded report and plot go.")
-@click.option("--poll", type=Finite(0.01, 3600), default=30, hidden=True)
+@click.option("--poll", type=Finite(0, 3600), default=30, hidden=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Print the verifier's JSON result (verify/schema/result.schema.json).")
 @errors
@@ -497,8 +497,7 @@ def _show_result(result: dict | None, where: Path, failure: str | None, as_json:
 
 
 def _sagemaker_local(spec, req: dict, out_dir: Path, as_json: bool) -> None:
-    import json
-
+    from buildkit import sagemaker as sm
     from buildkit.launch import sagemaker_local as smlocal
     from buildkit.progress import Progress
 
@@ -511,7 +510,7 @@ def _sagemaker_local(spec, req: dict, out_dir: Path, as_json: bool) -> None:
     code, output = smlocal.run(workdir, spec.image_uri, spec.count, req["Environment"], hyper,
                                spec.max_run, say)
     result_file = output / "data" / "efa-verify" / "result.json"
-    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    result = sm.read_result(result_file)
     failure = output / "failure"
     if failure.exists():
         say(f"FailureReason: {failure.read_text()}")

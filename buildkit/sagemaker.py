@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -332,8 +331,25 @@ def fetch_result(s3, job: dict, dest) -> dict | None:
         raise CliError(f"cannot download {path}: {exc}", Exit.FAIL) from None
     with tarfile.open(archive) as tar:
         tar.extractall(dest / "output", filter="data")
-    result = dest / "output" / "efa-verify" / "result.json"
-    return json.loads(result.read_text()) if result.exists() else None
+    return read_result(dest / "output" / "efa-verify" / "result.json")
+
+
+# A 64-host job's result with every rank's detail is well under this.
+RESULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def read_result(path: Path) -> dict | None:
+    """The job's result.json, checked against verify/schema/result.schema.json by the
+    boundary before anything reads it (it comes back from instances, not from us);
+    None when the job wrote none."""
+    from verify.boundary.records import RecordError, load
+
+    if not path.exists():
+        return None
+    try:
+        return load(path, "result", "efa-verify result", RESULT_MAX_BYTES)
+    except RecordError as exc:
+        raise CliError(str(exc), Exit.FAIL) from None
 
 
 def mark_verified(ecr, image_uri: str, family: str) -> str:
