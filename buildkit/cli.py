@@ -173,23 +173,18 @@ REPORT_MAX_BYTES = 256 * 1024 * 1024
 def report(result_file: Path, plot_file: Path | None, markdown_file: Path | None) -> None:
     """Show an efa-verify JSON result; optionally plot it (on the host, not in the image)."""
 
-    from buildkit import schemas
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
+    from verify.boundary import records
     from verify.boundary.files import SameFileError, refuse_overlap
-    from verify.tables import load_json_file
 
     try:  # before reading anything: `report r.json --plot r.json` would replace the result
         refuse_overlap([("--plot", plot_file), ("--markdown", markdown_file)], [result_file])
     except SameFileError as exc:
         raise CliError(str(exc)) from None
-    result = load_json_file(result_file, REPORT_MAX_BYTES)
-    if not isinstance(result, dict) or result.get("schema_version") != 1:
-        raise CliError(f"{result_file}: not an efa-verify result (schema_version 1)")
-    try:
-        schemas.check(result, "verify", "result.schema.json",
-                      f"{result_file}: not a valid efa-verify result")
-    except schemas.SchemaError as exc:
+    try:  # the same reader and checker as every record, in the image too
+        result = records.load(result_file, "result", "efa-verify result", REPORT_MAX_BYTES)
+    except records.RecordError as exc:
         raise CliError(str(exc)) from None
     click.echo(reports.to_table(result), nl=False)
     if markdown_file:

@@ -116,7 +116,7 @@ def test_report_rejects_what_is_not_a_result(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
     proc = procs.run([*EFAKIT, "report", str(other)], capture_output=True, text=True)
-    assert proc.returncode == 2 and "not an efa-verify result" in proc.stderr
+    assert proc.returncode == 2 and "not a valid efa-verify result" in proc.stderr
 
 
 def test_a_failed_check_outranks_an_inconclusive_one(tmp_path):
