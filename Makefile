@@ -28,7 +28,7 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test test-deps mutate fuzz bench-parse bench-build clean \
-	image ci-image host mirror base-image gate free-disk sagemaker-verify outdated
+	image ci-image host mirror base-image base-facts gate free-disk sagemaker-verify outdated
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -41,6 +41,7 @@ help:
 	@echo "make image FRAMEWORK=pytorch [VARIANT=] [PROFILE=] [TAG=] [ALLOW_UNPINNED=1]  build with BuildKit"
 	@echo "make render FRAMEWORK=pytorch [PROFILE=offline]  render every variant into $(OUT)/render"
 	@echo "make gate [IMAGE=] [PUSH=ecr-uri] [POLICY=]     verify the last built image; push only when green"
+	@echo "make base-facts [STAND_INS=1]                   compare images/base-facts.yaml with the real bases"
 	@echo "make lint                                       ruff, hadolint, the env rules, the workflows (zizmor)"
 	@echo "make test                                       the test suite (creates .venv if needed)"
 	@echo "make test-deps                                  system packages the Docker-free tests need (Open MPI)"
@@ -100,6 +101,13 @@ image: $(STAMP)
 	$(BIN)/efakit build $(FRAMEWORK) $(VARIANT_FLAG) $(PROFILE_FLAG) $(TAG_FLAG) \
 		$(if $(filter 1,$(ALLOW_UNPINNED)),--allow-unpinned,) --out $(BUILD_OUT) \
 		--namespace $(NAMESPACE)
+
+# The base facts (images/base-facts.yaml) against the real base images: registry-only
+# commands in each base and builder (no GPU); fails with the difference.  STAND_INS=1
+# probes the local stand-ins instead (tests/standins).
+STAND_INS ?=
+base-facts: $(STAMP)
+	$(PY) -m buildkit.basefacts check --spec images/$(FRAMEWORK).yaml $(if $(STAND_INS),--stand-ins,)
 
 gate: $(STAMP)
 	$(BIN)/efakit gate $(IMAGE) $(if $(POLICY),--policy $(POLICY),) \
