@@ -53,15 +53,20 @@ def test_pyxis_script_asks_for_the_nodes_gpus_and_runs_the_sweep_in_the_image(tm
                       "output": "/fsx/efa-verify/slurm-%j.out", "partition": "gpu",
                       "exclude": "p5-[003,017]"}
     steps = [line for line in text.splitlines() if line.startswith("srun ")]
-    assert len(steps) == 2
+    assert len(steps) == 4  # import, key pair, sshd on every node, the verifier
     assert "'--container-image=ecr#efakit-test/pytorch:1.0' --container-name=efakit" in steps[0]
-    assert "/usr/sbin/sshd -D -p 2222" in steps[0] and steps[0].endswith(" &")
-    assert "--container-name=efakit" in steps[1] and "--container-image" not in steps[1]
-    assert "ssh -p 2222" in steps[1]  # mpirun reaches the other containers' sshd
-    assert "efa-verify env --shell --instance-type p5.48xlarge" in steps[1]  # the env rules
-    assert ("efa-verify sweep --instance-type p5.48xlarge --gpus-per-host 8 --output-dir "
-            '"$1"\' efakit "$RUN_DIR"') in steps[1]
+    assert all("--container-image" not in s and "--container-name=efakit" in s
+               for s in steps[1:])  # the container exists on every node before they start
+    assert "ssh-keygen -q -t ed25519" in steps[1] and "umask 077" in steps[1]
+    assert "/usr/sbin/sshd -D -e -p" in steps[2] and steps[2].endswith('"$KEYS" 2222 &')
+    assert "mkdir -p /run/sshd" in steps[2] and 'AuthorizedKeysFile="$1/authorized_keys"' in steps[2]
+    assert "ssh -p $3 -i $2/id_ed25519" in steps[3]  # mpirun reaches the others with the job's key
+    assert "efa-verify env --shell --instance-type p5.48xlarge" in steps[3]  # the env rules
+    assert ("efa-verify sweep --instance-type p5.48xlarge --gpus-per-host 8 --ready-timeout 600 "
+            '--output-dir "$1"\' efakit "$RUN_DIR" "$KEYS" 2222') in steps[3]
+    assert "sleep" not in text  # readiness, not a fixed wait
     assert 'RUN_DIR=/fsx/efa-verify/efa-verify-sweep-"$SLURM_JOB_ID"' in text.splitlines()
+    assert 'KEYS=/fsx/efa-verify/.efa-verify-ssh-"$SLURM_JOB_ID"' in text.splitlines()
     assert "rank.N.log" in text  # where the per-rank NCCL logs land
 
 
@@ -74,7 +79,8 @@ def test_enroot_and_bare_metal_scripts_parse_and_run_efa_verify_once(tmp_path):
     bare = slurm("--nodes", "2", "--container", "none", "--arg", "--rounds", "--arg", "4")
     bash_parses(bare, tmp_path)
     assert "enroot" not in bare and "--container" not in bare
-    assert bare.count("srun ") == 1 and "--rounds 4 --output-dir" in bare
+    assert bare.count("\nsrun ") == 1 and "--rounds 4 --launcher srun --srun-mpi pmix" in bare
+    assert "ssh " not in bare and "rsh_agent" not in bare  # srun starts every rank
 
 
 def test_output_file_is_written_and_the_summary_goes_to_stderr(tmp_path):

@@ -111,7 +111,11 @@ def test_job_is_created_as_asked(moto_env, tmp_path):
     assert job["HyperParameters"]["sweep"] == "quick"
     # moto does not echo Environment or MetricDefinitions back: the request as sent is kept
     sent = json.loads((tmp_path / "efakit-j2" / "request.json").read_text())
+    # A key pair made for this job (the image has none), never printed by --dry-run.
+    key = sent["Environment"].pop("EFAKIT_SSH_KEY")
+    assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and len(key) <= 512
     assert sent["Environment"] == {"EFAKIT_SAGEMAKER_VERIFY": "1"}
+    assert key not in proc.stdout + proc.stderr
     assert sent["AlgorithmSpecification"]["MetricDefinitions"][-1] == \
         {"Name": "efa_verify_pass", "Regex": "efa_verify_pass=([0-9.eE+-]+)"}
 

@@ -25,6 +25,7 @@ from verify.cliutil import (
     provider_name,
     timeout_options,
 )
+from verify.run.options import launcher_options
 
 
 @click.group("efa-verify", cls=OneLineGroup,
@@ -289,6 +290,7 @@ def preflight(instance_type: str | None, image_env: str | None, sysfs: str, devf
               help="New or empty directory for logs and reports "
                    "(default ./efa-verify-run-<time>).")
 @timeout_options("The run", "verify/data/run.yaml")
+@launcher_options
 @click.option("--sysfs", default="/sys", show_default=True, hidden=True)
 @report_options
 @baseline_options
@@ -299,7 +301,8 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
         engine: str, output_dir: str | None, timeout: float | None, stall_timeout: float | None,
         tests_dir: str | None, sysfs: str, as_json: bool, json_file: str | None,
         junit_file: str | None, markdown_file: str | None, policy_file: str | None,
-        baseline_spec: str | None, tolerance: float) -> None:
+        baseline_spec: str | None, tolerance: float, launcher: str, srun_mpi: str,
+        ready_timeout: float | None) -> None:
     """Run nccl-tests over MPI across hosts and decide from its logs and EFA counters.
 
     Every stage has a timeout and a progress watch; on a hang the process tree
@@ -334,7 +337,8 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
                       expect_provider.strip().lower(), test_name, base)
     opts = runjob.RunOptions(plan, gpus, gpus_source, outdir, engine, test_name,
                              "quick" if quick else "full", options, timeout, stall_timeout,
-                             sysfs, tests_dir)
+                             sysfs, tests_dir, launcher=launcher, srun_mpi=srun_mpi,
+                             ready_timeout=ready_timeout)
     handlers = {sig: signal.signal(sig, lambda *_: opts.interrupted.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -28,8 +28,8 @@ def mpijob(job: Job, name: str, namespace: str | None, allow_tag: bool) -> dict:
     for flag, value in (("--name", name), ("--namespace", namespace)):
         checked_name(value, flag, K8S_NAME_RE,
                      "lower-case letters, digits and '-' (at most 52 characters)")
-    verify = shell_line([*verifier_argv(job, conf["hostfile"]), "--output-dir",
-                         job.output_dir])
+    verify = shell_line([*verifier_argv(job, conf["hostfile"]), "--ready-timeout",
+                         str(table()["ssh"]["ready_timeout"]), "--output-dir", job.output_dir])
     launcher_cmd = f"{env_step(job)}; exec {verify}"
     limits = {conf["gpu_resource"]: job.gpus_per_node,
               conf["efa_resource"]: job.profile.efa_devices,
@@ -39,7 +39,11 @@ def mpijob(job: Job, name: str, namespace: str | None, allow_tag: bool) -> dict:
         "containers": [{
             "name": "worker",
             "image": job.image,
-            "command": ["bash", "-c", "ssh-keygen -A && exec /usr/sbin/sshd -De"],
+            # Host keys made at start (the image has none); the client key is
+            # mpi-operator's Secret on /root/.ssh, the client options are in
+            # /etc/ssh/ssh_config.d, where that mount cannot hide them.
+            "command": ["bash", "-c",
+                        "mkdir -p /run/sshd && ssh-keygen -A && exec /usr/sbin/sshd -De"],
             "securityContext": {"capabilities": {"add": ["IPC_LOCK"]}},
             "resources": {"limits": dict(limits), "requests": dict(limits)},
             "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],

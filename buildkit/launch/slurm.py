@@ -59,16 +59,16 @@ def _directives(job: Job, limit: str, partition: str | None, nodelist: str | Non
 
 def slurm_script(job: Job, container: str, partition: str | None, time_text: str | None,
                  nodelist: str | None, exclude: str | None, job_name: str) -> str:
-    """An sbatch script: sshd on every node, then efa-verify once on the first node.
+    """An sbatch script that runs efa-verify once, on the first node of the allocation.
 
-    Every value reaches the script as one quoted shell word (shell_line) or one
-    sbatch word (sbatch_directive); the run directory, which needs $SLURM_JOB_ID,
-    is a shell variable passed to the step as an argument, never spliced into it."""
+    Bare metal: ranks start as srun steps (`--launcher srun`, PMIx), no sshd.  In
+    pyxis/enroot containers (no srun inside): a per-job key pair and sshd, then
+    mpirun over ssh, after every node answers (`--ready-timeout`).  Every value
+    reaches the script as one quoted shell word (shell_line) or one sbatch word
+    (sbatch_directive); paths that need $SLURM_JOB_ID are shell variables passed to
+    the steps as arguments ($1, $2), never spliced into their scripts."""
     limit = _checked(job, container, partition, time_text, nodelist, exclude, job_name)
-    conf = table()
-    port = str(conf["ssh"]["container_port"])
     out = job.output_dir.rstrip("/") or "/"
-    run_dir = f"{out}/efa-verify-{job.command}-$SLURM_JOB_ID"
     lines = [
         "#!/bin/bash",
         f"# efakit launch slurm: efa-verify {job.command} on {job.nodes} x {job.profile.name} "
@@ -78,53 +78,81 @@ def slurm_script(job: Job, container: str, partition: str | None, time_text: str
         *_directives(job, limit, partition, nodelist, exclude, job_name),
         "set -euo pipefail",
         f"OUT={shell_word(out)}",
-        f"RUN_DIR={shell_word(run_dir.removesuffix('$SLURM_JOB_ID'))}\"$SLURM_JOB_ID\"",
+        f"RUN_DIR={shell_word(f'{out}/efa-verify-{job.command}-')}\"$SLURM_JOB_ID\"",
         'mkdir -p -- "$OUT"',
         "",
     ]
-    # The verifier step gets the run directory as "$1": a value, not script text.
-    verify = shell_line(verifier_argv(job)) + ' --output-dir "$1"'
     if container == "none":
-        return "\n".join(lines + [
-            "# Bare metal: the image's binaries (efa-verify, nccl-tests, Open MPI) are installed",
-            "# on every node; mpirun reaches the other nodes over the hosts' own ssh.",
-            "# Per-rank NCCL logs: $RUN_DIR/**/rank.N.log",
-            shell_line(["srun", "--nodes=1", "--ntasks=1", "bash", "-c",
-                        f"{env_step(job, True)}; exec {verify}", "efakit"]) + ' "$RUN_DIR"',
-        ]) + "\n"
-    image = job.image or ""
-    rsh = shell_line(["ssh", "-p", port, "-o", "BatchMode=yes", "-o",
-                      "StrictHostKeyChecking=no", "-o", "ConnectTimeout=5"])
-    sshd = f"ssh-keygen -A && exec /usr/sbin/sshd -D -p {port}"
-    inner = (f"export OMPI_MCA_plm_rsh_agent={shell_word(rsh)}; {env_step(job, True)}; "
-             f"exec {verify}")
+        return "\n".join(lines + _bare_metal(job)) + "\n"
+    return "\n".join(lines + _in_containers(job, container, out)) + "\n"
+
+
+def _verifier(job: Job, *extra: str) -> str:
+    """The verifier's command line for a step script: its output dir is "$1"."""
+    return shell_line([*verifier_argv(job), *extra]) + ' --output-dir "$1"'
+
+
+def _bare_metal(job: Job) -> list[str]:
+    mpi = table()["slurm"]["srun_mpi"]
+    verify = _verifier(job, "--launcher", "srun", "--srun-mpi", mpi)
+    return [
+        "# Bare metal: the image's binaries (efa-verify, nccl-tests) are installed on every",
+        f"# node.  efa-verify starts every rank as an srun step (--mpi={mpi}) inside this",
+        "# allocation: no sshd, no keys.  Per-rank NCCL logs: $RUN_DIR/**/rank.N.log",
+        shell_line(["srun", "--nodes=1", "--ntasks=1", "bash", "-c",
+                    f"{env_step(job, True)}; exec {verify}", "efakit"]) + ' "$RUN_DIR"',
+    ]
+
+
+def _in_containers(job: Job, container: str, out: str) -> list[str]:
+    """pyxis or enroot: import once per node, a per-job key pair, sshd, then the verifier."""
+    conf = table()
+    port = str(conf["ssh"]["container_port"])
     cname = conf["slurm"]["container_name"]
+    image = job.image or ""
+    # sshd with the job's own host key and authorized key (nothing from the image, which
+    # carries none): /run/sshd again because enroot mounts a tmpfs on /run.  StrictModes
+    # off: the key directory is 0700 but its parents on shared storage are the site's.
+    sshd = ('mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -p "$2" -h "$1/host_ed25519_key" '
+            '-o AuthorizedKeysFile="$1/authorized_keys" -o StrictModes=no -o PidFile=none')
+    keygen = ('umask 077 && mkdir -p -- "$1" && ssh-keygen -q -t ed25519 -N "" -C efakit-job '
+              '-f "$1/id_ed25519" && ssh-keygen -q -t ed25519 -N "" -C efakit-job '
+              '-f "$1/host_ed25519_key" && cp "$1/id_ed25519.pub" "$1/authorized_keys"')
+    rsh = ('export OMPI_MCA_plm_rsh_agent="ssh -p $3 -i $2/id_ed25519 -o BatchMode=yes '
+           '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5"')
+    verify = _verifier(job, "--ready-timeout", str(conf["ssh"]["ready_timeout"]))
+    inner = f"{rsh}; {env_step(job, True)}; exec {verify}"
     if container == "pyxis":
-        mounts = f"--container-mounts={out}:{out}"
-        common = [f"--container-name={cname}", mounts, "--container-remap-root",
-                  "--no-container-mount-home"]
-        return "\n".join(lines + [
-            "# pyxis: every node runs the image's sshd in a named container; the verifier step",
-            "# then runs in the same container on the first node and reaches the others over",
-            f"# port {port}.  Per-rank NCCL logs: $RUN_DIR/**/rank.N.log",
-            shell_line(["srun", "--ntasks-per-node=1", f"--container-image={image}",
-                        *common, "bash", "-c", sshd]) + " &",
-            "sleep 20  # sshd up on every node",
-            shell_line(["srun", "--overlap", "--nodes=1", "--ntasks=1", *common, "bash",
-                        "-c", inner, "efakit"]) + ' "$RUN_DIR"',
-        ]) + "\n"
-    mount = ["--mount", f"{out}:{out}"]
-    return "\n".join(lines + [
-        "# enroot without pyxis: import the image once, create the container on every",
-        "# node, start sshd in it, then the verifier on the first node.",
+        common = [f"--container-name={cname}", f"--container-mounts={out}:{out}",
+                  "--container-remap-root", "--no-container-mount-home"]
+        start = ["srun", "--ntasks-per-node=1", f"--container-image={image}", *common]
+        each = ["srun", "--overlap", "--ntasks-per-node=1", *common]
+        first = ["srun", "--overlap", "--nodes=1", "--ntasks=1", *common]
+        prepare = [shell_line([*start, "true"]) + "  # import the image on every node; "
+                   "Slurm names a node that fails"]
+    else:
+        mount = ["--mount", f"{out}:{out}"]
+        each = ["srun", "--overlap", "--ntasks-per-node=1", "enroot", "start", "--root", "--rw",
+                *mount, cname]
+        first = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "enroot", "start", "--root",
+                 "--rw", *mount, cname]
+        prepare = [
+            f"SQSH=\"$OUT\"/{shell_word(cname + '.sqsh')}",
+            f'[ -f "$SQSH" ] || enroot import --output "$SQSH" {shell_word("docker://" + image)}',
+            shell_line(["srun", "--ntasks-per-node=1", "enroot", "create", "--force", "--name",
+                        cname]) + ' "$SQSH"',
+        ]
+    return [
+        f"# {container}: the verifier runs in the image on the first node, where srun is not",
+        "# available, so it reaches the other nodes over ssh: a key pair made for this job",
+        f"# (0700, under $OUT), sshd on port {port} in the container on every node, and",
+        "# efa-verify waits until each node answers before mpirun starts.",
         "# Per-rank NCCL logs: $RUN_DIR/**/rank.N.log",
-        f"SQSH=\"$OUT\"/{shell_word(cname + '.sqsh')}",
-        f'[ -f "$SQSH" ] || enroot import --output "$SQSH" {shell_word("docker://" + image)}',
-        shell_line(["srun", "--ntasks-per-node=1", "enroot", "create", "--force", "--name",
-                    cname]) + ' "$SQSH"',
-        shell_line(["srun", "--ntasks-per-node=1", "enroot", "start", "--root", "--rw", *mount,
-                    cname, "bash", "-c", sshd]) + " &",
-        "sleep 20  # sshd up on every node",
-        shell_line(["srun", "--overlap", "--nodes=1", "--ntasks=1", "enroot", "start", "--root",
-                    "--rw", *mount, cname, "bash", "-c", inner, "efakit"]) + ' "$RUN_DIR"',
-    ]) + "\n"
+        f"KEYS={shell_word(f'{out}/.efa-verify-ssh-')}\"$SLURM_JOB_ID\"",
+        *prepare,
+        shell_line([*first, "bash", "-c", keygen, "efakit"]) + ' "$KEYS"',
+        shell_line([*each, "bash", "-c", sshd, "efakit"]) + f' "$KEYS" {port} &',
+        "SSHD=$!",
+        "trap 'kill \"$SSHD\" 2>/dev/null || true; rm -rf -- \"$KEYS\"' EXIT",
+        shell_line([*first, "bash", "-c", inner, "efakit"]) + f' "$RUN_DIR" "$KEYS" {port}',
+    ]

@@ -26,10 +26,24 @@ from verify.logparse.sources import expand
 from verify.policy import Policy
 from verify.run.counters import counters_check, efa_devices, inventory_checks
 from verify.run.hosts import HostPlan
-from verify.run.supervise import MARKER, RankStream, StageOutcome, run_stage
+from verify.run.ready import not_ready
+from verify.run.supervise import (
+    MARKER,
+    SRUN_LABEL_RE,
+    TAG_RE,
+    RankStream,
+    StageOutcome,
+    run_stage,
+)
 from verify.tables import load_table
 
 ENGINES = ("nccl-tests", "torch")
+# How ranks start: mpirun over the remote shell (ssh), or srun steps inside a Slurm
+# allocation (no sshd at all; --mpi=pmix where the cluster has PMIx).
+LAUNCHERS = ("mpirun", "srun")
+SRUN_MPI_RE = re.compile(r"[a-z][a-z0-9_]{0,15}")  # srun --mpi=TYPE: pmix, pmix_v4, pmi2, none
+# A rank's number under either launcher (mpirun sets the first, srun the second).
+RANK_VAR = "${OMPI_COMM_WORLD_RANK:-${SLURM_PROCID:-0}}"
 
 
 class RunSetupError(ValueError):
@@ -57,6 +71,9 @@ class RunOptions:
     interrupted: threading.Event = field(default_factory=threading.Event)
     # Set in the local mpirun's environment only, never forwarded to the ranks.
     launcher_env: dict[str, str] = field(default_factory=dict)
+    launcher: str = "mpirun"  # LAUNCHERS
+    srun_mpi: str = "pmix"
+    ready_timeout: float | None = None  # wait for every host's remote shell first (mpirun)
 
 
 def table() -> dict:
@@ -80,6 +97,51 @@ def find_mpirun() -> str:
             return candidate
     raise RunSetupError("mpirun not found on PATH or in /opt/amazon/openmpi/bin",
                         missing_tool=True)
+
+
+def find_launcher(opts: RunOptions) -> str:
+    """The launcher binary the run will use, or a RunSetupError (exit 4) saying which."""
+    if opts.launcher != "srun":
+        return find_mpirun()
+    found = shutil.which("srun")
+    if found is None:
+        raise RunSetupError("--launcher srun: srun not found on PATH (run inside a Slurm "
+                            "allocation, or use --launcher mpirun)", missing_tool=True)
+    return found
+
+
+def srun_base(srun: str, hosts: list[tuple[str, int]], mpi: str, hostfile: Path) -> list[str]:
+    """One srun step over `hosts` inside the job's allocation, ranks placed in our order.
+
+    SLURM_HOSTFILE (written here, named in the step's environment by launch_base) lists
+    each host once per rank: --distribution=arbitrary then puts ranks 0..n-1 on the
+    first host, as mpirun does, whatever order Slurm keeps its nodes in.  --overlap
+    lets the step share the nodes with the step efa-verify itself runs in; --label
+    names each line's rank (supervise.SRUN_LABEL_RE)."""
+    hostfile.write_text("".join(f"{h}\n" * n for h, n in hosts), encoding="ascii")
+    return [srun, "--overlap", f"--nodes={len(hosts)}", f"--ntasks={sum(n for _, n in hosts)}",
+            f"--nodelist={','.join(h for h, _ in hosts)}", "--distribution=arbitrary",
+            f"--mpi={mpi}", "--label", "--kill-on-bad-exit=1", "--export=ALL"]
+
+
+def launch_base(opts: RunOptions, binary: str, hosts: list[tuple[str, int]],
+                env: dict[str, str], stage: str) -> tuple[list[str], dict[str, str]]:
+    """The launcher's argv before the rank command, and what its own environment adds."""
+    if opts.launcher != "srun":
+        return mpirun_base(binary, hosts, env), {}
+    hostfile = Path(opts.launcher_env.get("TMPDIR") or opts.outdir) / f"{stage}.hosts"
+    return srun_base(binary, hosts, opts.srun_mpi, hostfile), {"SLURM_HOSTFILE": str(hostfile)}
+
+
+def _stage(opts: RunOptions, name: str, argv: list[str], env: dict[str, str], run_id: str,
+           timeout: float, stall: float) -> StageOutcome:
+    """run_stage with what the launcher needs: srun's rank labels, and no ssh reaping
+    (srun stops its remote ranks itself on SIGTERM)."""
+    srun = opts.launcher == "srun"
+    return run_stage(name, argv, env, opts.outdir / "logs", run_id,
+                     [] if srun else opts.plan.names(), timeout, stall,
+                     table()["timeouts"]["grace"], opts.interrupted,
+                     tags=SRUN_LABEL_RE if srun else TAG_RE)
 
 
 def forwarded_env(env: dict[str, str]) -> dict[str, str]:
@@ -108,7 +170,7 @@ def benchmark_argv(opts: RunOptions, master: str) -> list[str] | str:
         if shutil.which("torchrun") is None:
             return "torchrun not found on PATH (is torch installed in this image?)"
         script = ("exec torchrun --nnodes \"$1\" --nproc-per-node \"$2\" "
-                  "--node-rank \"${OMPI_COMM_WORLD_RANK:-0}\" --master-addr \"$3\" "
+                  f"--node-rank \"{RANK_VAR}\" --master-addr \"$3\" "
                   "--master-port 29511 -m verify.torch_allreduce --sweep \"$4\"")
         return ["sh", "-c", script, "torchrun", str(len(opts.plan.hosts)),
                 str(opts.gpus_per_host), master, opts.sweep]
@@ -129,11 +191,12 @@ def _slots(opts: RunOptions) -> list[tuple[str, int]]:
 def _counters(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
               phase: str) -> tuple[dict[str, dict], StageOutcome]:
     limits = table()["timeouts"]["counters"]
-    argv = mpirun_base(mpirun, [(h.name, 1) for h in opts.plan.hosts], env) + \
-        [sys.executable, "-m", "verify", "counters", "--sysfs", opts.sysfs]
-    outcome = run_stage(f"counters-{phase}", argv, {**os.environ, **env, **opts.launcher_env},
-                        opts.outdir / "logs", run_id, opts.plan.names(), limits["stage"],
-                        limits["stall"], table()["timeouts"]["grace"], opts.interrupted)
+    base, extra = launch_base(opts, mpirun, [(h.name, 1) for h in opts.plan.hosts], env,
+                              f"counters-{phase}")
+    argv = base + [sys.executable, "-m", "verify", "counters", "--sysfs", opts.sysfs]
+    outcome = _stage(opts, f"counters-{phase}", argv,
+                     {**os.environ, **env, **opts.launcher_env, **extra}, run_id,
+                     limits["stage"], limits["stall"])
     snaps = {}
     for stream in outcome.ranks.values():
         for line in stream.path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -258,7 +321,8 @@ def execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
 
 def _execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     limits = table()["timeouts"]
-    mpirun = find_mpirun()
+    mpirun = find_launcher(opts)
+    wait_ready(opts)
     run_id = uuid.uuid4().hex
     # The run's marker reaches every rank on every host (mpirun -x), so a stopped run
     # can be reaped there too, detached children included.
@@ -270,8 +334,8 @@ def _execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     stages = [first]
     fabric, fabric_stage = _fabric(opts, mpirun, fwd, run_id, before)
     stages += [fabric_stage] if fabric_stage else []
-    bench = _benchmark(opts, command, mpirun_base(mpirun, slots, fwd),
-                       {**env, **fwd, **opts.launcher_env}, run_id)
+    base, extra = launch_base(opts, mpirun, slots, fwd, "benchmark")
+    bench = _benchmark(opts, command, base, {**env, **fwd, **opts.launcher_env, **extra}, run_id)
     stages.append(bench)
     after: dict[str, dict] = {}
     if not opts.interrupted.is_set():
@@ -292,6 +356,7 @@ def _execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
         "output_dir": str(opts.outdir), "engine": opts.engine, "test": opts.test,
         "sweep": opts.sweep, "hosts": opts.plan.names(), "hosts_source": opts.plan.source,
         "gpus_per_host": opts.gpus_per_host, "gpus_source": opts.gpus_source,
+        "launcher": opts.launcher,
         "ranks_launched": nranks, "interrupted": opts.interrupted.is_set(),
         "stages": [{"name": s.name, "argv": s.argv, "ended": s.ended,
                     "returncode": s.returncode, "elapsed_s": round(s.elapsed, 3),
@@ -308,10 +373,9 @@ def _benchmark(opts: RunOptions, command: list[str] | str, launcher: list[str],
         return StageOutcome("benchmark", [], "not_started", None, 0.0, {},
                             RankStream(opts.outdir / "logs" / "launcher.log"), command)
     limits = table()["timeouts"]
-    return run_stage("benchmark", launcher + command, env, opts.outdir / "logs", run_id,
-                     opts.plan.names(), opts.timeout or limits[opts.sweep]["stage"],
-                     opts.stall or limits[opts.sweep]["stall"], limits["grace"],
-                     opts.interrupted)
+    return _stage(opts, "benchmark", launcher + command, env, run_id,
+                  opts.timeout or limits[opts.sweep]["stage"],
+                  opts.stall or limits[opts.sweep]["stall"])
 
 
 def _counters_result(before: dict, after: dict, nodes: int, stages: list[StageOutcome],
@@ -344,13 +408,12 @@ def _fabric(opts: RunOptions, mpirun: str, env: dict[str, str], run_id: str,
                      "fabtests: libfabric-bin on Debian, part of the EFA installer)"), None
     provider = "efa" if snaps and all(efa_devices(s) for s in snaps.values()) else "tcp"
     args = " ".join([conf["binary"], "-p", provider, *conf["args"]])
-    script = (f'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec {args}; '
+    script = (f'if [ "{RANK_VAR}" = 1 ]; then exec {args}; '
               f'else sleep 2; exec {args} "$1"; fi')
-    argv = mpirun_base(mpirun, [(hosts[0], 1), (hosts[1], 1)], env) + \
-        ["sh", "-c", script, "fabric", hosts[1]]
-    outcome = run_stage("fabric", argv, {**os.environ, **env, **opts.launcher_env},
-                        opts.outdir / "logs", run_id, hosts, conf["timeout"], conf["timeout"],
-                        table()["timeouts"]["grace"], opts.interrupted)
+    base, extra = launch_base(opts, mpirun, [(hosts[0], 1), (hosts[1], 1)], env, "fabric")
+    argv = base + ["sh", "-c", script, "fabric", hosts[1]]
+    outcome = _stage(opts, "fabric", argv, {**os.environ, **env, **opts.launcher_env, **extra},
+                     run_id, conf["timeout"], conf["timeout"])
     return fabric_check(outcome, f"libfabric {provider} from {hosts[0]} to {hosts[1]}"), outcome
 
 
@@ -369,3 +432,15 @@ def fabric_check(outcome: StageOutcome, where: str) -> Check:
     return Check("fabric", "fail", True, f"{where}: fi_pingpong "
                  + (outcome.detail or f"exited with status {outcome.returncode}"),
                  failure_evidence(outcome, 3))
+
+
+def wait_ready(opts: RunOptions) -> None:
+    """Every host's remote shell answers before mpirun starts (--ready-timeout), or one
+    line naming the hosts that did not; srun needs no sshd, so nothing to wait for."""
+    if opts.launcher == "srun" or not opts.ready_timeout:
+        return
+    late = not_ready(opts.plan.names(), opts.ready_timeout)
+    if late:
+        shown = ", ".join(late[:8]) + (f" and {len(late) - 8} more" if len(late) > 8 else "")
+        raise RunSetupError(f"not ready after {opts.ready_timeout:g} s: {shown} (their sshd "
+                            "did not answer through the remote shell MPI uses)")

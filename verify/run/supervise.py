@@ -26,7 +26,9 @@ from pathlib import Path
 
 from verify.run.hosts import is_local
 
-TAG_RE = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr|stddiag)>: ?")
+# How a launcher names the rank of each line: mpirun --tag-output, srun --label.
+TAG_RE = re.compile(rb"^\[(\d+),(?P<rank>\d+)\]<(stdout|stderr|stddiag)>: ?")
+SRUN_LABEL_RE = re.compile(rb"^ *(?P<rank>\d+): ")
 MARKER = "EFAKIT_RUN_ID"
 TAIL = 8
 
@@ -59,8 +61,8 @@ class StageOutcome:
 class Demux:
     """Route tagged lines to per-rank files; untagged ones to the launcher log."""
 
-    def __init__(self, logs: Path, prefix: str) -> None:
-        self.logs, self.prefix = logs, prefix
+    def __init__(self, logs: Path, prefix: str, tags: re.Pattern[bytes] = TAG_RE) -> None:
+        self.logs, self.prefix, self.tags = logs, prefix, tags
         self.ranks: dict[int, RankStream] = {}
         self.launcher = RankStream(logs / f"{prefix}launcher.log")
         self._files: dict[Path, object] = {}
@@ -80,11 +82,11 @@ class Demux:
             stream.tail.append(text.decode("utf-8", "replace").rstrip("\r\n"))
 
     def feed(self, line: bytes) -> None:
-        match = TAG_RE.match(line)
+        match = self.tags.match(line)
         if not match:
             self._write(self.launcher, line)
             return
-        rank = int(match.group(2))
+        rank = int(match.group("rank"))
         stream = self.ranks.get(rank)
         if stream is None:
             stream = self.ranks[rank] = RankStream(self.logs / f"{self.prefix}rank.{rank}.log")
@@ -159,10 +161,14 @@ def _stop_tree(proc: subprocess.Popen, run_id: str, grace: float) -> None:
 
 def run_stage(name: str, argv: list[str], env: dict[str, str], logs: Path, run_id: str,
               hosts: list[str], timeout: float, stall: float, grace: float,
-              interrupted: threading.Event, poll: float = 0.2) -> StageOutcome:
-    """Run argv under the watch described in the module docstring."""
+              interrupted: threading.Event, poll: float = 0.2,
+              tags: re.Pattern[bytes] = TAG_RE) -> StageOutcome:
+    """Run argv under the watch described in the module docstring.
+
+    `hosts` are reaped through the remote shell when the stage is stopped; a launcher
+    that stops its own remote ranks on SIGTERM (srun) passes none."""
     logs.mkdir(parents=True, exist_ok=True)
-    demux = Demux(logs, f"{name}." if name != "benchmark" else "")
+    demux = Demux(logs, f"{name}." if name != "benchmark" else "", tags)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

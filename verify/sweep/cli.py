@@ -19,6 +19,7 @@ from verify.cliutil import (
     timeout_options,
 )
 from verify.run.hosts import MAX_SLOTS, MAX_SLURM_HOSTS
+from verify.run.options import launcher_options
 
 MAX_SIMULATED = 65536  # simulated nodes: a large fleet, still seconds to sweep
 
@@ -75,6 +76,7 @@ def check_allocation(plan, env: dict[str, str]) -> None:
 @click.option("--parallel", type=Count(MAX_SLURM_HOSTS), default=None,
               help="Runs started at once (default from verify/data/sweep.yaml).")
 @timeout_options("Each run", "verify/data/sweep.yaml")
+@launcher_options
 @click.option("--simulate", is_flag=True,
               help="Sweep a simulated fabric instead of real nodes (see --nodes, --fault).")
 @click.option("--nodes", type=Count(MAX_SIMULATED, low=0), default=None,
@@ -96,7 +98,8 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
           tests_dir: str | None, output_dir: str | None, coverage: int | None,
           parallel: int | None, timeout: float | None, stall_timeout: float | None,
           simulate: bool, nodes: int | None, faults: tuple[str, ...], seed: int,
-          as_json: bool, json_file: str | None, policy_file: str | None, sysfs: str) -> None:
+          as_json: bool, json_file: str | None, policy_file: str | None, sysfs: str,
+          launcher: str, srun_mpi: str, ready_timeout: float | None) -> None:
     """Find the bad nodes and links: node checks, then rounds of disjoint 2-node runs.
 
     Prints a per-node table, the accused nodes and links with their evidence
@@ -121,7 +124,8 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
                 raise CliError("--nodes and --fault go with --simulate")
             runner, names, source, extra = _real(
                 hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_name,
-                tests_dir, output_dir, parallel, timeout, stall_timeout, policy_file, sysfs)
+                tests_dir, output_dir, parallel, timeout, stall_timeout, policy_file, sysfs,
+                (launcher, srun_mpi, ready_timeout))
         result = Sweep(names, runner, coverage, seed=seed, progress=progress).run()
     except SweepError as exc:
         raise CliError(str(exc)) from None
@@ -164,7 +168,8 @@ def _simulated(nodes: int | None, faults: tuple[str, ...], seed: int):
 
 
 def _real(hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_name,
-          tests_dir, output_dir, parallel, timeout, stall_timeout, policy_file, sysfs):
+          tests_dir, output_dir, parallel, timeout, stall_timeout, policy_file, sysfs,
+          launch):
     import signal
     import threading
     from pathlib import Path
@@ -186,9 +191,13 @@ def _real(hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_n
         if len(plan.hosts) < 2:
             raise CliError(f"sweep: needs at least 2 nodes, got {len(plan.hosts)} "
                            f"({plan.source})")
+        launcher, srun_mpi, ready_timeout = launch
+        probe = runjob.RunOptions(plan, gpus_per_host, "", Path("."), launcher=launcher,
+                                  ready_timeout=ready_timeout)
+        runjob.find_launcher(probe)
+        runjob.wait_ready(probe)  # once for the sweep (not per pair), before any file
         outdir = runjob.prepare_outdir(Path(output_dir or time.strftime(
             "efa-verify-sweep-%Y%m%d-%H%M%S")))
-        runjob.find_mpirun()
     except (PolicyError, hostmod.HostsError) as exc:
         raise CliError(str(exc)) from None
     except runjob.RunSetupError as exc:
@@ -203,7 +212,8 @@ def _real(hosts, hostfile, gpus_per_host, instance_type, expect_provider, test_n
                       expect_provider.strip().lower())
     template = runjob.RunOptions(plan, gpus_per_host, "--gpus-per-host", outdir,
                                  "nccl-tests", test_name, "quick", options, timeout,
-                                 stall_timeout, sysfs, tests_dir, interrupted)
+                                 stall_timeout, sysfs, tests_dir, interrupted,
+                                 launcher=launcher, srun_mpi=srun_mpi)
     runner = MpiRunner(template, policy, env, parallel)
     extra = {"output_dir": str(outdir), "_interrupted": interrupted}
     return runner, plan.names(), plan.source, extra
