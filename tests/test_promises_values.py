@@ -271,17 +271,36 @@ def _rule_vars(record: dict) -> list[str]:
     return sorted(names_ | set(record.get("start_defaults") or {}) | {"NCCL_DEBUG", "PATH"})
 
 
+def _rule_values(record: dict) -> list[str]:
+    found = {v for v in (record.get("start_defaults") or {}).values()}
+    for profile in all_profiles().values():
+        for change in start_changes(record["versions"], profile):
+            found |= {v for v in (change.value, change.image_value) if v is not None}
+    return sorted(found | {""})
+
+
 @FIXTURE_OK
 @given(data=st.data())
 def test_a_variable_present_at_start_is_never_changed(image_records, data):
     record = data.draw(st.sampled_from(image_records))
-    chosen = data.draw(st.lists(st.sampled_from(PROFILES), min_size=1, max_size=3,
-                                unique=True))
+    changing = [n for n in PROFILES if start_changes(record["versions"], all_profiles()[n])]
+    one = st.lists(st.sampled_from(changing or PROFILES), min_size=1, max_size=1)
+    chosen = data.draw(st.one_of(one, one, st.lists(st.sampled_from(PROFILES), min_size=1,
+                                                    max_size=3, unique=True)))
     profiles = [all_profiles()[n] for n in chosen]
     detection = (Detection(profiles[0], "--instance-type", chosen[0]) if len(profiles) == 1
                  else Detection(None, "gpu-model", "A100", tuple(profiles)))
-    present = data.draw(st.dictionaries(st.sampled_from(_rule_vars(record)),
-                                        st.text(max_size=10), min_size=1))
+    # Aim where a mistake would show: the variables these instances change, set by the
+    # user to the image's own value, the instance's value, or anything else.
+    changes = [c for p in profiles for c in start_changes(record["versions"], p)]
+    aimed = {c.var: [v for v in (c.image_value, c.value) if v is not None] for c in changes}
+    keys = st.sampled_from(sorted(aimed)) if aimed else st.sampled_from(_rule_vars(record))
+    present = data.draw(st.dictionaries(st.one_of(keys, st.sampled_from(_rule_vars(record))),
+                                        st.one_of(st.sampled_from(_rule_values(record)),
+                                                  st.text(max_size=10)), min_size=1))
+    for var in present:  # the image's or the instance's exact value, where there is one
+        if aimed.get(var) and data.draw(st.booleans()):
+            present[var] = data.draw(st.sampled_from(aimed[var]))
     start = startenv.plan(record, detection, present)
     touched = {c.var for c in start.changes} | {var for var, _ in start.defaults}
     assert not touched & set(present), (chosen, present, touched)
