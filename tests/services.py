@@ -133,6 +133,17 @@ def _docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.
     return proc
 
 
+def slurm_image(base: str) -> str:
+    """The Slurm node image's tag: its context and its base image's id, so a rebuilt CI
+    image (or a changed Dockerfile) never runs the tests on a stale node image."""
+    import hashlib
+
+    digest = hashlib.sha256(_docker("image", "inspect", "-f", "{{.Id}}", base).stdout.encode())
+    for path in sorted(SLURM_CONTEXT.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{SLURM_IMAGE}-{digest.hexdigest()[:12]}"
+
+
 @contextlib.contextmanager
 def slurm_cluster(shared: Path, base: str = CI_EC2) -> Iterator[str]:
     """Debian's Slurm in containers of the offline image: a controller `ctl` and
@@ -141,8 +152,9 @@ def slurm_cluster(shared: Path, base: str = CI_EC2) -> Iterator[str]:
 
     The image (tests/fixtures/slurm) is built on first use from `base`.
     """
-    if _docker("image", "inspect", SLURM_IMAGE, check=False).returncode != 0:
-        _docker("build", "--build-arg", f"BASE={base}", "-t", SLURM_IMAGE,
+    image = slurm_image(base)
+    if _docker("image", "inspect", image, check=False).returncode != 0:
+        _docker("build", "--build-arg", f"BASE={base}", "-t", image,
                 str(SLURM_CONTEXT), timeout=1800)
     tag = uuid.uuid4().hex[:8]
     network = f"efakit-test-slurm-{tag}"
@@ -156,7 +168,7 @@ def slurm_cluster(shared: Path, base: str = CI_EC2) -> Iterator[str]:
                     "-v", f"{SLURM_CONTEXT / 'gres.conf'}:/etc/slurm/gres.conf:ro",
                     # this tree's verifier, not the one the image was built with
                     "-v", f"{SLURM_CONTEXT.parents[2]}:/src:ro", "-e", "PYTHONPATH=/src",
-                    "-e", "EFAKIT_IMDS=off", SLURM_IMAGE, "start-node", host)
+                    "-e", "EFAKIT_IMDS=off", image, "start-node", host)
         for _ in range(120):
             idle = _docker("exec", names["ctl"], "sinfo", "-h", "-N", "-o", "%N %T",
                            check=False).stdout.split("\n")

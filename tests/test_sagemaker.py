@@ -190,12 +190,15 @@ def test_smjob_contract_pieces(tmp_path):
 def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path):
     if procs.run(["sh", "-c", "command -v docker-compose"]).returncode != 0:
         missing("docker-compose", "not installed (.ci/run installs Debian's docker-compose)")
+    # --out relative, as its default is: docker-compose v1 read a relative volume source
+    # as a named volume and the job never started (issue #26).  The two hosts reach each
+    # other over ssh with the key sagemaker-verify made for this job (the image has none).
     proc = efakit("sagemaker-verify", "--image-uri", CI_SAGEMAKER, "--local",
                   "--instance-count", "2", "--job-name", "local1", "--max-run", "600",
-                  "--out", str(tmp_path), "--json", timeout=900)
+                  "--out", "sm", "--json", timeout=900, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     printed = json.loads(proc.stdout)  # --json: stdout is the result, nothing else
-    result = json.loads((tmp_path / "local1" / "algo-1" / "output" / "data" / "efa-verify"
+    result = json.loads((tmp_path / "sm" / "local1" / "algo-1" / "output" / "data" / "efa-verify"
                          / "result.json").read_text())
     assert result["run"]["hosts"] == ["algo-1", "algo-2"]
     assert printed["verdict"] == result["verdict"] and printed["checks"] == result["checks"]
@@ -205,7 +208,7 @@ def test_local_mode_runs_two_containers_and_fails_truthfully(ci_images, tmp_path
     assert check(result, "gpus")["status"] == "fail"
     assert check(result, "efa_devices")["message"].startswith("no EFA device on algo-1, algo-2")
     assert result["verdict"] == "fail"
-    failure = (tmp_path / "local1" / "algo-1" / "output" / "failure").read_text()
+    failure = (tmp_path / "sm" / "local1" / "algo-1" / "output" / "failure").read_text()
     # The image's nccl-tests really ran and failed without a GPU: its error line and the
     # missing GPUs are both named.
     assert failure.startswith("efa-verify FAIL: ") and "gpus" in failure

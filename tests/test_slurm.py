@@ -2,9 +2,10 @@
 
 Debian's slurmctld, slurmd and munge run in containers of the offline image
 (tests/services.py: slurm_cluster).  The bare-metal script (`--container
-none`: the image is the node) is submitted for real; the sweep inside it runs
-mpirun over ssh across n1-n3, whose ranks are the stand-in nccl-tests of
-tests/fixtures/run.  On n2 the stand-in falls back to sockets: n2, and only
+none`: the image is the node) is submitted for real; the sweep inside it starts
+every node check and pair as an srun step with --mpi=pmix (Debian's mpi_pmix
+plugin, libpmix from libpmix-dev) across n1-n3, no ssh, whose ranks are the
+stand-in nccl-tests of tests/fixtures/run.  On n2 the stand-in falls back to sockets: n2, and only
 n2, must be named.
 """
 
@@ -63,3 +64,14 @@ def test_sbatch_of_the_generated_script_names_the_one_bad_node(ci_images, tmp_pa
     assert rows["n2"]["transport"] == "socket"
     assert {rows[n]["status"] for n in ("n1", "n3")} == {"ok"}
     assert "BAD NODE n2" in output and "via NET/Socket/0" in output
+    # Every run was srun steps (PMIx), never mpirun over ssh: the image has no key.
+    runs = [json.loads(r.read_text()) for r in
+            (shared / "out" / f"efa-verify-sweep-{job}").glob("*/*/result.json")]
+    assert runs and {r["run"]["launcher"] for r in runs} == {"srun"}
+    stages = [s for r in runs for s in r["run"]["stages"]]
+    assert all(s["argv"][0].endswith("srun") and "--mpi=pmix" in s["argv"] for s in stages)
+    ranks = sum(r["run"]["ranks_launched"] for r in runs)
+    first = min(s["elapsed_s"] for r in runs for s in r["run"]["stages"]
+                if s["name"] == "counters-before")
+    print(f"srun: {len(runs)} runs, {ranks} benchmark ranks started, fastest first step "
+          f"{first:.2f} s, sbatch --wait {wall:.1f} s")
