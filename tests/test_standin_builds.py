@@ -1,6 +1,6 @@
 """The production Dockerfile built against the stand-in bases and the stand-in EFA installer
 (tests/standins, README there), then `efa-verify static` and the gate on the result
-(issue 25).  Docker tests: they need the offline image efakit/pytorch:ci (make ci-image)
+(issue 25).  Docker tests: they need the offline image (make ci-image)
 and its mirror out/mirror (read only).  The spec is the production one with the base
 references pointed at the stand-ins, the installer's pin at the stand-in tarball (whose
 signature cannot be AWS's: the signature step is left out), the artifact mirror on, and
@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from buildkit import basefacts
-from tests.conftest import ROOT
+from tests.conftest import CI_EC2, ROOT
 
 pytestmark = pytest.mark.docker
 STANDINS = ROOT / "tests" / "standins"
 MIRROR = ROOT / "out" / "mirror"
-OFFLINE = "efakit/pytorch:ci"
+OFFLINE = CI_EC2  # efakit-test/pytorch:ci, the offline image the tests build
 INSTALLER = "aws-efa-installer-1.50.0.tar.gz"
 NAMESPACE = "efakit-test/standin-build"
 
@@ -86,7 +86,8 @@ def _installer(client: str, work: Path) -> Path:
 
 def _standin(client: str, name: str, context: Path) -> float:
     started = time.monotonic()
-    done = _run(client, "build", "-t", basefacts.table()[name].stand_in, "-f",
+    done = _run(client, "build", "--build-arg", f"OFFLINE_IMAGE={OFFLINE}", "-t",
+                basefacts.table()[name].stand_in, "-f",
                 str(STANDINS / f"{name}.Dockerfile"), str(context))
     assert done.returncode == 0, done.stderr[-3000:]
     return time.monotonic() - started
@@ -94,10 +95,16 @@ def _standin(client: str, name: str, context: Path) -> float:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    client = shutil.which("docker")
-    if client is None or _run(client, "image", "inspect", OFFLINE).returncode != 0 \
+    from buildkit.engine import find_engine
+    from verify.cliutil import CliError
+
+    try:
+        client = find_engine().client  # a client that builds with BuildKit
+    except CliError as exc:
+        pytest.skip(f"no Docker engine to build with: {exc}")
+    if _run(client, "image", "inspect", OFFLINE).returncode != 0 \
             or not (MIRROR / "wheels").is_dir():
-        pytest.skip("needs Docker, efakit/pytorch:ci and out/mirror (make ci-image)")
+        pytest.skip("needs Docker, the offline image and out/mirror (make ci-image)")
     work = tmp_path_factory.mktemp("standin-builds")
     _link_tree(MIRROR, work / "mirror")
     _torch_requiring_nccl(work / "mirror" / "wheels")

@@ -4,6 +4,8 @@
 # pinned toolchain wheels (the build context's toolchain/), no python3, libnccl2 and
 # libnccl-dev installed and held, the NGC marker, no apt lists.
 FROM efakit/base:bookworm
+# The locally made base allows pip everywhere; the real image has no such setting.
+ENV PIP_BREAK_SYSTEM_PACKAGES=0
 RUN --mount=type=bind,source=toolchain,target=/tmp/toolchain \
     python3 -m pip install --no-compile --no-index --find-links /tmp/toolchain --require-hashes \
         --target /opt/cuda-wheels -r /tmp/toolchain/requirements-builder.txt \
@@ -18,6 +20,6 @@ RUN --mount=type=bind,source=toolchain,target=/tmp/toolchain \
  && dpkg-deb --build /tmp/deb /tmp/libnccl2.deb && dpkg-deb --build /tmp/dev /tmp/libnccl-dev.deb \
  && dpkg -i /tmp/libnccl2.deb /tmp/libnccl-dev.deb && apt-mark hold libnccl2 libnccl-dev \
  && rm -rf /tmp/deb /tmp/dev /tmp/*.deb /usr/local/lib/python3.11 \
- && dpkg --purge --force-depends python3-pip python3 python3.11 python3-minimal python3.11-minimal \
+ && dpkg-query -W -f='${Package}\n' | grep -E '^(lib)?python3' | xargs apt-get purge -y \
  && printf '#!/bin/bash\nexec "$@"\n' > /opt/nvidia/nvidia_entrypoint.sh && chmod 755 /opt/nvidia/nvidia_entrypoint.sh \
  && ldconfig && ! command -v python3
