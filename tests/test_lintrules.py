@@ -137,7 +137,14 @@ def test_render_follows_the_facts():
         return render_dockerfile(context_values(load_spec(PYTORCH, base=base), "ec2"))
     runtime, cuda, ngc = text("pytorch-runtime"), text("cuda-runtime"), text("ngc")
     assert "/opt/conda" not in runtime and "import nvidia.cu13" in runtime
+    # --disable-ngc where the image has NVIDIA's marker (issue 28 item 2): the cuda-devel
+    # builder, cuda-runtime, ngc; not PyTorch's runtime image (FROM ubuntu)
     assert "--disable-ngc" not in runtime.split("AS nccl-tests")[1]
+    for dockerfile in (runtime, cuda, ngc):
+        builder = dockerfile.split("AS gdrcopy")[0]
+        assert "--disable-ngc --disable-build-ngc" in builder
+    assert cuda.count("--disable-ngc --disable-build-ngc") == 2
+    assert ngc.count("--disable-ngc --disable-build-ngc") == 2
     assert "        python3-pip \\" in cuda.split("AS nccl-tests")[1]
     assert "--allow-change-held-packages" in cuda
     assert "ENV PIP_BREAK_SYSTEM_PACKAGES=1" in cuda and "ENV PIP_BREAK_SYSTEM_PACKAGES=1" in ngc
