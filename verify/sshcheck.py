@@ -20,8 +20,10 @@ from pathlib import Path
 
 from verify.checks import Check
 
-# Where keys are looked for (a whole-filesystem scan would read the CUDA tree).
-KEY_DIRS = ("/root/.ssh", "/etc/ssh", "/home/*/.ssh")
+# Where client keys are looked for (a whole-filesystem scan would read the CUDA tree).
+# Not /etc/ssh: its host keys are made by efakit-entrypoint when a container starts
+# (static runs in one), and the build removes any the packages made.
+KEY_DIRS = ("/root/.ssh", "/home/*/.ssh")
 KEY_MARK = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 MAX_FILES = 200
 _STRICT_NO = re.compile(r"^\s*StrictHostKeyChecking\s*=?\s*(no|accept-new)\b", re.I | re.M)
