@@ -320,3 +320,47 @@ def test_fetch_artifacts_never_writes_through_a_part_link_left_in_the_mirror(
     for name in SOURCE_ARCHIVES:
         assert (mirror / name).read_bytes() == (sources / name).read_bytes()
         assert (mirror / f".{name}.part").is_symlink()
+
+
+# --- extraction, where an archive is unpacked at all ------------------------------------
+
+def test_extract_unpacks_files_modes_and_links_whole(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "sub" / "deep").mkdir(parents=True)
+    (repo / "sub" / "deep" / "a.c").write_bytes(b"int a;\r\n")
+    (repo / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    (repo / "link").symlink_to("sub/deep/a.c")
+    _git("init", "-q", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    tree = _git("write-tree", cwd=repo).decode().strip()
+    (tmp_path / "x.tar").write_bytes(_git("archive", "--format=tar", "--prefix=pkg/", tree,
+                                          cwd=repo))
+    archives.extract(tmp_path / "x.tar", tmp_path / "out")
+    top = tmp_path / "out" / "pkg"
+    assert (top / "sub" / "deep" / "a.c").read_bytes() == b"int a;\r\n"
+    assert os.access(top / "run.sh", os.X_OK) and not os.access(top / "sub/deep/a.c", os.X_OK)
+    assert os.readlink(top / "link") == "sub/deep/a.c"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "repo", "x.tar"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_extract_refuses_what_tree_id_refuses_and_leaves_nothing(tmp_path, kind):
+    (tmp_path / "outside").mkdir()
+    members, raw = _malicious(kind, tmp_path / "outside")
+    archive = _archive(tmp_path / "x.tar.gz", members, raw)
+    seen = _listing(tmp_path)
+    with pytest.raises(ArchiveError) as caught:
+        archives.extract(archive, tmp_path / "out")
+    assert caught.value.kind == "refused" and "\n" not in str(caught.value)
+    assert _listing(tmp_path) == seen  # no out/, no temporary folder, no victim
+
+
+def test_extract_never_replaces_what_is_at_its_destination(tmp_path):
+    archive = _archive(tmp_path / "x.tar.gz", [])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine").write_text("keep\n")
+    with pytest.raises(ArchiveError, match="cannot write"):
+        archives.extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "mine").read_text() == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.tar.gz"]

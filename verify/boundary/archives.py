@@ -23,12 +23,16 @@ character classes) is refused in one line rather than given a tree git might not
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import lzma
+import os
 import posixpath
 import re
+import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +41,7 @@ from typing import BinaryIO
 
 from verify.boundary.values import shown
 
-__all__ = ["ArchiveError", "checked_members", "tree_id", "MAX_MEMBER_BYTES",
+__all__ = ["ArchiveError", "checked_members", "extract", "tree_id", "MAX_MEMBER_BYTES",
            "MAX_MEMBERS", "MAX_STREAM_BYTES"]
 
 # Bounds on what a source archive may hold.  The pinned sources are far below them:
@@ -213,35 +217,114 @@ def _place(root: Node, parts: tuple[bytes, ...], leaf: _Leaf | None,
         node[parts[-1]] = leaf
 
 
-def _read_tree(archive: Path) -> Node:
-    root: Node = {}
+def _stream(archive: Path) -> Iterator[tuple[tuple[bytes, ...], tarfile.TarInfo, bytes]]:
+    """Each checked member with its data (files; b"" for directories and links), read
+    once from the stream; every failure to read is an ArchiveError."""
     try:
         with archive.open("rb") as raw, \
                 tarfile.open(fileobj=_Capped(_uncompressed(raw), MAX_STREAM_BYTES), mode="r|",
                              encoding=_ENCODING[0], errors=_ENCODING[1]) as tar:
             for parts, member in checked_members(tar):
-                if member.isdir():
-                    _place(root, parts, None, member)
-                elif member.issym():
-                    _place(root, parts, _Leaf(b"120000", _oid(
-                        b"blob", member.linkname.encode(*_ENCODING))), member)
-                else:
-                    handle = tar.extractfile(member)
-                    # Bounded again here, whatever the header said: memory is the cap.
-                    data = handle.read(MAX_MEMBER_BYTES + 1) if handle is not None else b""
-                    if len(data) > MAX_MEMBER_BYTES:
-                        raise _refused(member, f"holds over {MAX_MEMBER_BYTES >> 20} MiB")
-                    if len(data) != member.size:
-                        raise ArchiveError("unreadable", f"member {shown(member.name)} is cut "
-                                                         "short")
-                    _place(root, parts,
-                           _file_leaf(member, data, parts[-1] == b".gitattributes"), member)
+                if not member.isreg():
+                    yield parts, member, b""
+                    continue
+                handle = tar.extractfile(member)
+                # Bounded again here, whatever the header said: memory is the cap.
+                data = handle.read(MAX_MEMBER_BYTES + 1) if handle is not None else b""
+                if len(data) > MAX_MEMBER_BYTES:
+                    raise _refused(member, f"holds over {MAX_MEMBER_BYTES >> 20} MiB")
+                if len(data) != member.size:
+                    raise ArchiveError("unreadable", f"member {shown(member.name)} is cut short")
+                yield parts, member, data
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise ArchiveError("unreadable", " ".join(str(exc).split()) or type(exc).__name__) \
             from None
+
+
+def _read_tree(archive: Path) -> Node:
+    root: Node = {}
+    for parts, member, data in _stream(archive):
+        if member.isdir():
+            _place(root, parts, None, member)
+        elif member.issym():
+            _place(root, parts, _Leaf(b"120000", _oid(
+                b"blob", member.linkname.encode(*_ENCODING))), member)
+        else:
+            _place(root, parts, _file_leaf(member, data, parts[-1] == b".gitattributes"),
+                   member)
     return root
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Unpack an untrusted archive as the new directory `dest`, on any Python: whole, or
+    not at all (an ArchiveError, one line, and nothing left behind).
+
+    Every member passes `checked_members` (as for tree_id) while the stream is read,
+    and is written into a temporary sibling of `dest` relative to directory descriptors
+    opened O_NOFOLLOW, files created O_EXCL|O_NOFOLLOW: no member is written through a
+    link, none outside, none over another.  The interpreter's extraction filter is not
+    used: it is missing before Python 3.10.12 and 3.11.4, and releases before June 2025
+    let a crafted archive past it (CVE-2025-4517; this project's 3.11.7 among them)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as exc:
+        raise ArchiveError("unreadable", f"cannot write {dest}: {exc.strerror}") from None
+    try:
+        _unpack(archive, tmp)
+        os.rename(tmp, dest)  # fails on anything at `dest` but an empty directory
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArchiveError("unreadable", f"cannot write {dest}: {exc.strerror}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _unpack(archive: Path, into: Path) -> None:
+    root = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for parts, member, data in _stream(archive):
+            parent = _directory(root, parts[:-1], member)
+            try:
+                if member.isdir():
+                    os.close(_directory(parent, parts[-1:], member))
+                elif member.issym():
+                    os.symlink(member.linkname.encode(*_ENCODING), parts[-1], dir_fd=parent)
+                else:
+                    fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o755 if member.mode & 0o100 else 0o644,
+                                 dir_fd=parent)
+                    with os.fdopen(fd, "wb") as out:
+                        out.write(data)
+            except FileExistsError:
+                raise _refused(member, "a name the archive holds twice") from None
+            finally:
+                if parent != root:
+                    os.close(parent)
+    finally:
+        os.close(root)
+
+
+def _directory(at: int, parts: tuple[bytes, ...], member: tarfile.TarInfo) -> int:
+    """The directory `parts` below descriptor `at`, created where missing, each step
+    opened O_NOFOLLOW: a member's path through a link of the archive is refused."""
+    fd = at
+    for part in parts:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o755, dir_fd=fd)
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=fd)
+        except OSError:
+            raise _refused(member, "a path through a file or symlink of the archive") from None
+        finally:
+            if fd != at:
+                os.close(fd)
+        fd = child
+    return fd
 
 
 def tree_id(archive: Path) -> str:
