@@ -37,13 +37,19 @@ def two_hosts(ci_images, tmp_path):
     fake.mkdir()
     shutil.copy(FIXTURES / "run" / "fake_nccl_tests.py", fake / "all_reduce_perf")
     (fake / "all_reduce_perf").chmod(0o755)
+    # The image carries no ssh key: the hosts get one made for this test the way a
+    # SageMaker job hands its own over (EFAKIT_SSH_KEY, installed by the entrypoint).
+    procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")],
+              check=True)
+    key = (tmp_path / "key").read_text().strip()
     tag = uuid.uuid4().hex[:8]
     network, names = f"efakit-test-{tag}", [f"h1-{tag}", f"h2-{tag}"]
     docker("network", "create", network)
     try:
         for name in names:
             docker("run", "-d", "--rm", "--name", name, "--hostname", name, "--network",
-                   network, "-v", f"{fake}:/fake:ro", "-e", "EFAKIT_IMDS=off", IMAGE,
+                   network, "-v", f"{fake}:/fake:ro", "-e", "EFAKIT_IMDS=off", "-e",
+                   f"EFAKIT_SSH_KEY={key}", IMAGE,
                    "/usr/sbin/sshd", "-D")
         for _ in range(60):  # sshd needs a moment to listen (SageMaker mode waits the same way)
             if docker("exec", names[0], "ssh", names[1], "true", check=False).returncode == 0:

@@ -225,3 +225,27 @@ def test_the_sbatch_script_runs_under_enroots_mounts(ci_images, tmp_path, networ
     assert result["run"]["hosts"] == nodes
     assert {c["name"]: c["status"] for c in result["checks"]}["rank_logs"] == "pass"
     assert not (out / ".efa-verify-ssh-42").exists()  # the job's keys go with the job
+
+
+def test_no_private_key_in_the_image_and_static_fails_one_built_with_one(ci_images, tmp_path):
+    """The image's layers made no key (docker history) and hold none (a search); an image
+    built FROM it with one fails static's required `ssh` check, so the gate refuses it."""
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", CI_EC2).stdout
+    assert "ssh-keygen -q -t" not in history and "id_ed25519" not in history
+    search = docker("run", "--rm", "--entrypoint", "sh", CI_EC2, "-c",
+                    "grep -rlI 'PRIVATE KEY-----' /root /home /etc/ssh 2>/dev/null; true")
+    assert search.stdout.strip() == ""  # no key anywhere a key would be used from
+    tag = f"efakit-test/keyed:{uuid.uuid4().hex[:8]}"
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {CI_EC2}\nRUN mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N '' "
+        "-f /root/.ssh/id_ed25519\n")
+    docker("build", "-q", "-t", tag, str(tmp_path), timeout=300)
+    try:
+        done = docker("run", "--rm", "-e", "EFAKIT_IMDS=off", tag, "efa-verify", "static",
+                      "--json", check=False)
+    finally:
+        docker("rmi", "-f", tag, check=False)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["ssh"]["status"] == "fail" and checks["ssh"]["required"]
+    assert "private key baked into the image: /root/.ssh/id_ed25519" in checks["ssh"]["message"]
+    assert done.returncode == 1
