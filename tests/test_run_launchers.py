@@ -25,6 +25,7 @@ def test_srun_places_ranks_in_our_host_order_not_slurms(tmp_path):
                         "--nodelist=n3,n1"]
     assert "--distribution=arbitrary" in argv and "--mpi=pmix" in argv and "--label" in argv
     assert Path(env["SLURM_HOSTFILE"]).read_text() == "n3\nn3\nn1\nn1\n"  # ranks 0,1 on n3
+    assert env["SLURM_HOSTFILE"] == str(tmp_path / "srun-benchmark.hosts")  # not in logs/
     assert not any(a == "-x" for a in argv)  # srun exports the environment itself
 
 

@@ -129,8 +129,11 @@ def launch_base(opts: RunOptions, binary: str, hosts: list[tuple[str, int]],
     """The launcher's argv before the rank command, and what its own environment adds."""
     if opts.launcher != "srun":
         return mpirun_base(binary, hosts, env), {}
-    hostfile = Path(opts.launcher_env.get("TMPDIR") or opts.outdir) / f"{stage}.hosts"
-    return srun_base(binary, hosts, opts.srun_mpi, hostfile), {"SLURM_HOSTFILE": str(hostfile)}
+    hostfile = opts.outdir / f"srun-{stage}.hosts"
+    # srun exports its whole environment to the ranks: the per-run TMPDIR made for
+    # mpirun's session directories (execute) exists on this node only.
+    return srun_base(binary, hosts, opts.srun_mpi, hostfile), {
+        "SLURM_HOSTFILE": str(hostfile), "TMPDIR": os.environ.get("TMPDIR", "/tmp")}
 
 
 def _stage(opts: RunOptions, name: str, argv: list[str], env: dict[str, str], run_id: str,
