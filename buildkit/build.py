@@ -99,12 +99,13 @@ def _ensure_base(engine: Engine, spec: Spec) -> str:
     if image_exists(engine, ref):
         return image_id(engine, ref)
     if spec.profile == "offline":
-        raise CliError(f"base image {ref} is not built here: run make base-image", Exit.FAIL)
+        raise CliError(f"base image {ref} is not built here: run make base-image",
+                       Exit.NO_ENGINE)
     pull = engine.run("pull", ref, check=False, timeout=1800)
     if pull.returncode != 0:
         last = (pull.stderr.strip().splitlines() or ["?"])[-1]
         raise CliError(f"cannot pull base image {ref} ({last}); without registry access, "
-                       "build the offline profile: make ci-image", Exit.FAIL)
+                       "build the offline profile: make ci-image", Exit.NO_ENGINE)
     return image_id(engine, ref)
 
 
