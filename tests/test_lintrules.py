@@ -203,3 +203,38 @@ def test_probe_script_is_posix_sh():
     script = Path(basefacts.PROBE_SCRIPT)
     import subprocess
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
+def test_standin_spec_renders_lint_clean(tmp_path):
+    """The spec the stand-in builds use (stand-in references, one arch, the mirror) renders
+    for every base from the same facts and passes every rule: what the Docker tests build
+    is the production template, not a variant of it."""
+    raw = yaml.safe_load(PYTORCH.read_text())
+    rows = basefacts.table()
+    for name, choice in raw["base"]["choices"].items():
+        choice["image"] = rows[name].stand_in
+        if "builder_image" in choice:
+            choice["builder_image"] = rows["cuda-devel"].stand_in
+    raw["gpu_archs"], raw["instance_types"] = ["sm_90"], ["p5.48xlarge"]
+    raw["artifacts"]["mirror"] = str(tmp_path / "mirror")
+    spec_file = tmp_path / "pytorch.yaml"
+    spec_file.write_text(yaml.safe_dump(raw))
+    for name in ("pytorch-runtime", "cuda-runtime", "ngc"):
+        spec = load_spec(spec_file, base=name)
+        text = render_dockerfile(context_values(spec, "ec2"))
+        assert f"FROM {rows[name].stand_in}" in text
+        assert lint_dockerfile(text) == []
+
+
+INSTALLER = ROOT / "tests" / "standins" / "installer" / "efa_installer.sh"
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-y", "--skip-kmod", "--bogus"], "Unknown option: --bogus"),
+    (["--skip-kmod", "--no-verify"], "not run with -y"),
+])
+def test_standin_installer_refuses_before_touching_anything(args, words):
+    import subprocess
+    done = subprocess.run(["bash", str(INSTALLER), *args], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1 and words in done.stderr
