@@ -44,7 +44,10 @@ def _link_tree(src: Path, dest: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(item, target)
+            try:
+                os.link(item, target)
+            except OSError:  # another filesystem
+                shutil.copy2(item, target)
 
 
 def _torch_requiring_nccl(wheels: Path) -> None:
