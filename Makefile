@@ -28,7 +28,8 @@ VARIANT_FLAG := $(if $(VARIANT),--variant $(VARIANT),)
 TAG_FLAG := $(if $(TAG),--tag $(TAG),)
 
 .PHONY: help venv render golden lint test test-deps mutate fuzz bench-parse bench-build clean \
-	image ci-image host mirror base-image base-facts gate free-disk sagemaker-verify outdated
+	image ci-image host mirror base-image base-facts gate free-disk sagemaker-verify outdated \
+	gpu-proof
 
 # make gate [IMAGE=ref] [PUSH=ecr-uri] [POLICY=file] [REGISTRY=host:port]
 IMAGE ?=
@@ -50,6 +51,7 @@ help:
 	@echo "make golden                                     regenerate tests/golden after a deliberate change"
 	@echo "make outdated [FRAMEWORK=pytorch]               each pin against its upstream; a copy with the newest pins in $(OUT)/outdated"
 	@echo "make bench-parse                                parser throughput against grep"
+	@echo "make gpu-proof [DRY_RUN=1] [TESTS_DIR=]         on a GPU machine, no network: preflight, nccl-tests, run, overhead (< 8 min)"
 
 $(STAMP): pyproject.toml
 	@echo "efakit: installing efakit[build,test] into $(VENV) with pip (a few quiet minutes the first time)" >&2
@@ -171,6 +173,12 @@ bench-build: $(STAMP)
 
 bench-parse: $(STAMP)
 	$(PY) bench/parse.py
+
+# One call on a GPU machine (bench/gpu_proof.py): results and the NCCL log for
+# tests/fixtures in $(OUT)/gpu-proof.  DRY_RUN=1 prints the plan only (any machine).
+gpu-proof: $(STAMP)
+	$(PY) bench/gpu_proof.py --out $(OUT)/gpu-proof $(if $(DRY_RUN),--dry-run,) \
+		$(if $(TESTS_DIR),--tests-dir $(TESTS_DIR),)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
