@@ -324,3 +324,12 @@ def test_cuda_driver_errors_map_to_the_no_driver_diagnosis(line):
     from verify.logparse.model import diagnose
 
     assert diagnose(line, "test_failure")["id"] == "no-gpu-driver"
+
+
+def test_a_table_without_a_redop_column_counts_no_ranks_from_its_ratio():
+    """Corpus 045 (nccl-tests before 2.0, all_gather -g 8): busbw = algbw there, which
+    would read as all_reduce on 2 ranks; without a rank count it stays unknown."""
+    result = parse_paths([CORPUS / "045-nccltests-old-format-out-of-bounds-2-failed-allgather.log"],
+                         instance="p5", expect_nodes=2)
+    assert check(result, "bandwidth")["status"] == "unknown"
+    assert "2 ranks" not in check(result, "bandwidth_derived")["message"]

@@ -151,7 +151,10 @@ def shape_of(rows: list[dict], ranks: int | None, given: str | None = None) -> S
             how = f"{ranks} ranks from the log; busbw/algbw in [{low:.3f}, " \
                   f"{min(high, 99):.3f}]{where}, redop {row and row.get('redop')}"
             return Shape(EITHER.join(fits), ranks, how)
-    names, counted = _counted(candidates, low, high)
+    # Tables without a redop column (nccl-tests before 2.0) printed all_gather's busbw
+    # as algbw: their ratio counts nothing.
+    names, counted = _counted(candidates, low, high) if row and row.get("redop") else \
+        (candidates, None)
     how = f"busbw/algbw {(low + high) / 2:.3f}{where}, redop {row and row.get('redop')}"
     if counted:
         return Shape(EITHER.join(names), counted, how)
