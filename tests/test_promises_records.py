@@ -53,7 +53,8 @@ plain_text = st.text(max_size=12).filter(lambda s: "\x00" not in s and not s.end
 plain_float = st.floats(allow_nan=False, allow_infinity=False).filter(
     lambda f: not f.is_integer())
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**12), plain_float, plain_text),
+    st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**12), plain_float, plain_text,
+              st.sampled_from([0, 1, -1, 2, 0.5, -0.5])),  # at the bounds the schemas set
     lambda inner: st.one_of(st.lists(inner, max_size=3),
                             st.dictionaries(plain_text, inner, max_size=3)),
     max_leaves=8)
@@ -68,6 +69,12 @@ def _paths(value, prefix=()):
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _paths(item, (*prefix, index))
+
+
+def _at(value, path):
+    for part in path:
+        value = value[part]
+    return value
 
 
 def _replace(value, path, new):
@@ -87,8 +94,13 @@ def near_records(draw):
     name = draw(st.sampled_from(sorted(VALID)))
     record = VALID[name]
     path = draw(st.sampled_from(list(_paths(record))))
-    how = draw(st.sampled_from(["replace", "add", "drop"]))
-    if how == "replace":
+    how = draw(st.sampled_from(["replace", "add", "drop", "nudge"]))
+    numbers = [p for p in _paths(record) if p and isinstance(_at(record, p), (int, float))
+               and not isinstance(_at(record, p), bool)]
+    if how == "nudge" and numbers:  # a number just past a schema's bound
+        record = _replace(record, draw(st.sampled_from(numbers)),
+                          draw(st.sampled_from([0, -1, -0.5, 0.5, 1])))
+    elif how == "replace":
         record = _replace(record, path, draw(json_values))
     elif how == "add":
         target = record
@@ -132,6 +144,26 @@ def test_the_checker_agrees_with_jsonschema(case):
 def test_where_the_checker_is_stricter_than_json_schema(name, record, says):
     with pytest.raises(records.RecordError, match=says):
         records.check(record, name, "r")
+
+
+def _curve(**change) -> dict:
+    return {**BASELINE, "curves": [{**BASELINE["curves"][0], **change}]}
+
+
+@pytest.mark.parametrize("record, fits", [
+    (_curve(nodes=1), True), (_curve(nodes=0), False), (_curve(ranks=0), False),
+    (_curve(points=[[0, 0]]), True), (_curve(points=[[-1, 1.0]]), False),
+    (_curve(points=[[8, -0.5]]), False), (_curve(points=[[8, 1.0, 2.0]]), False),
+    (_curve(points=[]), False), ({**BASELINE, "curves": []}, False),
+])
+def test_bounds_the_schemas_set_hold_exactly(record, fits):
+    """At a bound and just past it: the checker and jsonschema both."""
+    assert jsonschema.Draft202012Validator(records.schema("baseline")).is_valid(record) == fits
+    try:
+        records.check(record, "baseline", "r")
+        assert fits
+    except records.RecordError:
+        assert not fits
 
 
 def test_a_schema_keyword_the_checker_does_not_know_is_refused(tmp_path, monkeypatch):
@@ -256,9 +288,13 @@ def test_a_trickling_metadata_endpoint_does_not_hold_the_start(monkeypatch):
     try:
         monkeypatch.setenv("EFAKIT_IMDS", "on")
         endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
-        started = time.monotonic()
-        assert detect.from_imds(endpoint, timeout=0.5, deadline=1.0) is None
-        assert time.monotonic() - started < 3
+        started, got = time.monotonic(), []
+        probe = threading.Thread(target=lambda: got.append(
+            detect.from_imds(endpoint, timeout=0.5, deadline=1.0)), daemon=True)
+        probe.start()
+        probe.join(10)  # a lookup without its deadline would trickle on for hours
+        assert not probe.is_alive(), "the metadata lookup is still reading"
+        assert got == [None] and time.monotonic() - started < 3
     finally:
         stop.set()
         server.close()
