@@ -333,3 +333,14 @@ def test_a_table_without_a_redop_column_counts_no_ranks_from_its_ratio():
                          instance="p5", expect_nodes=2)
     assert check(result, "bandwidth")["status"] == "unknown"
     assert "2 ranks" not in check(result, "bandwidth_derived")["message"]
+
+
+@pytest.mark.parametrize("figure", ["inf", "nan", "-nan", "1e308"])
+def test_an_impossible_average_is_an_error_at_its_line(tmp_path, figure):
+    text = (CORPUS / "001-efa-gdr-p4d-nccl283-eks-nccltests.log").read_text()
+    edited = text.replace("# Avg bus bandwidth    : 7.80081", f"# Avg bus bandwidth    : {figure}")
+    assert edited != text
+    result = parse_text(tmp_path, edited, instance="p4d", expect_nodes=2)
+    bad = [e for e in result["errors"] if e["kind"] == "impossible_figure"]
+    assert [e["line"] for e in bad] == [94] and result["verdict"] == "fail"
+    assert result["busbw_avg_GBps"] is None
