@@ -143,6 +143,13 @@ def shape_of(rows: list[dict], ranks: int | None, given: str | None = None) -> S
     if not candidates:
         return None
     where = f" at {human_size(row['size'])}" if row else ""
+    if row is not None and row.get("redop") is None:
+        # nccl-tests before 2.0: no redop column, and all_gather's busbw printed as its
+        # algbw, so the ratio says nothing; such tables are all_gather-like.
+        spec = table()["collectives"]
+        legacy = [c for c in candidates if not spec[c]["reduces"] and not spec[c]["rooted"]]
+        return Shape(EITHER.join(legacy), ranks, "no redop column (nccl-tests < 2.0)") \
+            if legacy and ranks and ranks >= 2 else None
     if row is not None and low == 0 and busbw_of(row) == 0:  # data moved, busbw 0: factor 0
         return Shape(given or candidates[0], 1, f"busbw 0{where}")
     if ranks and ranks >= 2:
@@ -151,10 +158,7 @@ def shape_of(rows: list[dict], ranks: int | None, given: str | None = None) -> S
             how = f"{ranks} ranks from the log; busbw/algbw in [{low:.3f}, " \
                   f"{min(high, 99):.3f}]{where}, redop {row and row.get('redop')}"
             return Shape(EITHER.join(fits), ranks, how)
-    # Tables without a redop column (nccl-tests before 2.0) printed all_gather's busbw
-    # as algbw: their ratio counts nothing.
-    names, counted = _counted(candidates, low, high) if row and row.get("redop") else \
-        (candidates, None)
+    names, counted = _counted(candidates, low, high)
     how = f"busbw/algbw {(low + high) / 2:.3f}{where}, redop {row and row.get('redop')}"
     if counted:
         return Shape(EITHER.join(names), counted, how)
