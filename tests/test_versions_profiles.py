@@ -101,3 +101,17 @@ def test_gpu_model_candidates():
     assert [p.name for p in candidates_for_gpu("NVIDIA H100 80GB HBM3")] == ["p5.48xlarge"]
     assert {p.name for p in candidates_for_gpu("NVIDIA H200")} == {"p5e.48xlarge", "p5en.48xlarge"}
     assert candidates_for_gpu("NVIDIA GeForce RTX 4090") == []
+
+
+def test_a_command_that_needs_an_unknown_fact_says_so_in_one_line(tmp_path):
+    """launch needs the EFA count to request the devices; p6e-gb200's is unknown."""
+    from tests import procs
+    from tests.procs import EFAKIT
+
+    image = "1.dkr.ecr.us-east-1.amazonaws.com/r@sha256:" + "a" * 64
+    done = procs.run([*EFAKIT, "launch", "eks", "--instance-type", "p6e-gb200", "--nodes", "2",
+                      "--image", image, "-o", str(tmp_path / "job.yaml")],
+                     capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "EFA device count is unknown" in done.stderr
+    assert not (tmp_path / "job.yaml").exists()

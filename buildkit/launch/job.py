@@ -74,6 +74,10 @@ def make_job(command: str, nodes: int, profile: Profile, gpus_per_node: int | No
     except BadValue as exc:
         hint = f" ({profile.name} has {profile.gpu_count} GPUs)" if "gpus" in str(exc) else ""
         raise LaunchError(f"{exc}{hint}") from None
+    if profile.efa_devices is None:
+        raise LaunchError(f"{profile.name}: its EFA device count is unknown "
+                          f"({dict(profile.unknown)['efa_devices']}), so the job cannot "
+                          "request them (instances.yaml)")
     if profile.efa_devices < 1:
         raise LaunchError(f"{profile.name} has no EFA device (instances.yaml)")
     if image is not None and not IMAGE_RE.fullmatch(image):
