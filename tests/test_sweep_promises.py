@@ -2,7 +2,7 @@
 a healthy node is never accused; a node that fails or hangs its own check is always
 named; with every run conclusive, every bad node is named, and with some runs
 interrupted a bad node is named or left unknown, never cleared; only real link
-faults are named as links; with full coverage every steady bad link is found.
+faults are named as links, and every steady bad link whose pair ran is named.
 
 The mixes: 0-2 node faults of every kind, 0-2 link faults (steady or flapping) on
 other nodes, and a share of pair runs that prove nothing (status unknown, as an
@@ -88,13 +88,15 @@ def test_recorded_mixes_keep_the_promises(seed):
 
 @settings(max_examples=15, deadline=None)
 @given(count=st.integers(4, 12), links=st.integers(1, 2), seed=st.integers(0, 999))
-def test_with_full_coverage_every_steady_bad_link_is_found(count, links, seed):
+def test_every_steady_bad_link_whose_pair_ran_is_named(count, links, seed):
     nodes = node_names(count)
     order = random.Random(seed).sample(nodes, 2 * links)
     faults = [Fault("bad_link", (order[2 * i], order[2 * i + 1])) for i in range(links)]
-    result = Sweep(nodes, SimulatedFabric(faults, seed), coverage=count - 1, seed=seed).run()
+    result = Sweep(nodes, SimulatedFabric(faults, seed), coverage=count, seed=seed).run()
+    ran = {tuple(sorted(p)) for p in result.trials}
     truth = {tuple(sorted(f.where)) for f in faults}
-    assert {tuple(sorted(p)) for p in result.bad_links} == truth and not result.bad_nodes
+    named = {tuple(sorted(p)) for p in result.bad_links}
+    assert truth & ran <= named <= truth and not result.bad_nodes
     assert all(result.confirmed[p] for p in result.bad_links)
 
 
