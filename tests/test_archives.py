@@ -142,6 +142,22 @@ def test_a_tag_archive_with_eol_crlf_files_streams_to_the_tags_tree(tmp_path):
     assert tree_id(tmp_path / "x.tar.gz") == want
 
 
+def test_git_sorts_a_directory_as_if_its_name_ended_in_a_slash(tmp_path):
+    """Hand-picked: `a` (a directory) sorts after `a-b` and `a.c` but before `a0`, because
+    git compares it as `a/`; a symlink is mode 120000 with its target as the blob."""
+    repo = tmp_path / "repo"
+    (repo / "a").mkdir(parents=True)
+    for name in ("a/x", "a-b", "a.c", "a0"):
+        (repo / name).write_text(name)
+    (repo / "ln").symlink_to("a/x")
+    _git("init", "-q", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    want = _git("write-tree", cwd=repo).decode().strip()
+    (tmp_path / "x.tar").write_bytes(_git("archive", "--format=tar", "--prefix=p/", want,
+                                          cwd=repo))
+    assert tree_id(tmp_path / "x.tar") == want
+
+
 def test_an_archive_with_several_top_entries_is_the_tree_of_its_root(tmp_path):
     (tmp_path / "repo" / "src").mkdir(parents=True)
     (tmp_path / "repo" / "src" / "a.c").write_text("int a;\n")
