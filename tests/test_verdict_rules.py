@@ -143,8 +143,9 @@ def test_a_socket_speed_p4d_table_fails_on_bandwidth_without_transport_lines():
     code, result, err = _verify(str(SLOW_P4D), "--instance-type", "p4d", "--expect-nodes", "2")
     assert (code, result["verdict"]) == (1, "fail"), err
     derived = check(result, "bandwidth_derived")
-    assert derived["status"] == "fail" and "all_reduce on 16 ranks, 2 nodes" in \
-        derived["message"]
+    assert derived["status"] == "fail" and "all_reduce on 16 ranks, 2 nodes: 1.2 GB/s at " \
+        "1 GiB against a derived floor of 19.9" in derived["message"]
+    assert "TCP socket speed, not EFA" in derived["message"]  # what on-call reads first
     assert result["verdict_reason"].startswith("bandwidth_derived")
     assert derived["evidence"][0]["line"] >= 25  # a table row, cited
 

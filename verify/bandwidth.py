@@ -345,9 +345,18 @@ def derived_check(judged: list[Judged], profile: Profile) -> Check:
                 short.append((row, floor))
         if short:
             evidence += [item.evidence(r, f) for r, f in short]
-            names = ", ".join(f"{human_size(r['size'])} {busbw_of(r):g} < {f:.1f}"
-                              for r, f in short)
-            results.append(("fail", f"{item.label()}: below the derived floor at {names} GB/s"))
+            far = table()["far_below"]
+            if len(short) == len(rows) and all(busbw_of(r) < far["fraction"] * f
+                                               for r, f in short):
+                row, floor = max(short, key=lambda pair: pair[0]["size"])
+                results.append(("fail", f"{item.label()}: {busbw_of(row):g} GB/s at "
+                                f"{human_size(row['size'])} against a derived floor of "
+                                f"{floor:.1f} ({far['hint']})"))
+            else:
+                names = ", ".join(f"{human_size(r['size'])} {busbw_of(r):g} < {f:.1f}"
+                                  for r, f in short)
+                results.append(("fail", f"{item.label()}: below the derived floor at "
+                                f"{names} GB/s"))
         else:
             best = max(rows, key=lambda r: r["size"])
             floor = derived_floor(profile, coll, best["size"], ranks, item.nodes)
@@ -375,8 +384,8 @@ def _far_below(item: Judged, profile: Profile) -> tuple[str, str, list[Evidence]
         return "fail", (f"{item.label()}: no row at >= {human_size(model['min_size_bytes'])}, "
                         f"and every row from {human_size(far['min_size_bytes'])} up is under "
                         f"{far['fraction']:.0%} of the derived floor (best "
-                        f"{busbw_of(best):g} GB/s at {human_size(best['size'])})"), \
-            [item.evidence(best)]
+                        f"{busbw_of(best):g} GB/s at {human_size(best['size'])}; "
+                        f"{far['hint'].split(': ', 1)[1]})"), [item.evidence(best)]
     return "unknown", (f"{item.label()}: no row at >= {human_size(model['min_size_bytes'])} "
                        "(sweep further)"), []
 
