@@ -38,8 +38,6 @@ def table() -> dict:
 COLLECTIVES = tuple(table()["collectives"])
 # A table that cannot tell collectives apart names each; the lowest floor applies.
 EITHER = " or "
-# nccl-tests prints redop `none` for both; their busbw factor is the same.
-GATHER_OR_ALLTOALL = EITHER.join(("all_gather", "alltoall"))
 # nccl-tests prints bandwidths with two decimals (src/util.cu, %6.2f): half a unit.
 HALF_UNIT = 0.005
 
