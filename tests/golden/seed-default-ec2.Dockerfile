@@ -42,10 +42,11 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
 
 # NCCL 2.14.3 headers and library from the pinned wheel the image runs (the base's
 # own NCCL is another version): nccl-tests compile against the one libnccl.so.2 they will load.
+# --target leaves the system's packages alone, but older pips (Debian 12's 23.0) apply PEP 668 to it too.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=artifacts,target=/artifacts \
     --mount=type=secret,id=ca-bundle \
-    efakit-with-ca python3 -m pip install --no-compile --target /opt/efakit-nccl-wheel nvidia-nccl-cu11==2.14.3 \
+    PIP_BREAK_SYSTEM_PACKAGES=1 efakit-with-ca python3 -m pip install --no-compile --target /opt/efakit-nccl-wheel nvidia-nccl-cu11==2.14.3 \
  && nccl_lib=/opt/efakit-nccl-wheel/nvidia/nccl/lib \
  && { test -e "$nccl_lib/libnccl.so.2" || { echo "efakit: nvidia-nccl-cu11==2.14.3 has no $nccl_lib/libnccl.so.2" >&2; exit 1; }; } \
  && ln -sf libnccl.so.2 "$nccl_lib/libnccl.so" \

@@ -7,7 +7,7 @@ FROM efakit/base:bookworm
 # The locally made base allows pip everywhere; the real image has no such setting.
 ENV PIP_BREAK_SYSTEM_PACKAGES=0
 RUN --mount=type=bind,source=toolchain,target=/tmp/toolchain \
-    python3 -m pip install --no-compile --no-index --find-links /tmp/toolchain --require-hashes \
+    python3 -m pip install --break-system-packages --no-compile --no-index --find-links /tmp/toolchain --require-hashes \
         --target /opt/cuda-wheels -r /tmp/toolchain/requirements-builder.txt \
  && ln -s lib /opt/cuda-wheels/nvidia/cu13/lib64 \
  && ln -s libcudart.so.13 /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so \
