@@ -89,10 +89,12 @@ def _installer(client: str, work: Path) -> Path:
 
 def _standin(client: str, name: str, context: Path) -> float:
     started = time.monotonic()
-    done = _run(client, "build", "--build-arg", f"OFFLINE_IMAGE={OFFLINE}", "-t",
-                basefacts.table()[name].stand_in, "-f",
+    done = _run(client, "build", "--progress=plain", "--build-arg", f"OFFLINE_IMAGE={OFFLINE}",
+                "-t", basefacts.table()[name].stand_in, "-f",
                 str(STANDINS / f"{name}.Dockerfile"), str(context))
-    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines()
+             if not line.startswith("#") or " ERROR" in line or "error" in line.lower()]
+    assert done.returncode == 0, "\n".join(lines[-40:])
     return time.monotonic() - started
 
 
