@@ -170,6 +170,7 @@ if [[ $1 == enroot ]]; then
     shift
 fi
 pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; exit 143' TERM  # srun passes SIGTERM to its tasks
 for n in "${nodes[@]}"; do
     "$EMU_DOCKER" exec -e SLURM_JOB_ID="$SLURM_JOB_ID" -e SLURM_JOB_NODELIST="$EMU_NODELIST" \
         -e EFAKIT_IMDS=off "$EMU_PREFIX-$n" "$@" & pids+=($!)
@@ -211,17 +212,20 @@ def test_the_sbatch_script_runs_under_enroots_mounts(ci_images, tmp_path, networ
            "EMU_PREFIX": net, "EMU_DOCKER": DOCKER}
     first = FirstRank(out / "efa-verify-run-42")
     first.start()
-    done = subprocess.run(["bash", str(tmp_path / "job.sbatch")], capture_output=True,
-                          text=True, env=env, timeout=600)
+    log = tmp_path / "slurm-42.out"  # a file, as sbatch --output: no pipe for a step to hold
+    with log.open("w") as handle:
+        done = subprocess.run(["bash", str(tmp_path / "job.sbatch")], stdout=handle,
+                              stderr=subprocess.STDOUT, env=env, timeout=600)
     wall = time.monotonic() - first.start_time
     first.done.set()
+    output = log.read_text()
     result_file = out / "efa-verify-run-42" / "result.json"
-    assert result_file.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    assert result_file.exists(), output[-3000:]
     result = json.loads(result_file.read_text())
     print(f"{container}-like (read-only root, tmpfs /run): "
           f"{result['run']['ranks_launched']} ranks started, first rank log after "
           f"{first.seconds:.1f} s, script {wall:.1f} s, verdict {result['verdict']}")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, output[-3000:]
     assert result["run"]["hosts"] == nodes
     assert {c["name"]: c["status"] for c in result["checks"]}["rank_logs"] == "pass"
     assert not (out / ".efa-verify-ssh-42").exists()  # the job's keys go with the job
