@@ -6,6 +6,11 @@ record of an older image that baked the start defaults into ENV."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +18,7 @@ from hypothesis import strategies as st
 from buildkit.render import render_context
 from buildkit.spec import load_spec
 from tests.conftest import FIXTURES
+from tests.procs import VERIFY
 from verify import startenv
 from verify.detect import Detection
 from verify.envrules import start_changes
@@ -36,7 +42,9 @@ def _ruled(record: dict) -> list[str]:
 
 
 def _touched(plan: startenv.StartPlan) -> set[str]:
-    return {line.split()[1].split("=", 1)[0] for line in startenv.shell_lines(plan)}
+    """Names the eval'd lines would change (`... || export X=v`, `unset X`)."""
+    return {m.group(1) for line in startenv.shell_lines(plan)
+            for m in re.finditer(r"(?:export|unset) ([A-Za-z_][A-Za-z0-9_]*)", line)}
 
 
 def _environ(draw, record: dict, baked: dict) -> dict:
@@ -100,3 +108,110 @@ def test_on_an_older_image_a_users_device_rdma_survives_g4dn(record, value):
     plan = startenv.plan(old, Detection(g4dn, "test", "exact"), {"FI_EFA_USE_DEVICE_RDMA": value})
     assert startenv.shell_lines(plan) == [] and [c.var for c in plan.kept] == \
         ["FI_EFA_USE_DEVICE_RDMA"]
+
+
+# --- issue #24, attack-1: the same variable in the record's env, its start_defaults, or both
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_a_present_variable_is_never_changed_wherever_the_record_names_it(record, data):
+    """Every instance family (exact or ambiguous), and a record whose `env`, whose
+    `start_defaults`, both or neither name each ruled variable, with any value: a
+    variable present at start is never in an export or unset line, whatever its value
+    (the image's own included)."""
+    ruled = _ruled(record)
+    env, defaults = {}, {}
+    for var in data.draw(st.lists(st.sampled_from(ruled), unique=True, max_size=6)):
+        where = data.draw(st.sampled_from(["env", "start_defaults", "both"]))
+        value = data.draw(VALUES)
+        if where in ("env", "both"):
+            env[var] = value
+        if where in ("start_defaults", "both"):
+            defaults[var] = data.draw(st.one_of(st.just(value), VALUES))
+    mixed = {**record, "env": {**record["env"], **env},
+             "start_defaults": {**(record.get("start_defaults") or {}), **defaults}}
+    baked = {**mixed["env"], **mixed["start_defaults"]}
+    environ = _environ(data.draw, mixed, baked)
+    plan = startenv.plan(mixed, _detection(data.draw), environ)
+    assert not _touched(plan) & set(environ), (environ, startenv.shell_lines(plan))
+
+
+def test_attack_d1_an_older_records_own_value_set_by_the_user_is_not_unset(tmp_path):
+    """attack-1 D-1: the record bakes FI_EFA_USE_DEVICE_RDMA=1 in env (no start_defaults);
+    the user exports the same value; g4dn's rules want it unset.  It stays, and the step
+    says what it kept."""
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"versions": {"aws_ofi_nccl": "1.5.0", "libfabric": "1.16.0",
+                                               "nccl": "2.12.7"},
+                                  "env": {"FI_EFA_USE_DEVICE_RDMA": "1"}}))
+    result = subprocess.run([*VERIFY, "env", "--shell", "--image-env", str(record),
+                             "--instance-type", "g4dn.metal"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "EFAKIT_IMDS": "off",
+                                 "FI_EFA_USE_DEVICE_RDMA": "1"}, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "FI_EFA_USE_DEVICE_RDMA" not in result.stdout
+    assert "kept as found FI_EFA_USE_DEVICE_RDMA=1" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash: not installed")
+def test_attack_d2_a_shells_unexported_variable_is_the_users_too(tmp_path):
+    """attack-1 D-2: the plan sees only exported variables; the eval'd lines guard each
+    export, so the evaluating shell's own unexported variable keeps its value."""
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"versions": {}, "env": {},
+                                  "start_defaults": {"NCCL_MINE": "overwritten",
+                                                     "FI_NEW": "x y"}}))
+    script = (f'NCCL_MINE=mine; eval "$({" ".join(VERIFY)} env --shell --image-env {record} '
+              f'--instance-type p5)"; printf "%s|%s" "$NCCL_MINE" "$FI_NEW"')
+    out = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "EFAKIT_IMDS": "off"},
+                         timeout=60, check=False)
+    assert out.stdout == "mine|x y", out.stderr
+
+
+ALLOWED = re.compile(r"(?:FI|NCCL)_[A-Za-z0-9_]*|RDMAV_FORK_SAFE")
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.one_of(
+    st.sampled_from(["BASH_ENV", "ENV", "LD_PRELOAD", "PATH", "PROMPT_COMMAND", "IFS", "PS4",
+                     "UID", "SHELLOPTS", "LD_LIBRARY_PATH", "HOME", "FI_PROVIDER",
+                     "NCCL_DEBUG", "RDMAV_FORK_SAFE", "FI", "NCCL", "fi_x"]),
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)))
+def test_the_record_exports_only_allowed_names(tmp_path_factory, name):
+    """An allow-list by data (env_rules.yaml `start_names`): FI_*, NCCL_* and the rules'
+    own variables load; any other name is one ValueError line naming it."""
+    path = tmp_path_factory.mktemp("names") / "r.json"
+    path.write_text(json.dumps({"versions": {}, "env": {}, "start_defaults": {name: "v"}}))
+    if ALLOWED.fullmatch(name):
+        assert startenv.load_image_env(path)["start_defaults"] == {name: "v"}
+    else:
+        with pytest.raises(ValueError, match="start_defaults may not name") as err:
+            startenv.load_image_env(path)
+        assert "\n" not in str(err.value)
+
+
+def test_attack_i1_bash_env_in_the_record_is_refused_in_one_line(tmp_path):
+    """attack-1 I-1: BASH_ENV exported at start would make the next bash run a file."""
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"versions": {}, "env": {},
+                                  "start_defaults": {"BASH_ENV": str(tmp_path / "evil.sh")}}))
+    result = subprocess.run([*VERIFY, "env", "--shell", "--image-env", str(record),
+                             "--instance-type", "p5"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "EFAKIT_IMDS": "off"}, timeout=60,
+                            check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and "BASH_ENV" in result.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(width=st.integers(19, 6000), key=st.sampled_from(["aws_ofi_nccl", "libfabric", "nccl"]))
+def test_a_version_of_any_length_is_one_line(tmp_path_factory, width, key):
+    """attack-1 TB-1: a 5000-digit version made int() raise past Python's 4300-digit
+    limit at every container start; any long digit string is one VersionError line."""
+    path = tmp_path_factory.mktemp("ver") / "r.json"
+    path.write_text(json.dumps({"versions": {key: "9" * width + ".1"}, "env": {}}))
+    with pytest.raises(ValueError, match=f"versions.{key}: not a version") as err:
+        startenv.load_image_env(path)
+    assert len(str(err.value)) < 300

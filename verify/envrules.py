@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from verify.boundary.values import SHELL_NAME_RE
 from verify.profiles import Profile, all_profiles
 from verify.tables import load_table
 from verify.versions import satisfies
@@ -80,6 +81,16 @@ def decide(var: str, versions: Mapping[str, str | None],
                             None if plugin is None else str(plugin),
                             bool(_rules()[var][-1].get("per_job")))
     raise ValueError(f"env rules: no rule for {var} matches (the last rule must have no 'when')")
+
+
+def exportable(name: str) -> bool:
+    """Whether an image env record may have the start step export `name`: a shell name
+    in a family of env_rules.yaml's `start_names`, or a variable the rules decide.  An
+    allow-list: BASH_ENV, ENV, LD_PRELOAD, PATH, PROMPT_COMMAND or IFS exported at every
+    container start would run text or change what every later command means."""
+    allowed = load_table("env_rules")["start_names"]
+    return bool(SHELL_NAME_RE.fullmatch(name)) and (
+        name.startswith(tuple(allowed["prefixes"])) or name in _rules())
 
 
 def plugin_facts() -> dict[str, str]:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import re
 
+from verify.boundary.values import shown
+
 _VERSION_RE = re.compile(r"v?([0-9]+(?:\.[0-9]+)*)")  # a prefix: 1.13.2-aws; ASCII digits
 _CONSTRAINT_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
+# No component numbers a release with more digits than this; int() of a 5000-digit
+# string raises ValueError (Python's 4300-digit limit) and a long one costs time.
+MAX_PART_DIGITS = 18
+MAX_VERSION_CHARS = 128
 
 
 class VersionError(ValueError):
@@ -19,10 +25,15 @@ class VersionError(ValueError):
 
 def parse_version(text: str) -> tuple[int, ...]:
     """Return the numeric release of `text` (`'1.13.2-aws'` -> `(1, 13, 2)`)."""
-    match = _VERSION_RE.match(str(text).strip())
-    if not match:
-        raise VersionError(f"not a version: {text!r} (expected digits and dots, e.g. 1.13.2)")
-    return tuple(int(part) for part in match.group(1).split("."))
+    match = _VERSION_RE.match(str(text).strip()[:MAX_VERSION_CHARS + 1])
+    if not match or len(str(text).strip()) > MAX_VERSION_CHARS:
+        raise VersionError(f"not a version: {shown(text)} (expected digits and dots, "
+                           f"e.g. 1.13.2, at most {MAX_VERSION_CHARS} characters)")
+    parts = match.group(1).split(".")
+    if any(len(part) > MAX_PART_DIGITS for part in parts):
+        raise VersionError(f"not a version: {shown(text)} (a number of more than "
+                           f"{MAX_PART_DIGITS} digits)")
+    return tuple(int(part) for part in parts)
 
 
 def _padded(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
