@@ -381,3 +381,81 @@ def test_extract_never_replaces_what_is_at_its_destination(tmp_path):
         archives.extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "mine").read_text() == "keep\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.tar.gz"]
+
+
+# --- .gitattributes patterns: git's wildmatch in linear time ----------------------------
+
+_GLOB_PIECES = st.sampled_from(["a", "b", ".", "*", "**", "?", "/", "[ab]", "[!a]", "[a-b]",
+                                "[b-a]", "[]a]", "\\a", "\\*", "["])
+_GLOBS = st.lists(_GLOB_PIECES, min_size=1, max_size=7).map("".join).filter(
+    lambda p: not p.startswith(("#", "!", '"', "[attr]")) and not p.endswith("/"))
+_GLOB_NAMES = st.lists(st.text("ab.*[", min_size=1, max_size=4).filter(
+    lambda c: c not in (".", "..")), min_size=1, max_size=3).map("/".join)
+
+
+def _our_text_attribute(pattern: str, name: str) -> bool:
+    attributes = archives._Attributes({})
+    attributes.rules[()] = archives._parse_attributes(f"{pattern} text\n".encode(),
+                                                      top_level=True)
+    return attributes.lookup(tuple(name.encode().split(b"/"))).get(b"text") is True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=_GLOBS, names=st.lists(_GLOB_NAMES, min_size=1, max_size=8, unique=True))
+def test_an_attribute_pattern_matches_the_paths_git_check_attr_matches(tmp_path_factory,
+                                                                       pattern, names):
+    """The matcher agrees with git's own (`git check-attr`) on `*`, `**`, `?`, `[...]`,
+    escapes, anchoring and '/', for generated patterns and paths."""
+    repo = tmp_path_factory.mktemp("attr")
+    _git("init", "-q", cwd=repo)
+    (repo / ".gitattributes").write_text(f"{pattern} text\n")
+    out = subprocess.run(["git", "check-attr", "-z", "--stdin", "text"], cwd=repo,
+                         env=GIT_ENV, check=True, capture_output=True,
+                         input="".join(f"{n}\0" for n in names).encode()).stdout
+    fields = out.split(b"\0")
+    git_says = {fields[i].decode(): fields[i + 2] == b"set"
+                for i in range(0, len(fields) - 2, 3)}
+    assert {n: _our_text_attribute(pattern, n) for n in names} == git_says
+    shutil.rmtree(repo)
+
+
+@settings(max_examples=20, deadline=None)
+@given(stars=st.integers(1, 40), letter=st.sampled_from("ab."), length=st.integers(1, 4000),
+       last=st.sampled_from(["b", "?", "[!a]", "**/b", "/b"]))
+def test_an_adversarial_pattern_costs_one_step_per_byte_of_the_name(stars, letter, length,
+                                                                    last):
+    """`*a*a*...*b` against `aaa...a` backtracks exponentially in a regex translation;
+    here a match is a walk over the name, milliseconds at 4,000 bytes and 40 stars."""
+    glob = archives._wildmatch((f"*{letter}" * stars + f"*{last}").encode())
+    started = time.perf_counter()
+    glob.fullmatch(letter.encode() * length)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_the_attack_1_redos_archive_gets_gits_tree_in_well_under_a_second(tmp_path):
+    """attack-1 H-1: a 300-byte archive whose .gitattributes holds `*a*a...*a*b` and a
+    file named a x 250 held `tree_id` (and fetch-artifacts, and the pre-build check) at
+    100% CPU until it was killed."""
+    attributes = b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b text eol=crlf\n"
+    archive = _archive(tmp_path / "gdrcopy-2.6.tar.gz", [
+        (_info("pkg/.gitattributes", size=len(attributes)), attributes),
+        (_info("pkg/" + "a" * 250, size=6), b"hello\n")])
+    started = time.perf_counter()
+    tree = tree_id(archive)
+    assert time.perf_counter() - started < 1.0
+    assert tree == _unpacked_tree(archive, tmp_path / "unpacked")
+
+
+@pytest.mark.parametrize("bound, value, attributes, match", [
+    ("MAX_ATTRIBUTE_RULES", 3, b"a text\nb text\nc text\nd text\n",
+     "more than 3 .gitattributes lines"),
+    ("MAX_MATCH_STEPS", 10, b"*a* text\n", "over 10 steps"),
+])
+def test_the_attribute_work_an_archive_asks_for_is_bounded(tmp_path, monkeypatch, bound, value,
+                                                           attributes, match):
+    monkeypatch.setattr(archives, bound, value)
+    members = [(_info("pkg/.gitattributes", size=len(attributes)), attributes),
+               (_info("pkg/" + "a" * 20, size=1), b"x")]
+    with pytest.raises(ArchiveError, match=match) as caught:
+        tree_id(_archive(tmp_path / "x.tar.gz", members))
+    assert caught.value.kind == "refused" and "\n" not in str(caught.value)

@@ -364,12 +364,16 @@ _ATTR_NAME = re.compile(rb"[-_.A-Za-z0-9]+")
 _CONTENT_ATTRS = {b"text", b"eol", b"crlf", b"binary", b"ident", b"working-tree-encoding"}
 _MACROS = {b"binary": ((b"diff", False), (b"merge", False), (b"text", False))}
 _MAX_LINE = 2048  # git ignores longer attribute lines
+# Bounds on the attribute work an archive may ask for (libfabric 2.6, the only pinned
+# source with attributes, has 4 lines and 2,176 files: about 10,000 steps).
+MAX_ATTRIBUTE_RULES = 1000  # content-changing lines in all .gitattributes together
+MAX_MATCH_STEPS = 20_000_000  # bytes of names walked by patterns, about 5 s
 _UNSET = None  # `!attr`: decided, and neither set nor unset
 
 
 @dataclass(frozen=True)
 class _Rule:
-    pattern: re.Pattern[bytes]
+    pattern: _Glob
     basename: bool  # a pattern without '/' matches the last component at any depth
     states: tuple[tuple[bytes, object], ...]  # True, False, _UNSET or a value
 
@@ -380,7 +384,11 @@ class _Attributes:
 
     def __init__(self, top: Node) -> None:
         self.rules: dict[tuple[bytes, ...], list[_Rule]] = {}
+        self.steps_left = MAX_MATCH_STEPS
         self._collect(top, ())
+        if sum(map(len, self.rules.values())) > MAX_ATTRIBUTE_RULES:
+            raise _refused(None, f"more than {MAX_ATTRIBUTE_RULES} .gitattributes lines "
+                                 "that change content")
 
     def _collect(self, node: Node, path: tuple[bytes, ...]) -> None:
         for name, child in node.items():
@@ -394,10 +402,19 @@ class _Attributes:
         for depth in range(len(path) - 1, -1, -1):
             relative = b"/".join(path[depth:])
             for rule in reversed(self.rules.get(path[:depth], ())):
-                if rule.pattern.fullmatch(path[-1] if rule.basename else relative):
+                if self._matches(rule, path[-1] if rule.basename else relative):
                     for name, value in reversed(rule.states):
                         _decide(decided, name, value)
         return decided
+
+    def _matches(self, rule: _Rule, name: bytes) -> bool:
+        """The rule's pattern against `name`, within the archive's work budget: each
+        match is linear, but files times rules is still the archive's to choose."""
+        self.steps_left -= rule.pattern.steps(name)
+        if self.steps_left < 0:
+            raise _refused(None, f".gitattributes rules over {MAX_MATCH_STEPS} steps "
+                                 "to apply to the archive's files")
+        return rule.pattern.fullmatch(name)
 
     def checked_in(self, leaf: _Leaf, path: tuple[bytes, ...]) -> bytes:
         """The blob id `git add` stores for this file (convert.c: convert_attrs and
@@ -491,13 +508,102 @@ def _parse_states(tokens: list[bytes]) -> list[tuple[bytes, object]] | None:
     return states
 
 
-_NEVER = re.compile(rb"(?!)")
+_SLASH = ord("/")
+_NOT_SLASH = frozenset(range(256)) - {_SLASH}
+# ("byte", int), ("set", frozenset), ("star", whether it crosses '/'), ("dirs", None)
+_Token = tuple[str, object]
 
 
-def _wildmatch(pattern: bytes) -> re.Pattern[bytes]:
-    """wildmatch.c with WM_PATHNAME as a regular expression: `*` and `?` stop at '/',
-    `**` between slashes spans directories, `[...]` never matches '/'."""
-    out, i, n = [], 0, len(pattern)
+class _Glob:
+    """wildmatch.c with WM_PATHNAME, run as a set of states (a Thompson NFA held in the
+    bits of an int): a match costs one step per byte of the name whatever the pattern.
+    `*` and `?` stop at '/', `**` between slashes spans directories, `[...]` never
+    matches '/'.  (The translation to a backtracking regex this replaces took
+    exponential time on `*a*a*a...*b` against a long name: attack-1 H-1.)
+
+    Bit i set: token i is next; bit len(tokens): the name matched.  A "byte" or "set"
+    token consumes one byte, a "star" any number, and "dirs" is the optional part of
+    `**/`: it is followed by a crossing star and a '/', and may skip both."""
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self.tokens = tokens
+        self.accept = 1 << len(tokens)
+        bits = {kind: 0 for kind in ("star", "cross", "dirs", "any")}
+        self.literal: dict[int, int] = {}
+        self.classes: list[tuple[int, frozenset[int]]] = []
+        for i, (kind, arg) in enumerate(tokens):
+            if kind == "byte":
+                self.literal[arg] = self.literal.get(arg, 0) | 1 << i  # type: ignore[index]
+            elif kind == "set" and arg is _NOT_SLASH:
+                bits["any"] |= 1 << i
+            elif kind == "set":
+                self.classes.append((1 << i, arg))  # type: ignore[arg-type]
+            else:
+                bits["cross" if kind == "star" and arg else kind] |= 1 << i
+        self.stars, self.cross, self.dirs, self.any = (bits["star"], bits["cross"],
+                                                       bits["dirs"], bits["any"])
+        self.minimum = sum(kind in ("byte", "set") and not _skippable(tokens, i)
+                           for i, (kind, _) in enumerate(tokens))
+        self.suffix = _fixed_suffix(tokens)
+        self._steps: dict[int, tuple[int, int]] = {}
+
+    def _step(self, byte: int) -> tuple[int, int]:
+        """(states that move on to the next token, states that stay) on `byte`."""
+        if byte not in self._steps:
+            move = self.literal.get(byte, 0) | (self.any if byte != _SLASH else 0)
+            move |= sum(bit for bit, accepted in self.classes if byte in accepted)
+            self._steps[byte] = move, self.cross | (self.stars if byte != _SLASH else 0)
+        return self._steps[byte]
+
+    def _closure(self, states: int) -> int:
+        while True:
+            grown = states | (states & (self.stars | self.cross | self.dirs)) << 1 \
+                | (states & self.dirs) << 3
+            if grown == states:
+                return states
+            states = grown
+
+    def steps(self, name: bytes) -> int:
+        """How many state steps `fullmatch(name)` takes at most (for a work budget)."""
+        return 0 if len(name) < self.minimum or not name.endswith(self.suffix) else len(name)
+
+    def fullmatch(self, name: bytes) -> bool:
+        if not self.steps(name):
+            return not name and bool(self._closure(1) & self.accept)
+        states = self._closure(1)
+        for byte in name:
+            move, stay = self._step(byte)
+            states = self._closure((states & move) << 1 | states & stay)
+            if not states:
+                return False
+        return bool(states & self.accept)
+
+
+def _skippable(tokens: list[_Token], i: int) -> bool:
+    """Token i is the '/' of a `**/`, which matches no directory at all."""
+    return i >= 2 and tokens[i - 2][0] == "dirs"
+
+
+def _fixed_suffix(tokens: list[_Token]) -> bytes:
+    """The bytes every matching name ends with: the pattern's trailing literal bytes
+    (a cheap test that spares most names the walk, e.g. `*.cmd`)."""
+    tail = []
+    for i in range(len(tokens) - 1, -1, -1):
+        kind, arg = tokens[i]
+        if kind != "byte" or _skippable(tokens, i):
+            break
+        tail.append(arg)
+    return bytes(reversed(tail))  # type: ignore[arg-type]
+
+
+_NEVER = _Glob([("set", frozenset())])
+
+
+def _wildmatch(pattern: bytes) -> _Glob:
+    """The pattern as git's wildmatch reads it (WM_PATHNAME); an unterminated `[` or a
+    final backslash matches nothing, as wildmatch aborts."""
+    tokens: list[_Token] = []
+    i, n = 0, len(pattern)
     while i < n:
         char = pattern[i:i + 1]
         if char == b"*":
@@ -506,39 +612,40 @@ def _wildmatch(pattern: bytes) -> re.Pattern[bytes]:
                 j += 1
             at_start = i == 0 or pattern[i - 1:i] == b"/"
             if j - i >= 2 and at_start and j == n:
-                out.append(b".*")
+                tokens.append(("star", True))
             elif j - i >= 2 and at_start and pattern[j:j + 1] == b"/":
-                out.append(b"(?:.*/)?")
+                tokens += [("dirs", None), ("star", True), ("byte", _SLASH)]
                 j += 1
             else:
-                out.append(b"[^/]*")
+                tokens.append(("star", False))
             i = j
         elif char == b"?":
-            out.append(b"[^/]")
+            tokens.append(("set", _NOT_SLASH))
             i += 1
         elif char == b"\\":
             if i + 1 >= n:
                 return _NEVER
-            out.append(b"\\x%02x" % pattern[i + 1])
+            tokens.append(("byte", pattern[i + 1]))
             i += 2
         elif char == b"[":
-            piece, i = _bracket(pattern, i)
-            if piece is None:
+            accepted, i = _bracket(pattern, i)
+            if accepted is None:
                 return _NEVER
-            out.append(piece)
+            tokens.append(("set", accepted))
         else:
-            out.append(b"\\x%02x" % pattern[i])
+            tokens.append(("byte", pattern[i]))
             i += 1
-    return re.compile(b"".join(out), re.S)
+    return _Glob(tokens)
 
 
-def _bracket(pattern: bytes, i: int) -> tuple[bytes | None, int]:
-    """A `[...]` class from index i (at '['): the piece and the index after ']'; None for
-    an unterminated class (wildmatch aborts: nothing matches)."""
+def _bracket(pattern: bytes, i: int) -> tuple[frozenset[int] | None, int]:
+    """A `[...]` class from index i (at '['): the bytes it accepts ('/' never) and the
+    index after ']'; None for an unterminated class (wildmatch aborts: nothing matches)."""
     n, i = len(pattern), i + 1
     negated = pattern[i:i + 1] in (b"!", b"^")
     i += negated
-    items, previous, first = [], None, True
+    items: set[int] = set()
+    previous, first = None, True
     while i < n and (first or pattern[i:i + 1] != b"]"):
         first = False
         char = pattern[i]
@@ -556,13 +663,12 @@ def _bracket(pattern: bytes, i: int) -> tuple[bytes | None, int]:
                 if i + 2 >= n:
                     return None, n
                 high, i = pattern[i + 2], i + 1
-            if previous <= high:
-                items.append(b"\\x%02x-\\x%02x" % (previous, high))
+            items.update(range(previous, high + 1))
             previous, i = None, i + 2
             continue
-        items.append(b"\\x%02x" % char)
+        items.add(char)
         previous, i = char, i + 1
     if i >= n:
         return None, n
-    return b"(?!/)[" + (b"^" if negated else b"") + b"".join(items) + b"]", i + 1
-
+    accepted = _NOT_SLASH - items if negated else frozenset(items) - {_SLASH}
+    return (_NOT_SLASH if accepted == _NOT_SLASH else accepted), i + 1
