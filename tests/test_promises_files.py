@@ -150,3 +150,40 @@ def test_within_gives_up_at_the_deadline():
         files.within(0.2, lambda: time.sleep(5))
     assert time.monotonic() - started < 2
     assert files.within(1, lambda: 7) == 7
+
+
+# --- the writer never waits on a FIFO nobody reads (attack-1 H-4) -----------------------
+
+
+def test_a_fifo_with_no_reader_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(WriteError, match="a FIFO that nothing reads") as caught:
+        files.write_atomic(fifo, "verdict\n")
+    assert time.monotonic() - started < files.FIFO_READER_WAIT + 3
+    assert "\n" not in str(caught.value) and os.path.exists(fifo)
+
+
+@pytest.mark.parametrize("argv", [
+    ["efa-verify", "parse", "{log}", "--instance-type", "p5", "-o", "{out}"],
+    ["efakit", "launch", "slurm", "--instance-type", "p5", "--nodes", "2", "--image", "a#b:1",
+     "-o", "{out}"],
+])
+def test_cli_output_to_a_fifo_with_no_reader_is_one_line(tmp_path, argv):
+    """attack-1 Q01/Q02: `mkfifo out; ... -o out` hung until killed."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "x.log"
+    log.write_text("host1:1:1 [0] NCCL INFO NCCL version 2.21.5+cuda12.4\n")
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    module = "verify" if argv[0] == "efa-verify" else "buildkit"
+    args = [a.format(log=log, out=fifo) for a in argv[1:]]
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "EFAKIT_IMDS": "off",
+                               "AWS_EC2_METADATA_DISABLED": "true"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "a FIFO that nothing reads" in proc.stderr

@@ -127,3 +127,33 @@ def test_static_passes_every_check_it_makes_in_the_offline_image(ci_images):
     assert {"plugin", "plugin_deps", "libfabric", "libfabric_efa", "nccl_single",
             "nccl_version", "nccl_tests", "nccl_tests_archs", "nccl_tests_nccl", "gdrcopy",
             "ssh", "env", "mpirun", "torch"} <= set(statuses)
+
+
+# --- issue #24, attack-1 H-2/H-3: the image tree is untrusted input ---------------------
+
+
+@pytest.mark.parametrize("where,kind", [
+    ("usr/lib/libnccl.so.2", "link-to-/dev/zero"),
+    ("usr/lib/libfabric.so.1", "fifo"),
+    ("opt/amazon/ofi-nccl/lib/libnccl-net-ofi.so", "fifo"),
+    ("usr/lib/libfabric.so.1", "link-to-/dev/urandom"),
+    ("usr/lib/libfabric.so.1", "short"),
+])
+def test_a_library_that_is_no_regular_file_is_one_line_not_a_hang(tmp_path, where, kind):
+    """A FIFO blocked open() forever, a link to /dev/zero grew to 6.6 GB in 15 s: every
+    library is read through the boundary's reader (regular file, size cap, O_NONBLOCK)."""
+    root = _tree(tmp_path)
+    lib = root / where
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(lib)
+    elif kind == "short":
+        lib.write_bytes(b"\x7fEL")
+    else:
+        lib.symlink_to(kind.split("-to-")[1])
+    proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(root)],
+                     capture_output=True, text=True, timeout=30)
+    assert proc.returncode in (1, 2), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 1
+    if proc.returncode == 2:
+        assert "not a regular file" in proc.stderr or "ELF" in proc.stderr

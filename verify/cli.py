@@ -209,6 +209,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
 
     from verify import startenv
     from verify.checks import checks_result
+    from verify.elf import ElfError
     from verify.policy import PolicyError, load_policy
     from verify.static import Image, static_checks
 
@@ -220,7 +221,10 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
     except (ValueError, PolicyError) as exc:
         raise CliError(str(exc)) from None
     image = Image(root_path, record, dict(os.environ), instance_profile(instance_type))
-    checks = static_checks(image, execute=root_path.resolve() == Path("/"))
+    try:
+        checks = static_checks(image, execute=root_path.resolve() == Path("/"))
+    except ElfError as exc:  # a library that is no regular file, or no ELF file
+        raise CliError(str(exc)) from None
     result = checks_result("static", checks, policy, image.instance,
                            {"nccl_version": record["versions"].get("nccl"),
                             "plugin_version": record["versions"].get("aws_ofi_nccl"),

@@ -12,6 +12,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.boundary.files import ReadError, read_bytes
+
+# The largest library static reads whole: libnccl.so.2 with every arch is ~400 MB,
+# torch's CUDA libraries ~1.5 GB; past 2 GiB it is no library.
+MAX_LIBRARY_BYTES = 2 << 30
 DT_NEEDED, DT_STRTAB, DT_RPATH, DT_RUNPATH = 1, 5, 15, 29
 DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
                 "/lib", "/usr/lib", "/usr/local/lib")
@@ -27,10 +32,28 @@ class Dynamic:
     runpath: tuple[str, ...]
 
 
+def read_file(path: Path) -> bytes:
+    """A library's bytes through the boundary's one reader: a regular file (links
+    followed) of at most MAX_LIBRARY_BYTES, never a FIFO (open() would block) or a
+    device (a link to /dev/zero grew to 6.6 GB in 15 s, attack-1 H-2/H-3): the image
+    tree is the untrusted input of `efa-verify static`.  One ElfError line otherwise."""
+    try:
+        return read_bytes(path, MAX_LIBRARY_BYTES)
+    except ReadError as exc:
+        raise ElfError(str(exc)) from None
+
+
 def read_dynamic(path: Path) -> Dynamic:
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+    data = read_file(path)
+    if data[:6] != b"\x7fELF\x02\x01":
         raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
+    try:
+        return _dynamic(data)
+    except (struct.error, IndexError, ValueError):
+        raise ElfError(f"{path}: malformed program headers or dynamic section") from None
+
+
+def _dynamic(data: bytes) -> Dynamic:
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     loads, dynamic = [], None
@@ -71,7 +94,11 @@ def search_dirs(root: Path, ld_library_path: list[str]) -> list[str]:
     conf_files = [root / "etc/ld.so.conf", *sorted((root / "etc/ld.so.conf.d").glob("*.conf"))]
     for conf in conf_files:
         if conf.is_file():
-            for line in conf.read_text(errors="replace").splitlines():
+            try:
+                text = read_bytes(conf).decode("utf-8", "replace")
+            except ReadError as exc:
+                raise ElfError(str(exc)) from None
+            for line in text.splitlines():
                 line = line.strip()
                 if line and not line.startswith(("#", "include")):
                     dirs.append(line)
@@ -120,8 +147,8 @@ FATBIN_ELF, FATBIN_PTX = 2, 1
 
 def section(path: Path, name: str) -> bytes | None:
     """The bytes of section `name` of a 64-bit little-endian ELF file, or None."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+    data = read_file(path)
+    if data[:6] != b"\x7fELF\x02\x01":
         raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
     try:
         shoff, = struct.unpack_from("<Q", data, 0x28)

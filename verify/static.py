@@ -107,7 +107,7 @@ def check_plugin(image: Image) -> list[Check]:
         return [Check("plugin", "fail", True, _no_plugin(image, tried)),
                 Check("plugin_deps", "skip", True, "no plugin to resolve"),
                 Check("plugin_dlopen", "skip", True, "no plugin to resolve")]
-    version = PLUGIN_VERSION_RE.search(plugin.read_bytes())
+    version = PLUGIN_VERSION_RE.search(elf.read_file(plugin))
     found = version.group(1).decode() if version else None
     expected = image.record["versions"].get("aws_ofi_nccl")
     status = "pass" if found and _same_version(found, expected) else "fail"
@@ -164,7 +164,7 @@ def check_libfabric(image: Image) -> list[Check]:
                 Check("libfabric_efa", "skip", True, "no libfabric")]
     real = lib.resolve()
     candidates = [real, *sorted((real.parent / "libfabric").glob("libefa*-fi.so"))]
-    efa = next((c for c in candidates if c.exists() and LIBFABRIC_EFA_MARKER in c.read_bytes()),
+    efa = next((c for c in candidates if c.exists() and LIBFABRIC_EFA_MARKER in elf.read_file(c)),
                None)
     version = image.record["versions"].get("libfabric")
     return [
@@ -197,7 +197,7 @@ def check_nccl(image: Image) -> list[Check]:
     copies = _nccl_copies(image)
     versions = {}
     for copy in copies:
-        match = NCCL_VERSION_RE.search(copy.read_bytes())
+        match = NCCL_VERSION_RE.search(elf.read_file(copy))
         versions[copy] = f"{match.group(1).decode()}+cuda{match.group(2).decode()}" \
             if match else "unreadable"
     evidence = [image.ev(c, f"libnccl.so.2 {v}") for c, v in versions.items()]

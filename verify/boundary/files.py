@@ -13,7 +13,7 @@ again as a last guard.  A regular file (or a new path) is replaced through a tem
 created with O_EXCL|O_NOFOLLOW in the destination's own directory, fsync'd and renamed,
 so the file is whole or as it was and nothing is written outside that directory; a
 device, a FIFO or an open descriptor (/dev/null, /dev/stdout, bash's `>(cmd)`) is
-written in place, as a shell redirection would.
+written in place, as a shell redirection would, but never waits on a FIFO nobody reads.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ import secrets
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 # Specs, policies and records are a few KiB; 4 MiB leaves room and stays fast to parse.
 MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+# How long a FIFO output may wait for its reader to open it (never forever).
+FIFO_READER_WAIT = 2.0
 
 # /dev/stdout, /dev/fd/N, /proc/self/fd/N: names of this process's own open descriptors.
 _FD_LINK = re.compile(r"/(?:dev/fd|proc/(?:self|thread-self|(?P<pid>[0-9]+))/fd)/(?P<fd>[0-9]+)")
@@ -253,10 +257,28 @@ def _write_descriptor(fd: int, data: bytes) -> None:
 
 
 def _write_in_place(path: str | Path, data: bytes, truncate: bool = False) -> None:
-    """Open what is there for writing (never creating it) and write."""
-    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
-    fd = os.open(path, flags)
+    """Open what is there for writing (never creating it) and write.
+
+    Opened with O_NONBLOCK: a FIFO nobody reads would block a blocking open forever
+    (`mkfifo out; efa-verify parse x.log -o out` hung, attack-1 H-4); it gives ENXIO
+    instead, retried for FIFO_READER_WAIT seconds (a reader being started beside us),
+    then refused in one line.  Writes then block as usual (a slow reader is a reader)."""
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK \
+        | (os.O_TRUNC if truncate else 0)
+    deadline = time.monotonic() + FIFO_READER_WAIT
+    while True:
+        try:
+            fd = os.open(path, flags)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENXIO, "a FIFO that nothing reads (start its reader "
+                                           "first, or give a file)") from None
+            time.sleep(0.02)
     try:
+        os.set_blocking(fd, True)
         _write_all(fd, data)
     finally:
         os.close(fd)
