@@ -592,8 +592,8 @@ def fetch_artifacts(framework: str, mirror: Path, profile: str | None,
     try:
         computed = fetch_downloads(spec, mirror, update_pins)
         written = fill_wheels(spec, mirror) if spec.profile == "offline" else []
-    except MirrorError as exc:
-        raise CliError(str(exc), Exit.FAIL) from None
+    except MirrorError as exc:  # a refused artifact is input (exit 2), a failed fetch 1
+        raise CliError(str(exc), exc.code) from None
     if update_pins and computed:
         urls = {name: (digest, spec.components[name]["url"]) for name, digest in computed.items()}
         for name in write_pins(spec.path, urls, dt.date.today().isoformat()):

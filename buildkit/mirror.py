@@ -11,9 +11,12 @@ pip itself refuses a tampered wheel.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,6 +28,7 @@ from buildkit.paths import REPO_ROOT
 from buildkit.progress import Progress
 from buildkit.spec import PIN_KINDS, Spec
 from verify.boundary.archives import ArchiveError, tree_id
+from verify.exitcodes import Exit
 
 WHEELS = "wheels"
 # The builder's toolchain wheels live apart: a build step binds only its own
@@ -44,7 +48,16 @@ PYTHON_TAG = ("3.11", "cp311")  # Debian bookworm's python3
 
 
 class MirrorError(RuntimeError):
-    """The mirror cannot be filled or does not match the spec."""
+    """The mirror cannot be filled (a download failed, pip failed): exit 1."""
+
+    code = Exit.FAIL
+
+
+class MirrorRefused(MirrorError):
+    """An input efakit refuses: an artifact that does not match its pin, a local source
+    mirror entry that is not a regular file (README: one line, exit 2)."""
+
+    code = Exit.USAGE
 
 
 def sha256_of(path: Path) -> str:
@@ -102,9 +115,11 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     return written
 
 
-def pin_problem(name: str, comp: dict, path: Path) -> str | None:
-    """None when `path` matches the component's pin; else one line naming the artifact,
-    the expected and the actual digest."""
+def pin_problem(name: str, comp: dict, path: Path, label: str | None = None) -> str | None:
+    """None when `path` matches the component's pin; else one line naming the artifact
+    (`label`, where `path` is a temporary copy of it), the expected and the actual
+    digest."""
+    label = label or path.name
     for kind in PIN_KINDS:
         want = comp.get(kind)
         if not want:
@@ -114,7 +129,7 @@ def pin_problem(name: str, comp: dict, path: Path) -> str | None:
                 have = tree_id(path)
             except ArchiveError as exc:
                 if exc.kind == "refused":
-                    return f"artifact {path.name} ({name}): refused, its tree not computed " \
+                    return f"artifact {label} ({name}): refused, its tree not computed " \
                            f"(expected {want}): {exc}"
                 have = f"unreadable ({exc})"
         else:
@@ -124,7 +139,7 @@ def pin_problem(name: str, comp: dict, path: Path) -> str | None:
                     digest.update(block)
             have = digest.hexdigest()
         if have != want:
-            return f"artifact {path.name} ({name}): {kind} mismatch: expected {want}, " \
+            return f"artifact {label} ({name}): {kind} mismatch: expected {want}, " \
                    f"actual {have}"
         return None
     return None
@@ -135,68 +150,140 @@ def artifact_name(comp: dict) -> str:
 
 
 def sources_dir() -> Path | None:
-    """The local source mirror, if there is one."""
+    """The local source mirror, if there is one: EFAKIT_SOURCES, which must then be a
+    directory (a typo must not turn an air-gapped fetch into downloads), else the
+    default beside the checkout where it exists."""
     named = os.environ.get("EFAKIT_SOURCES")
-    path = Path(named) if named else DEFAULT_SOURCES
-    return path if path.is_dir() else None
+    if named:
+        if not Path(named).is_dir():
+            raise MirrorRefused(f"EFAKIT_SOURCES={named}: not a directory")
+        return Path(named)
+    return DEFAULT_SOURCES if DEFAULT_SOURCES.is_dir() else None
 
 
 def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, str]:
     """Bring each pinned download of the spec into the mirror (from the local source mirror
-    where it has the file, else from its URL) and check its pin, or compute the sha256."""
+    where it has the file, else from its URL) and check its pin, or compute the sha256.
+
+    Each copy is written to a temporary file of its own in the mirror and renamed over
+    the artifact only once its pin matched; it is removed on every other way out,
+    SIGTERM included (SIGKILL leaves it, under a name no later run opens)."""
     computed = {}
     local = sources_dir()
     progress = Progress("fetch-artifacts")
-    for name, comp in spec.components.items():
-        url = (comp or {}).get("url")
-        if not url:
-            continue
-        target = mirror / artifact_name(comp)
-        source = local / target.name if local is not None else None
-        partial = _fetch_to_partial(name, url, source, mirror, target.name, progress)
-        try:
-            problem = None if update_pins else pin_problem(name, comp, partial)
-            if problem:
-                raise MirrorError(problem)
-            os.replace(partial, target)  # renames over a link at `target`, never through it
-        finally:
-            partial.unlink(missing_ok=True)
-        computed[name] = sha256_of(target)
-        progress.note(f"{target.name}: {target.stat().st_size / 1e6:.1f} MB, "
-                      + ("sha256 computed" if update_pins else "pin checked"))
+    with _terminated_as_exit():
+        for name, comp in spec.components.items():
+            url = (comp or {}).get("url")
+            if not url:
+                continue
+            target = mirror / artifact_name(comp)
+            source = _open_source(local, target.name)
+            try:
+                fd, partial = _new_partial(mirror, target.name)
+            except MirrorError:
+                if source is not None:
+                    os.close(source[0])
+                raise
+            try:
+                where = _fetch(fd, name, url, source, target.name, progress)
+                problem = None if update_pins else pin_problem(
+                    name, comp, partial, f"{target.name} from {where}")
+                if problem:
+                    raise MirrorRefused(problem)
+                os.replace(partial, target)  # renames over a link at `target`, never through
+            finally:
+                partial.unlink(missing_ok=True)
+            computed[name] = sha256_of(target)
+            progress.note(f"{target.name}: {target.stat().st_size / 1e6:.1f} MB, "
+                          + ("sha256 computed" if update_pins else "pin checked"))
     progress.done()
     return computed
 
 
-def _fetch_to_partial(name: str, url: str, source: Path | None, mirror: Path, file: str,
-                      progress: Progress) -> Path:
-    """The artifact's bytes in a new temporary file of the mirror, not yet trusted.
+@contextlib.contextmanager
+def _terminated_as_exit():
+    """SIGTERM raises SystemExit (130) while artifacts are fetched, so the `finally`
+    that removes a temporary copy runs (the default action ends the process at once)."""
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(int(Exit.INTERRUPTED))
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals are not ours to take
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _open_source(local: Path | None, file: str) -> tuple[int, Path] | None:
+    """A descriptor on the local source mirror's copy of `file`; None only when there is
+    no entry of that name (then, and only then, the artifact is downloaded).
+
+    An entry that is there but is no regular file (a FIFO, a device, a directory, a
+    link to /dev/zero or to nothing) is refused: skipping it would silently download
+    what an air-gapped setup meant to provide.  Opened O_NONBLOCK, checked by fstat,
+    so a FIFO never blocks."""
+    if local is None:
+        return None
+    path = local / file
+    if not os.path.lexists(path):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MirrorRefused(f"{path}: cannot read the local source mirror's copy: "
+                            f"{exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) \
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+        raise MirrorRefused(f"{path}: is {kind}, not a regular file; the local source "
+                            "mirror must hold the artifact itself (not downloading instead)")
+    return fd, path
+
+
+def _new_partial(mirror: Path, file: str) -> tuple[int, Path]:
+    """A new temporary file of the mirror for the artifact's untrusted bytes.
 
     mkstemp opens it O_CREAT|O_EXCL|O_NOFOLLOW under a name of its own: a file or
-    link already in the mirror (a `.part` symlink left to lead the write elsewhere) is
-    never opened, let alone written through."""
+    link already in the mirror (a `.part` symlink left to lead the write elsewhere, or
+    one a killed run left) is never opened, let alone written through."""
     try:
         fd, tmp = tempfile.mkstemp(dir=mirror, prefix=f".{file}.", suffix=".part")
     except OSError as exc:
         raise MirrorError(f"cannot write to the artifact mirror {mirror}: {exc.strerror}") \
             from None
-    partial = Path(tmp)
-    try:
-        os.fchmod(fd, 0o644)  # the build context's reader, as a plain copy would be
-        with os.fdopen(fd, "wb") as out:
-            if source is not None and source.is_file():
-                progress.note(f"{file}: from the local source mirror {source.parent}")
-                with source.open("rb") as handle:
+    return fd, Path(tmp)
+
+
+def _fetch(fd: int, name: str, url: str, source: tuple[int, Path] | None, file: str,
+           progress: Progress) -> str:
+    """Write the artifact's bytes to `fd` from the local source mirror's copy (`source`,
+    its descriptor and path), or else from `url`; both descriptors are closed after.
+    Returns where the bytes came from."""
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o644)  # the build context's reader, as a plain copy
+        if source is not None:
+            progress.note(f"{file}: from the local source mirror {source[1].parent}")
+            try:
+                with os.fdopen(source[0], "rb") as handle:
                     shutil.copyfileobj(handle, out, 1 << 20)
-            else:
-                progress.note(f"{file}: downloading {url}")
-                with urllib.request.urlopen(url, timeout=30) as resp:
-                    _copy_with_progress(resp, out, file, progress)
-    except (urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
-        raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
-                          "and no copy in a local source mirror: set EFAKIT_SOURCES)") from None
-    return partial
+            except OSError as exc:
+                raise MirrorError(f"cannot copy {source[1]}: {exc.strerror or exc}") from None
+            return str(source[1])
+        progress.note(f"{file}: not in a local source mirror; downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                _copy_with_progress(resp, out, file, progress)
+        except (urllib.error.URLError, OSError) as exc:
+            raise MirrorError(f"cannot download {name} from {url}: {exc} (no internet here, "
+                              "and no copy in a local source mirror: set EFAKIT_SOURCES)") \
+                from None
+        return url
 
 
 def _copy_with_progress(resp, out, name: str, progress: Progress) -> None:

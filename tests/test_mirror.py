@@ -256,3 +256,139 @@ def test_tar_members_outside_the_top_folder_are_refused_not_extracted(tmp_path):
         "artifact evil.tar.gz (evil): refused, its tree not computed (expected " + "a" * 40 \
         + "): member '../escape.txt': a '..' component"
     assert not (tmp_path / "escape.txt").exists()
+
+
+# --- the local source mirror, the temporary copy, the exit status -----------------------
+
+def _fetch_artifacts(mirror, sources, timeout=60):
+    return procs.run([sys.executable, "-m", "buildkit.cli", "fetch-artifacts", "pytorch",
+                      "--profile", "offline", str(mirror)], capture_output=True, text=True,
+                     cwd=ROOT, timeout=timeout,
+                     env={**os.environ, "EFAKIT_IMDS": "off", "EFAKIT_SOURCES": str(sources),
+                          "http_proxy": "http://127.0.0.1:9", "https_proxy":
+                          "http://127.0.0.1:9", "no_proxy": ""})
+
+
+def test_fetch_artifacts_refuses_a_tampered_archive_naming_it_exit_2(tmp_path):
+    """README: a tampered archive is one line naming the artifact, the expected and the
+    actual digest, exit 2 (it was exit 1, naming the temporary `.part` file: attack-1
+    W-2), and the mirror is left as it was."""
+    sources = _stand_in_mirror(tmp_path)
+    mirror = tmp_path / "filled"
+    proc = _fetch_artifacts(mirror, sources)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    first = next(n for n, c in OFFLINE.components.items() if c.get("url"))
+    file = OFFLINE.components[first]["file"]
+    want, have = OFFLINE.components[first]["tree"], tree_id(sources / file)
+    assert line == (f"efakit: error: artifact {file} from {sources / file} ({first}): tree "
+                    f"mismatch: expected {want}, actual {have}")
+    assert ".part" not in proc.stderr and "Traceback" not in proc.stderr
+    assert list(mirror.iterdir()) == []
+
+
+def _not_a_file(kind: str, at):
+    if kind == "fifo":
+        os.mkfifo(at)
+    elif kind == "directory":
+        at.mkdir()
+    elif kind == "dev-zero":
+        at.symlink_to("/dev/zero")
+    else:
+        at.symlink_to(at.parent / "nowhere")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero", "dangling"])
+def test_a_source_mirror_entry_that_is_no_regular_file_is_refused_not_downloaded(
+        tmp_path, monkeypatch, kind):
+    """attack-1 SA-14: a FIFO or a link to /dev/zero at the artifact's name in
+    EFAKIT_SOURCES was skipped, and the artifact silently downloaded from the internet.
+    Now: one line, exit 2, without blocking, and no download is tried."""
+    import urllib.request
+
+    sources = _stand_in_mirror(tmp_path)
+    first = next(c["file"] for c in OFFLINE.components.values() if c.get("url"))
+    (sources / first).unlink()
+    _not_a_file(kind, sources / first)
+    monkeypatch.setenv("EFAKIT_SOURCES", str(sources))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded"))
+    mirror = tmp_path / "filled"
+    mirror.mkdir()
+    with pytest.raises(MirrorError) as caught:
+        fetch_downloads(OFFLINE, mirror, update_pins=True)
+    assert caught.value.code == 2 and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{sources / first}: ")
+    assert list(mirror.iterdir()) == []
+
+
+def test_only_an_absent_source_mirror_entry_is_downloaded_and_says_so(tmp_path, monkeypatch,
+                                                                     capsys):
+    import urllib.error
+    import urllib.request
+
+    sources = _stand_in_mirror(tmp_path)
+    name, comp = next((n, c) for n, c in OFFLINE.components.items() if c.get("url"))
+    (sources / comp["file"]).unlink()
+    asked = []
+
+    def offline(url, timeout):
+        asked.append(url)
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setenv("EFAKIT_SOURCES", str(sources))
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    mirror = tmp_path / "filled"
+    mirror.mkdir()
+    with pytest.raises(MirrorError, match=f"cannot download {name} from") as caught:
+        fetch_downloads(OFFLINE, mirror, update_pins=True)
+    assert asked == [comp["url"]] and caught.value.code == 1
+    assert f"{comp['file']}: not in a local source mirror; downloading" in capsys.readouterr().err
+    assert list(mirror.iterdir()) == []
+
+
+def test_efakit_sources_that_is_not_a_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFAKIT_SOURCES", str(tmp_path / "typo"))
+    with pytest.raises(MirrorError, match="EFAKIT_SOURCES=.*typo: not a directory") as caught:
+        fetch_downloads(OFFLINE, tmp_path, update_pins=True)
+    assert caught.value.code == 2
+
+
+def test_sigterm_during_a_fetch_leaves_no_temporary_copy(tmp_path):
+    """attack-1 H-1: a fetch killed by SIGTERM (timeout's signal) left its `.part` file."""
+    sources = _stand_in_mirror(tmp_path)
+    mirror = tmp_path / "filled"
+    mirror.mkdir()
+    script = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "import buildkit.mirror as m\n"
+        "def slow(*args, **kwargs):\n"
+        "    print('checking', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "m.pin_problem = slow\n"
+        "from tests.test_mirror import OFFLINE\n"
+        f"m.fetch_downloads(OFFLINE, Path({str(mirror)!r}), update_pins=False)\n")
+    proc = procs.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                     timeout=60, env={**os.environ, "EFAKIT_SOURCES": str(sources)})
+    assert "checking" in proc.stdout and proc.returncode == 130, proc.stderr
+    assert list(mirror.iterdir()) == []
+
+
+def test_a_stale_part_file_a_kill_left_is_never_opened_nor_trusted(tmp_path, monkeypatch):
+    """SIGKILL cannot be caught: its `.part` stays, under a name no later run opens; the
+    next fetch writes a copy of its own, and the pre-build check looks only at the
+    artifacts' names."""
+    sources = _stand_in_mirror(tmp_path)
+    monkeypatch.setenv("EFAKIT_SOURCES", str(sources))
+    mirror = tmp_path / "filled"
+    mirror.mkdir()
+    files = [c["file"] for c in OFFLINE.components.values() if c.get("url")]
+    for file in files:
+        (mirror / f".{file}.k1ll3d00.part").write_bytes(b"half a download")
+    fetch_downloads(OFFLINE, mirror, update_pins=True)
+    for file in files:
+        assert (mirror / file).read_bytes() == (sources / file).read_bytes()
+        assert (mirror / f".{file}.k1ll3d00.part").read_bytes() == b"half a download"
+    assert sorted(p.name for p in mirror.iterdir()) == sorted(
+        files + [f".{f}.k1ll3d00.part" for f in files])
