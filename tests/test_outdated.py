@@ -17,6 +17,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import QUIET_ENV, ROOT
 from tests.upstream_server import ENV, StandIn, serving
@@ -261,3 +263,135 @@ def test_a_newer_base_tag_moves_the_image_with_its_digest_and_the_torch_and_cuda
     assert choice["image"] == f"pytorch/pytorch:2.99.0-cuda13.9-cudnn9-runtime@{SYNTHETIC_DIGEST}"
     assert (choice["torch"], choice["cuda"]) == ("2.99.0", "13.9")
     assert "the why below still speaks of the old tag" in out.read_text()
+
+
+# --- hostile answers: bounded by the one reader (attack-1 TB-2, TB-3, SA-16, SA-17) -----
+
+MPI4PY = ROOT / "tests" / "fixtures" / "upstream" / "pypi" / "mpi4py" / "json.json"
+
+
+def _with_release(version: str) -> bytes:
+    """mpi4py's recorded answer with one more release, which has a (made-up) file."""
+    doc = json.loads(MPI4PY.read_text())
+    doc["releases"][version] = [{"filename": f"mpi4py-{version}.tar.gz", "yanked": False,
+                                 "digests": {"sha256": "a" * 64}}]
+    return json.dumps(doc).encode()
+
+
+HOSTILE = {
+    "deep": b"[" * 200_000 + b"]" * 200_000,
+    "deep-object": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "just-too-deep": b"[" * 40 + b"]" * 40,
+    "5000-digit number": b'{"info": {}, "releases": ' + b"9" * 5000 + b"}",
+    "1e400": b'{"info": {}, "releases": 1e400}',
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_answer_is_that_pins_error_in_one_line(spec_copy, body):
+    """Every upstream gives the same hostile answer: the verdict is inconclusive (exit
+    3, one line), never a traceback (RecursionError, int() of 5000 digits) and never a
+    release made of other scripts' digits."""
+    stand_in = StandIn()
+    stand_in.answer = lambda path: (200, body)
+    started = time.monotonic()
+    with serving(stand_in):
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    one_line_error(proc)
+    assert time.monotonic() - started < 60
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert {pin["status"] for pin in doc["pins"]} <= {"error", "untracked"}
+
+
+@pytest.mark.parametrize("version", ["٩٩.٠", "9" * 5000 + ".0", "1" * 19])
+def test_a_release_that_is_no_release_is_not_the_newest(spec_copy, version):
+    """attack-1 SA-16: PyPI listing '٩٩.٠' made it mpi4py's newest release ("behind 1
+    release (major)", and --update-pins wrote it); now it is not a release at all."""
+    with serving(StandIn()) as plain:
+        before_text = outdated(plain, str(spec_copy), "--json").stdout
+    with serving(StandIn(override={"/pypi/mpi4py/json": (200, _with_release(version))})) \
+            as stand_in:
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    assert "Traceback" not in proc.stderr
+    after, before = (by_where(json.loads(text))["sagemaker package mpi4py"]
+                     for text in (proc.stdout, before_text))
+    assert {**after, "asked": None} == {**before, "asked": None}  # "asked": another port
+
+
+def test_a_redirect_to_another_origin_is_not_followed(spec_copy):
+    """attack-1 SA-17: a 302 from the loopback stand-in to 127.0.0.2 was followed (36
+    requests went there); a redirect may not leave the origin asked."""
+    with serving(StandIn()) as elsewhere, serving(StandIn()) as stand_in:
+        target = f"http://127.0.0.2:{elsewhere.port}/pypi/mpi4py/json"
+        stand_in.redirect = {"/pypi/mpi4py/json": target}
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    pins = by_where(json.loads(proc.stdout))
+    assert pins["sagemaker package mpi4py"]["status"] == "error"
+    assert "redirect to another origin (http://127.0.0.2:" in \
+        pins["sagemaker package mpi4py"]["note"]
+    assert elsewhere.asked == []
+
+
+def test_a_redirect_within_the_origin_is_followed_a_few_times_only(spec_copy):
+    """PyPI redirects a name to its normalised form (one hop, followed); a chain longer
+    than MAX_REDIRECTS is that pin's error."""
+    hops = {"/pypi/mpi4py/json": "/pypi/MPI4PY/json", "/pypi/MPI4PY/json": "/pypi/a/json",
+            "/pypi/a/json": "/pypi/b/json", "/pypi/b/json": "/pypi/c/json",
+            "/pypi/c/json": "/pypi/d/json"}
+    with serving(StandIn(override={"/pypi/Mpi4py/json": (200, MPI4PY.read_bytes())},
+                         redirect=hops)) as stand_in:
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    pins = by_where(json.loads(proc.stdout))
+    assert "more than 3 redirects" in pins["sagemaker package mpi4py"]["note"]
+    assert stand_in.asked.count("/pypi/d/json") == 0
+    with serving(StandIn(redirect={"/pypi/mpi4py/json": "/pypi/mpi4py/json.json"},
+                         override={"/pypi/mpi4py/json.json": (200, MPI4PY.read_bytes())})) \
+            as stand_in:
+        proc = outdated(stand_in, str(spec_copy), "--json")
+    assert by_where(json.loads(proc.stdout))["sagemaker package mpi4py"]["status"] != "error"
+
+
+_VERSIONS = st.one_of(st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True),
+                      st.text("0123456789.٠٩०९０９", min_size=1, max_size=8),
+                      st.integers(19, 6000).map(lambda n: "7" * n))
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+
+
+def _nested(depth: int, opener: bytes, closer: bytes) -> bytes:
+    return opener * depth + b"1" + closer * depth
+
+
+_ANSWERS = st.one_of(
+    st.integers(1, 300_000).map(lambda d: _nested(d, b"[", b"]")),
+    st.integers(1, 100_000).map(lambda d: _nested(d, b'{"info":', b"}")),
+    st.integers(1, 6000).map(lambda n: b'{"info": {}, "releases": {"1": [' + b"9" * n + b"]}}"),
+    _VERSIONS.map(_with_release),
+    st.lists(_VERSIONS, max_size=4).map(lambda vs: json.dumps(
+        [{"tag_name": f"v{v}", "name": f"v{v}"} for v in vs]).encode()),
+    _JSON.map(lambda doc: json.dumps(doc).encode()),
+    st.binary(max_size=64),
+)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.data_too_large,
+                                                                 HealthCheck.large_base_example])
+@given(answer=_ANSWERS)
+def test_any_answer_is_exit_0_1_or_3_in_one_line_within_the_deadline(tmp_path_factory, answer):
+    """The promise over generated hostile answers (every upstream gives the same): a
+    verdict, at most one line on stderr, no traceback, within --deadline."""
+    spec = tmp_path_factory.mktemp("spec") / "pytorch.yaml"
+    shutil.copyfile(SPEC, spec)
+    stand_in = StandIn()
+    stand_in.answer = lambda path: (200, answer)
+    started = time.monotonic()
+    with serving(stand_in):
+        proc = outdated(stand_in, str(spec), "--json", "--deadline", "30")
+    assert time.monotonic() - started < 45
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 1
+    jsonschema.validate(json.loads(proc.stdout), SCHEMA)

@@ -133,3 +133,27 @@ def test_a_key_renamed_and_one_added_keep_the_order():
     text = apply_text(DOC, changes, [])
     assert yaml.safe_load(text) == apply_data(yaml.safe_load(DOC), changes)
     assert re.search(r'sha256: null   # trailing comment\n  reason: .not known: yet.\n', text)
+
+
+# --- what an answer may not pass off as a release (attack-1 SA-16, TB-3) ----------------
+
+_NON_ASCII_DIGITS = st.sampled_from("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६७८९０１２３４５６７８９")
+
+
+@settings(max_examples=100, deadline=None)
+@given(real=parts, foreign=st.lists(_NON_ASCII_DIGITS, min_size=1, max_size=4),
+       huge=st.integers(min_value=19, max_value=6000))
+def test_only_ascii_releases_of_bounded_length_count(real, foreign, huge):
+    """`\\d` took Arabic-Indic digits for a release ('٩٩.٠' was torch's newest), and a
+    5000-digit release made int() raise; neither is a release, and neither is ever the
+    newest or a traceback."""
+    fake = "".join(foreign) + ".0"
+    long = "9" * huge + ".0"
+    assert versions.newest([_text(real), fake, long]) == _text(real)
+    assert versions.newer_than("0", [fake, long]) == []
+    for text in (fake, long):
+        with pytest.raises(versions.NotARelease) as caught:
+            versions.release(text)
+        assert len(str(caught.value)) < 200
+    tags = load_upstreams().component_tags
+    assert all(pattern.fullmatch(f"v{fake}.0") is None for pattern in tags.values())

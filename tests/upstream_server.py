@@ -4,7 +4,8 @@ It serves the recorded answers under tests/fixtures/upstream (SOURCES.md there s
 where each came from) at the paths the real services use, below one prefix per kind
 (/pypi, /github, /dockerhub, /efa), so a test points EFAKIT_PYPI_URL and its siblings
 here and no request leaves the machine.  `override` replaces an answer (a broken
-body, a status) and `stall` makes the server hold requests without answering.
+body, a status), `redirect` answers a 302, and `stall` makes the server hold requests
+without answering.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ENV = {"EFAKIT_PYPI_URL": "pypi", "EFAKIT_GITHUB_API": "github",
 class StandIn:
     root: Path = FIXTURES
     override: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # path -> answer
+    redirect: dict[str, str] = field(default_factory=dict)  # path -> a 302's Location
     stall: float = 0.0  # seconds to hold every request before answering
     asked: list[str] = field(default_factory=list)
     port: int = 0
@@ -56,6 +58,12 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
                 stand_in.release.wait(stand_in.stall)
             status, body = stand_in.answer(path)
             with contextlib.suppress(OSError):  # the client may have given up
+                if path in stand_in.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", stand_in.redirect[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -4,24 +4,77 @@ Every request has its own timeout and all of them share one deadline, so a sched
 check ends in bounded time however an upstream behaves (no answer, a slow trickle,
 an endless body).  Each answer is asked once per run.  A failure is an UpstreamError
 in one line that names the URL; nothing here retries or falls back silently.
+
+The answers are untrusted input, bounded here once for every reader: their size,
+JSON nesting depth and the length of a number's digits (a 5000-digit number, or
+`[` x 200000, was a traceback: attack-1 TB-2), and where a redirect may lead (a
+302 to another host was followed 36 times: attack-1 SA-17).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from verify import __version__
 
 MAX_BYTES = 64 << 20  # PyPI's torch answer (every release, every file) is ~10 MB
+MAX_DEPTH = 32  # PyPI's, GitHub's and Docker Hub's answers nest 5 deep
+MAX_DIGITS = 40  # a JSON number's digits; sizes and ids have under 20
+MAX_REDIRECTS = 3  # PyPI redirects a name to its normalised form: one hop
 _BLOCK = 1 << 16
 
 
 class UpstreamError(RuntimeError):
     """An upstream that could not be asked, or whose answer cannot be read."""
+
+
+class _SameOrigin(urllib.request.HTTPRedirectHandler):
+    """Redirects within the scheme, host and port asked (PyPI's name normalisation),
+    at most MAX_REDIRECTS of them; any other is refused, so an answer can never lead
+    efakit to plain text, or to a host the endpoint rule did not allow."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, PLR0913
+        asked, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if (new.scheme, new.hostname, new.port) != (asked.scheme, asked.hostname, asked.port):
+            raise UpstreamError(f"{req.full_url}: HTTP {code} redirect to another origin "
+                                f"({new.scheme}://{new.netloc}), not followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _number(text: str) -> int | float:
+    """A JSON number of at most MAX_DIGITS characters that is finite (int() of 5000
+    digits raises, float() of 1e400 is inf)."""
+    if len(text) > MAX_DIGITS:
+        raise ValueError(f"a number of {len(text)} characters")
+    value = float(text) if any(c in text for c in ".eE") else int(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _constant(word: str) -> None:
+    raise ValueError(f"{word} is not JSON")
+
+
+def _depth(doc: Any) -> int:
+    """How deep `doc` nests (iterative: the walk itself never recurses)."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                todo.extend((child, depth + 1) for child in
+                            (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 class Client:
@@ -32,9 +85,9 @@ class Client:
         self.deadline = deadline
         self.end = time.monotonic() + deadline
         self._cache: dict[str, bytes | UpstreamError] = {}
-        # Proxies from the environment are honoured (no_proxy included); redirects are
-        # followed as urllib does (PyPI redirects a name to its normalised form).
-        self._opener = urllib.request.build_opener()
+        # Proxies from the environment are honoured (no_proxy included); redirects only
+        # within the origin asked.
+        self._opener = urllib.request.build_opener(_SameOrigin)
 
     def _remaining(self, url: str) -> float:
         left = self.end - time.monotonic()
@@ -60,6 +113,8 @@ class Client:
                                             f"deadline of {self.deadline:g} s")
                 return b"".join(chunks)
         except urllib.error.HTTPError as exc:
+            if exc.code in (301, 302, 303, 307, 308):  # past MAX_REDIRECTS
+                raise UpstreamError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
             raise UpstreamError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except TimeoutError:
             raise UpstreamError(f"{url}: no answer within {self.timeout:g} s") from None
@@ -84,12 +139,21 @@ class Client:
         return answer
 
     def get_json(self, url: str) -> Any:
-        """The JSON document at `url`; a body that is not JSON is an UpstreamError."""
+        """The JSON document at `url`; a body that is not JSON, nests deeper than
+        MAX_DEPTH or holds a number longer than MAX_DIGITS is an UpstreamError."""
         body = self.get(url, "application/json")
+        too_deep = UpstreamError(f"{url}: answer nests deeper than {MAX_DEPTH} levels")
         try:
-            return json.loads(body)
+            doc = json.loads(body, parse_int=_number, parse_float=_number,
+                             parse_constant=_constant)
+        except RecursionError:
+            raise too_deep from None
         except (UnicodeDecodeError, ValueError) as exc:
-            raise UpstreamError(f"{url}: answer is not JSON ({exc})") from None
+            why = " ".join(str(exc).split())[:200]
+            raise UpstreamError(f"{url}: answer is not JSON efakit reads ({why})") from None
+        if _depth(doc) > MAX_DEPTH:
+            raise too_deep
+        return doc
 
     def get_text(self, url: str) -> str:
         return self.get(url, "text/html, text/plain").decode("utf-8", errors="replace")

@@ -66,7 +66,7 @@ class Checker:
             self.progress.status(f"{pin.label()} ({pin.pinned})")
             try:
                 row = getattr(self, f"_{pin.kind}")(pin)
-            except UpstreamError as exc:
+            except (UpstreamError, versions.NotARelease) as exc:  # an answer we cannot use
                 row = Row(pin, "error", reason=str(exc))
             self.rows[pin.path] = row
         self.progress.done()

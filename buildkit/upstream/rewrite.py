@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from buildkit.spec import load_spec
+from buildkit.spec import SpecError, load_spec
 from buildkit.upstream.pins import ImageRef
 from buildkit.upstream.report import Row
 from buildkit.upstream.table import Upstreams
@@ -242,13 +242,18 @@ class Planner:
         self._set_or_add(comp_path, "reason", reason, kind)
 
 
-def _validate(text: str, raw: dict[str, Any], framework: str) -> None:
-    """The copy must load as a spec with every profile applied."""
+def _validate(text: str, raw: dict[str, Any], framework: str, out: Path) -> None:
+    """The copy must load as a spec with every profile applied; if not, the message
+    names `out` (which is then not written), never the temporary file checked."""
     with tempfile.TemporaryDirectory(prefix="efakit-update-pins-") as tmp:
         path = Path(tmp) / f"{framework}.yaml"
         path.write_text(text, encoding="utf-8")
-        for profile in [None, *(raw.get("profiles") or {})]:
-            load_spec(path, profile=profile)
+        try:
+            for profile in [None, *(raw.get("profiles") or {})]:
+                load_spec(path, profile=profile)
+        except SpecError as exc:
+            raise RewriteError(f"{out}: not written, the updated copy would not be a valid "
+                               f"spec: {str(exc).replace(str(path), out.name)}") from None
 
 
 def write_copy(spec: Path, raw: dict[str, Any], rows: list[Row], table: Upstreams,
@@ -262,6 +267,6 @@ def write_copy(spec: Path, raw: dict[str, Any], rows: list[Row], table: Upstream
     if yaml.safe_load(new) != apply_data(raw, planner.changes):
         raise RewriteError("the edited copy does not parse to the intended spec: "
                            "nothing written")
-    _validate(new, raw, str(raw.get("framework")))
+    _validate(new, raw, str(raw.get("framework")), out)
     write_atomic(out, new, inputs=[spec])
     return planner.changes

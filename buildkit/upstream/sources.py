@@ -15,11 +15,13 @@ from typing import Any
 from buildkit.upstream import versions
 from buildkit.upstream.client import Client, UpstreamError
 from buildkit.upstream.table import ImageTags, Upstreams
+from verify.boundary.values import shown
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_REQUIRES_RE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[0-9][0-9.]*)")
+_REQUIRES_RE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[0-9][0-9.]*)",
+                          re.ASCII)
 
 
 @dataclass
@@ -99,6 +101,9 @@ def torch_requirement(client: Client, table: Upstreams, torch: str, project: str
     wanted = answer.requires.get(_canonical(project))
     if wanted is None:
         raise UpstreamError(f"{answer.url}: torch {torch} names no {project}==... requirement")
+    if not versions.FINAL_RE.fullmatch(wanted):
+        raise UpstreamError(f"{answer.url}: torch {torch} requires {project}=="
+                            f"{shown(wanted)}, not a final release")
     return Answer(url=answer.url, newest=wanted, versions=[wanted])
 
 
@@ -166,7 +171,8 @@ def efa_release_notes(client: Client, table: Upstreams, pattern: re.Pattern[str]
     """The highest installer version the release notes name."""
     url = table.endpoints["efa_release_notes"]
     text = re.sub(r"<[^>]*>", " ", client.get_text(url))
-    found = [m["version"] for m in pattern.finditer(text)]
+    found = [m["version"] for m in pattern.finditer(text)
+             if versions.FINAL_RE.fullmatch(m["version"])]
     top = versions.newest(found)
     if top is None:
         raise UpstreamError(f"{url}: no installer version found (pattern "

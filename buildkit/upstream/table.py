@@ -45,8 +45,10 @@ class Upstreams:
 
 
 def _compile(text: str, where: str, group: str | None = "version") -> re.Pattern[str]:
+    """The table's pattern, ASCII-only: its `\\d` are the digits 0-9 (in Unicode mode
+    they also took '٩٩.٠' from an answer for a release: attack-1 SA-16)."""
     try:
-        pattern = re.compile(text)
+        pattern = re.compile(text, re.ASCII)
     except re.error as exc:
         raise UpstreamTableError(f"{where}: not a regular expression: {exc}") from None
     if group and group not in pattern.groupindex:

@@ -12,8 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-FINAL_RE = re.compile(r"\d+(?:\.\d+)*")
-_LEADING_RE = re.compile(r"v?(\d+(?:\.\d+)*)")
+from verify.boundary.values import shown
+
+# ASCII digits only (`\d` took '٩٩.٠' for a release: attack-1 SA-16), at most 18 to a
+# number and 12 numbers (int() of 5000 digits raises: attack-1 TB-3); real releases
+# have at most 8 digits (20240101) and 5 numbers.
+_NUMBERS = r"[0-9]{1,18}(?:\.[0-9]{1,18}){0,11}"
+FINAL_RE = re.compile(_NUMBERS)
+_LEADING_RE = re.compile(rf"v?({_NUMBERS})(?![0-9])")
 
 
 class NotARelease(ValueError):
@@ -23,7 +29,7 @@ class NotARelease(ValueError):
 def release(text: str) -> tuple[int, ...]:
     """The numbers of a final release, trailing zeros dropped so `2.6` equals `2.6.0`."""
     if not FINAL_RE.fullmatch(text):
-        raise NotARelease(f"not a final release: {text!r} (expected digits and dots)")
+        raise NotARelease(f"not a final release: {shown(text)} (expected digits and dots)")
     parts = [int(part) for part in text.split(".")]
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
@@ -35,7 +41,8 @@ def pinned_release(text: str) -> tuple[int, ...]:
     pre-release or a vendor suffix compares as the release it leads to."""
     match = _LEADING_RE.match(text.strip())
     if not match:
-        raise NotARelease(f"not a version: {text!r} (expected digits and dots, e.g. 1.21.1)")
+        raise NotARelease(f"not a version: {shown(text)} (expected digits and dots, "
+                          "e.g. 1.21.1)")
     return release(match.group(1))
 
 
