@@ -588,9 +588,8 @@ def fetch_artifacts(framework: str, mirror: Path, profile: str | None,
     from buildkit.mirror import MirrorError, fetch_downloads, fill_wheels, write_pins
 
     spec = _load(framework, profile)
-    mirror.mkdir(parents=True, exist_ok=True)
     try:
-        computed = fetch_downloads(spec, mirror, update_pins)
+        computed = fetch_downloads(spec, mirror, update_pins)  # creates the mirror
         written = fill_wheels(spec, mirror) if spec.profile == "offline" else []
     except MirrorError as exc:  # a refused artifact is input (exit 2), a failed fetch 1
         raise CliError(str(exc), exc.code) from None

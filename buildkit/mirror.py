@@ -170,6 +170,7 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
     SIGTERM included (SIGKILL leaves it, under a name no later run opens)."""
     computed = {}
     local = sources_dir()
+    _make_mirror(mirror)
     progress = Progress("fetch-artifacts")
     with _terminated_as_exit():
         for name, comp in spec.components.items():
@@ -198,6 +199,18 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
                           + ("sha256 computed" if update_pins else "pin checked"))
     progress.done()
     return computed
+
+
+def _make_mirror(mirror: Path) -> None:
+    """The mirror directory, created where missing; a file at its path is refused as
+    such (mkdir's own word was "File exists": attack-1 W-4)."""
+    if (mirror.exists() or mirror.is_symlink()) and not mirror.is_dir():
+        raise MirrorRefused(f"artifact mirror {mirror}: exists and is not a directory")
+    try:
+        mirror.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MirrorRefused(f"cannot create the artifact mirror {mirror}: "
+                            f"{exc.strerror}") from None
 
 
 @contextlib.contextmanager

@@ -392,3 +392,18 @@ def test_a_stale_part_file_a_kill_left_is_never_opened_nor_trusted(tmp_path, mon
         assert (mirror / f".{file}.k1ll3d00.part").read_bytes() == b"half a download"
     assert sorted(p.name for p in mirror.iterdir()) == sorted(
         files + [f".{f}.k1ll3d00.part" for f in files])
+
+
+@pytest.mark.parametrize("kind", ["file", "link-to-file"])
+def test_a_mirror_path_that_is_a_file_is_refused_as_such(tmp_path, kind):
+    """attack-1 W-4: `fetch-artifacts pytorch FILE` said "FILE: File exists"."""
+    (tmp_path / "plain").write_text("keep\n")
+    mirror = tmp_path / "plain"
+    if kind == "link-to-file":
+        mirror = tmp_path / "link"
+        mirror.symlink_to(tmp_path / "plain")
+    proc = _fetch_artifacts(mirror, _stand_in_mirror(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"efakit: error: artifact mirror {mirror}: exists and is not a directory"
+    assert (tmp_path / "plain").read_text() == "keep\n"
