@@ -419,6 +419,22 @@ def test_an_attribute_pattern_matches_the_paths_git_check_attr_matches(tmp_path_
     shutil.rmtree(repo)
 
 
+@pytest.mark.parametrize("pattern, name, matches", [
+    ("a/*", "a/b/c", False), ("*/c", "a/b/c", False), ("a/*/c", "a/b/c", True),
+    ("a/**/c", "a/c", True), ("a/**/c", "a/b/b/c", True), ("**/c", "c", True),
+    ("a/**", "a/b/c", True), ("a**c", "a/b/c", False), ("a/?/c", "a/b/c", True),
+    ("a[/]b", "a/b", False), ("[!a]/c", "b/c", True), ("*.cmd", "b/x.cmd", True),
+    ("/x.cmd", "b/x.cmd", False), ("a[", "a[", False),
+])
+def test_hand_picked_patterns_match_as_git_check_attr_says(tmp_path, pattern, name, matches):
+    """The cases that tell `*` from `**` and a basename rule from a path rule; each was
+    checked with `git check-attr` (the property above generates more)."""
+    _git("init", "-q", cwd=tmp_path)
+    (tmp_path / ".gitattributes").write_text(f"{pattern} text\n")
+    git_says = _git("check-attr", "text", "--", name, cwd=tmp_path).endswith(b": set\n")
+    assert _our_text_attribute(pattern, name) == git_says == matches
+
+
 @settings(max_examples=20, deadline=None)
 @given(stars=st.integers(1, 40), letter=st.sampled_from("ab."), length=st.integers(1, 4000),
        last=st.sampled_from(["b", "?", "[!a]", "**/b", "/b"]))
