@@ -210,7 +210,8 @@ def test_records_glued_onto_one_line_cost_bounded_time_and_memory(tmp_path, form
     proc = _limited([sys.executable, "-m", "verify.cli", "parse", str(log),
                      "-o", str(out["json"]), "--markdown", str(out["md"])])
     seconds = time.perf_counter() - start
-    assert proc.returncode in (0, 1), proc.stderr
+    # never PASS: the cut line hides what tier 2 reads (attack-1 SA-9), so inconclusive
+    assert proc.returncode in (1, 3), proc.stderr
     assert seconds < 120, seconds
     import json
 
@@ -220,7 +221,7 @@ def test_records_glued_onto_one_line_cost_bounded_time_and_memory(tmp_path, form
     reference = parse_text(tmp_path, lines[:1 << 20])
     for key in ("transport", "provider", "efa_used", "gdr_used", "nodes", "ranks"):
         assert result[key] == reference[key] is not None, key
-    warning = "a line over 64 KiB at byte 0 (records glued together?)"
+    warning = "line 1, at byte 0 is over 64 KiB (records glued together?)"
     assert any(warning in e["message"] for e in result["errors"]
                if e["kind"] == "truncated_input")
     assert warning in out["md"].read_text()

@@ -14,7 +14,7 @@ from verify.logparse import decide
 from verify.logparse.decide import Finding
 from verify.logparse.model import JobModel, is_efa_provider
 from verify.logparse.scan import scan_sources
-from verify.logparse.sources import Source
+from verify.logparse.sources import Source, Unread
 from verify.policy import Policy
 from verify.profiles import Profile
 from verify.tables import load_table
@@ -91,6 +91,35 @@ def _causes_first(checks: list[Check]) -> list[Check]:
     first = load_table("run")["causes_first"]
     return sorted(checks, key=lambda c: first.index(c.name) if c.name in first
                   else len(first))
+
+
+# Checks fed by lines tier 2 reads (nccl-tests tables, non-NCCL error lines): a line
+# cut into pieces loses them, while the NCCL records in it are still counted whole.
+TIER2_CHECKS = ("nccl_tests", "bandwidth", "bandwidth_derived", "bandwidth_baseline", "errors")
+
+
+def _unread(checks: list[Check], inputs: list[dict]) -> list[Check]:
+    """Checks an unreadable part of the input may have hidden a failure from: a pass or
+    skip there becomes unknown, citing the first such line; a fail stays a fail.  So a
+    mangled log never earns a better verdict than the log itself (attack-1 SA-9: a
+    failing log with its newlines lost read as PASS)."""
+    unread = [(i["file"], p) for i in inputs for p in i["problems"] if isinstance(p, Unread)]
+    if not unread:
+        return checks
+    out = []
+    for check in checks:
+        hit = [(f, p) for f, p in unread if p.everything or check.name in TIER2_CHECKS]
+        if not hit or check.status not in ("pass", "skip"):
+            out.append(check)
+            continue
+        file, problem = hit[0]
+        out.append(Check(check.name, "unknown", check.required,
+                         f"{file} line {problem.line}: part of the input could not be read "
+                         f"whole (see its warning), so this cannot {check.status}; as read: "
+                         f"{check.message}",
+                         [Evidence(file, problem.line, None, str(problem)),
+                          *check.evidence][:4]))
+    return out
 
 
 def _errors_message(errors: list) -> str:
@@ -261,7 +290,7 @@ def build(model: JobModel, inputs: list[dict], opts: Options, policy: Policy,
         checks.append(Check("nodes", status, True,
                             f"{nodes if nodes is not None else 'unknown'} NCCL node(s), "
                             f"expected {opts.expect_nodes}", m.fact("nnodes").all_evidence()))
-    checks = _causes_first([*checks, *more_checks])
+    checks = _causes_first([*_unread(checks, inputs), *more_checks])
     word, reason = checkmod.decide(policy, checks)
     if not decide.has_nccl_lines(m) and not any(c.status == "fail" for c in more_checks):
         word, reason = "inconclusive", decide.NO_NCCL_LINES

@@ -12,6 +12,7 @@ of processes and delivered in order.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +25,15 @@ from verify.logparse.patterns import (
     decode,
     parse_text,
 )
-from verify.logparse.sources import Source, chunks, file_blocks, is_plain_file, range_start
+from verify.logparse.sources import (
+    Source,
+    Unread,
+    chunks,
+    file_blocks,
+    is_plain_file,
+    named,
+    range_start,
+)
 from verify.logparse.tier1 import Tier1Counter
 
 # Regular files this large (one, or together) are counted by several processes
@@ -62,11 +71,52 @@ class Sink(Protocol):
     def wants_evidence(self, kind: str, fields: dict[str, str | None]) -> bool: ...
 
 
+# nccl-tests lines that stand once per table, each on a line of its own: found inside
+# another line (an NCCL record, another summary), the table around it was glued into
+# other lines, where tier 2 cannot read its rows (attack-1 SA-9).
+TABLE_ANCHORS = (b"Avg bus bandwidth", b"Out of bounds values", b"count")
+MARKERS = (b"NCCL INFO ", b"NCCL WARN ")
+HEADER_RE = re.compile(rb"size\s+count\s+type\s")  # tests_header in log_patterns.yaml
+
+
+def swallowed(block: bytes, line_base: int) -> int | None:
+    """The number of the first line of `block` that holds a table anchor together with
+    an NCCL record or a second anchor, else None (a few finds per table: cheap)."""
+    first = None
+    for anchor in TABLE_ANCHORS:
+        at = block.find(anchor)
+        while at >= 0:
+            start = block.rfind(b"\n", 0, at) + 1
+            end = block.find(b"\n", at)
+            line = block[start:end if end >= 0 else len(block)]
+            if anchor == b"count" and not HEADER_RE.search(line):
+                at = block.find(anchor, at + len(anchor))
+                continue  # 'count' in another line: no table header
+            if any(m in line for m in MARKERS) or \
+                    sum(line.count(a) for a in TABLE_ANCHORS[:2]) + \
+                    len(HEADER_RE.findall(line)) > 1:
+                number = line_base + block.count(b"\n", 0, start)
+                first = number if first is None else min(first, number)
+                break
+            at = block.find(anchor, at + len(anchor))
+    return first
+
+
+def glued_problem(line: int) -> Unread:
+    return Unread(f"line {line} holds an nccl-tests table line glued to other records "
+                  "(newlines lost?): the table cannot be read whole", line=line)
+
+
 def _range_worker(args: tuple[str, int, int]) -> Tier1Counter:
     path, start, end = args
     counter = Tier1Counter()
+    glued = None
     for block in file_blocks(path, start, end, problems=counter.problems):
+        if glued is None:
+            glued = swallowed(block, counter.lines + 1)
         counter.scan(block, counter.lines + 1)
+    if glued is not None:
+        counter.problems.append(glued_problem(glued))
     return counter.finish()
 
 
@@ -117,10 +167,14 @@ class Scanner:
 
     def run(self) -> Scanner:
         """Count the whole source in this process."""
-        counter, size = Tier1Counter(), 0
+        counter, size, glued = Tier1Counter(), 0, None
         for chunk in chunks(self.source, problems=self.problems):
+            if glued is None:
+                glued = swallowed(chunk, counter.lines + 1)
             counter.scan(chunk, counter.lines + 1)
             size += len(chunk)
+        if glued is not None:
+            counter.problems.append(glued_problem(glued))
         return self.take([counter.finish()], size)
 
     def take(self, ranges: Iterable[Tier1Counter], size: int) -> Scanner:
@@ -128,7 +182,7 @@ class Scanner:
         for counter in ranges:
             self._deliver(counter, self.lines)
             self.lines += counter.lines
-            self.problems.extend(f"{self.source.name}: {p}" for p in counter.problems)
+            self.problems.extend(named(self.source.name, p) for p in counter.problems)
         self.bytes = size
         return self
 
@@ -161,6 +215,10 @@ class Scanner:
             row = ROW_START_RE.search(line)
             if row:
                 tokens = decode(line[row.start():]).split()
+                if ROW_START_RE.search(line, row.end()) and len(self.problems) < 64:
+                    self.problems.append(named(name, Unread(
+                        f"line {line_no} holds two nccl-tests rows (newlines lost?): the "
+                        "second cannot be read", line=line_no)))
                 self.sink.row(Row(name, line_no, dict(zip(self._columns, tokens, strict=False))))
                 return
         text = decode(line).rstrip("\r")
@@ -169,6 +227,10 @@ class Scanner:
             ctx = ctx or context(line)
             self.sink.event(Event(kind, fields, name, line_no, ctx, text))
             if kind in ("tests_header", "nccom_header"):
+                if ROW_START_RE.search(line) and len(self.problems) < 64:
+                    self.problems.append(named(name, Unread(
+                        f"line {line_no} holds a table header and its rows (newlines "
+                        "lost?): the table cannot be read", line=line_no)))
                 header = text[text.find("size"):]
                 self._columns = _columns(header)
             elif kind == "avg_busbw":

@@ -32,14 +32,45 @@ MAX_CARRY = 4 << 20  # the most a block reads past its size looking for a line's
 # ending where its marker begins.
 RECORD_PREFIX_RE = re.compile(rb"(?<!\S)\S*:\d+:\d+ \[\d+\] $")
 MARKERS = (b"NCCL INFO ", b"NCCL WARN ")
-# A .gz that decodes to more than this, at more than MAX_RATIO times its compressed
-# size, is a bomb, not a log (real NCCL logs compress 10-30x): it stops there.
-BOMB_BYTES = 256 << 20
+# A .gz that decodes to more than MAX_RATIO times its compressed size is a bomb, not a
+# log (real NCCL logs compress 10-30x): refused once past BOMB_MIN_BYTES.
 MAX_RATIO = 200
+
+
+# A .gz that decodes to more than this, at more than MAX_RATIO times its compressed
+# size, is refused (attack-1 H-5: 300 MB of zeros in 291 KB took minutes to scan).
+BOMB_MIN_BYTES = 16 << 20
 
 
 class SourceError(ValueError):
     """An input that cannot be read (missing file, unreadable directory, bad gzip)."""
+
+
+class Unread(str):
+    """A problem meaning part of an input could not be read as it was written, so a
+    check fed by it cannot pass (a mangled failing log must never PASS, attack-1 SA-9).
+    `everything`: the input's rest is lost (a corrupt or truncated .gz), so every check
+    is affected; otherwise a line was cut into pieces (records glued together), which
+    loses what tier 2 reads: nccl-tests tables and other error lines.  `line`: the
+    first such line (1-based, in its input or byte range)."""
+
+    everything: bool
+    line: int
+
+    def __new__(cls, text: str, everything: bool = False, line: int = 1) -> Unread:
+        self = super().__new__(cls, text)
+        self.everything, self.line = everything, line
+        return self
+
+    def __reduce__(self) -> tuple:  # through the parse pool's pipes
+        return (Unread, (str(self), self.everything, self.line))
+
+
+def named(name: str, problem: str) -> str:
+    """`NAME: problem`, keeping an Unread one's kind and line."""
+    text = f"{name}: {problem}"
+    return Unread(text, problem.everything, problem.line) if isinstance(problem, Unread) \
+        else text
 
 
 @dataclass(frozen=True)
@@ -76,9 +107,13 @@ def is_plain_file(source: Source) -> bool:
         return False
     try:
         with source.path.open("rb") as handle:
-            return handle.read(2) != b"\x1f\x8b"
+            head = handle.read(2)
     except OSError as exc:
         raise SourceError(f"{source.name}: {exc.strerror}") from None
+    if source.path.suffix == ".gz" and head != b"\x1f\x8b":
+        raise SourceError(f"{source.name}: corrupt .gz: it does not start with gzip's "
+                          "magic bytes")
+    return head != b"\x1f\x8b"
 
 
 def _line_end(fd: int, start: int, at: int, end: int) -> int:
@@ -128,6 +163,8 @@ class LongLines:
 
     def __init__(self) -> None:
         self.first: int | None = None  # byte offset of the first long line
+        self.first_line = 1  # its line number
+        self.lines = 0  # newlines in the blocks seen so far
         self.cuts = 0
 
     def bounded(self, block: bytes, offset: int) -> bytes:
@@ -136,6 +173,7 @@ class LongLines:
         A line of MAX_LINE bytes covers a whole aligned half-window with no newline,
         so a block without one (any real log) is checked by a few C-speed finds."""
         half = MAX_LINE // 2
+        lines_before, self.lines = self.lines, self.lines + block.count(b"\n")
         if all(block.find(b"\n", k, k + half) >= 0
                for k in range(0, len(block) - half + 1, half)):
             return block
@@ -144,6 +182,7 @@ class LongLines:
             stop = block.find(b"\n", start) + 1 or len(block)
             if stop - start > MAX_LINE + 1 and self.first is None:
                 self.first = offset + start
+                self.first_line = lines_before + block.count(b"\n", 0, start) + 1
             while stop - start > MAX_LINE + 1:
                 cut = start + _cut_at(block[start:start + MAX_LINE])
                 out += (block[start:cut], b"\n")
@@ -158,9 +197,11 @@ class LongLines:
         piece as a line, and a record longer than MAX_LINE is split mid-text."""
         if self.first is None:
             return []
-        return [f"a line over {MAX_LINE >> 10} KiB at byte {self.first} (records glued "
-                f"together?) is read in pieces cut before records ({self.cuts} cuts); "
-                f"line numbers after it count each piece as a line"]
+        return [Unread(f"line {self.first_line}, at byte {self.first} is over "
+                       f"{MAX_LINE >> 10} KiB (records glued together?) and cannot be read "
+                       f"whole: it is read in pieces cut before records ({self.cuts} cuts); "
+                       f"line numbers after it count each piece as a line",
+                       line=self.first_line)]
 
 
 def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
@@ -196,6 +237,8 @@ def file_blocks(path: str | Path, start: int = 0, end: int | None = None,
 
 def _raw(source: Source) -> BinaryIO:
     if source.path is None:
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise SourceError("-: standard input is closed; give a file")
         return sys.stdin.buffer
     try:
         return source.path.open("rb")
@@ -241,14 +284,17 @@ def _decoded(raw: BinaryIO, size: int, problems: list[str] | None, name: str
             out = decoder.decompress(data, size)
             if out:
                 decoded += len(out)
-                if decoded > BOMB_BYTES and decoded > MAX_RATIO * read:
-                    raise EOFError(f"decodes to over {MAX_RATIO} times its size, read up to "
-                                   f"{decoded >> 20} MiB: not a log (a gzip bomb?)")
+                if decoded > BOMB_MIN_BYTES and decoded > MAX_RATIO * read:
+                    raise SourceError(f"{name}: decodes to over {MAX_RATIO} times its "
+                                      f"compressed size ({decoded >> 20} MiB from "
+                                      f"{read >> 10} KiB): not a log (a gzip bomb?)")
                 yield out
     except (EOFError, zlib.error) as exc:
+        what = "truncated .gz" if isinstance(exc, EOFError) else "corrupt .gz"
         if problems is None:
-            raise SourceError(f"{name}: cannot read ({exc})") from None
-        problems.append(f"{name}: input ends early ({exc})")
+            raise SourceError(f"{name}: {what} ({exc})") from None
+        problems.append(Unread(f"{name}: {what}: the input ends early, after {decoded} "
+                               f"decoded bytes ({exc})", everything=True))
 
 
 def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
@@ -265,7 +311,7 @@ def chunks(source: Source, size: int = CHUNK, problems: list[str] | None = None
     else:
         yield from _stream_blocks(source, size, problems, found)
     if problems is not None:
-        problems += [f"{source.name}: {problem}" for problem in found]
+        problems += [named(source.name, problem) for problem in found]
 
 
 def _stream_blocks(source: Source, size: int, problems: list[str] | None, found: list[str]
