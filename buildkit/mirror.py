@@ -28,6 +28,7 @@ from buildkit.paths import REPO_ROOT
 from buildkit.progress import Progress
 from buildkit.spec import PIN_KINDS, Spec
 from verify.boundary.archives import ArchiveError, tree_id
+from verify.boundary.files import write_atomic
 from verify.exitcodes import Exit
 
 WHEELS = "wheels"
@@ -80,7 +81,13 @@ def _requirement_line(wheel: Path) -> str:
 
 
 def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
-    """Download (and, for sdists, build) every wheel the offline images install."""
+    """Download (and, for sdists, build) every wheel the offline images install.
+    SIGTERM ends it through the clean-up of its temporary files (_terminated_as_exit)."""
+    with _terminated_as_exit():
+        return _fill_wheels(spec, mirror)
+
+
+def _fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
     written = []
     progress = Progress("fetch-artifacts")
     values = {"torch": spec.base.get("torch"),
@@ -103,16 +110,30 @@ def fill_wheels(spec: Spec, mirror: Path) -> list[Path]:
             lines = []
             for wheel in sorted(staging.glob("*.whl")):
                 target = wheels / wheel.name
-                if not target.exists():
-                    shutil.copy2(wheel, target)
+                if not target.is_file() or sha256_of(target) != sha256_of(wheel):
+                    _copy_in(wheel, target)
                 lines.append(_requirement_line(target))
         progress.note(f"wheels for {name}: {len(lines)} pinned in {wheels}")
         requirements = wheels / f"requirements-{name}.txt"
-        requirements.write_text(
-            f"# {name}: pinned by efakit fetch-artifacts; pip --require-hashes checks each\n"
-            + "\n".join(lines) + "\n", encoding="utf-8")
+        write_atomic(requirements,
+                     f"# {name}: pinned by efakit fetch-artifacts; pip --require-hashes "
+                     "checks each\n" + "\n".join(lines) + "\n")
         written.append(requirements)
     return written
+
+
+def _copy_in(source: Path, target: Path) -> None:
+    """`source` copied to `target` through a temporary file of target's directory and
+    renamed over it whole: a kill leaves no half-written file under the artifact's
+    name (which a later run trusted, and pinned by its digest)."""
+    fd, partial = _new_partial(target.parent, target.name)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as handle:
+            os.fchmod(out.fileno(), 0o644)
+            shutil.copyfileobj(handle, out, 1 << 20)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def pin_problem(name: str, comp: dict, path: Path, label: str | None = None) -> str | None:
@@ -391,5 +412,5 @@ def write_pins(spec_path: Path, computed: dict[str, tuple[str, str]], today: str
             if stripped.startswith(("    reason:", "    provenance:")):
                 continue
         out.append(line)
-    spec_path.write_text("".join(out), encoding="utf-8")
+    write_atomic(spec_path, "".join(out))
     return changed

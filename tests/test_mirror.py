@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -407,3 +408,31 @@ def test_a_mirror_path_that_is_a_file_is_refused_as_such(tmp_path, kind):
     assert proc.stderr.strip().splitlines()[-1] == \
         f"efakit: error: artifact mirror {mirror}: exists and is not a directory"
     assert (tmp_path / "plain").read_text() == "keep\n"
+
+
+def test_a_half_written_wheel_a_kill_left_is_replaced_not_pinned(tmp_path, monkeypatch):
+    """fill_wheels copied a wheel to its final name only when the name was free: a copy
+    cut short by a kill was then trusted by every later run, and its digest pinned.
+    Now each wheel arrives through a temporary file renamed whole, and a wheel at the
+    name that differs from the download is replaced."""
+    import buildkit.mirror as mirror_module
+
+    whole = b"PK" + os.urandom(4096)
+    name = "demo_pkg-1.0-py3-none-any.whl"
+
+    def pip(*args: str) -> None:  # stands in for `pip download --dest DIR`: one wheel
+        if args[0] == "download":
+            dest = args[args.index("--dest") + 1]
+            (Path(dest) / name).write_bytes(whole)
+
+    monkeypatch.setattr(mirror_module, "_pip", pip)
+    mirror = tmp_path / "mirror"
+    (mirror / "wheels").mkdir(parents=True)
+    (mirror / "wheels" / name).write_bytes(whole[:100])  # what a killed copy left
+    mirror_module.fill_wheels(OFFLINE, mirror)
+    assert (mirror / "wheels" / name).read_bytes() == whole
+    digest = hashlib.sha256(whole).hexdigest()
+    assert f"demo-pkg==1.0 --hash=sha256:{digest}" in \
+        (mirror / "wheels" / "requirements-base.txt").read_text()
+    assert check_wheels(mirror) == []
+    assert not [p for p in mirror.rglob("*") if p.name.endswith(".part")]
