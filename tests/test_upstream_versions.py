@@ -157,3 +157,17 @@ def test_only_ascii_releases_of_bounded_length_count(real, foreign, huge):
         assert len(str(caught.value)) < 200
     tags = load_upstreams().component_tags
     assert all(pattern.fullmatch(f"v{fake}.0") is None for pattern in tags.values())
+
+
+def test_an_invalid_updated_copy_is_refused_naming_its_output_not_a_temp_file(tmp_path):
+    """attack-1 W-6: the refusal named /tmp/efakit-update-pins-XXXX/pytorch.yaml, a file
+    that no longer existed; it names the OUT.yaml that was not written."""
+    from buildkit.upstream.rewrite import _validate
+
+    out = tmp_path / "new.yaml"
+    with pytest.raises(RewriteError) as caught:
+        _validate("framework: pytorch\nno_such_key: 1\n", {}, "pytorch", out)
+    message = str(caught.value)
+    assert message.startswith(f"{out}: not written, the updated copy would not be a valid spec")
+    assert "efakit-update-pins" not in message and "\n" not in message
+    assert not out.exists()
