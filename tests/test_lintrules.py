@@ -238,3 +238,20 @@ def test_standin_installer_refuses_before_touching_anything(args, words):
     done = subprocess.run(["bash", str(INSTALLER), *args], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 1 and words in done.stderr
+
+
+def test_lint_json_schema_knows_base_fact_problems(tmp_path):
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "verify" / "schema" / "lint.schema.json").read_text())
+    raw = yaml.safe_load(PYTORCH.read_text())
+    raw["base"]["choices"]["pytorch-runtime"]["python"] = "/opt/conda/bin/python"
+    spec_file = tmp_path / "pytorch.yaml"
+    spec_file.write_text(yaml.safe_dump(raw))
+    problems = [{"kind": "base-facts", "message": m} for m in lint_bases(spec_file, None)]
+    assert any("/opt/conda/bin/python" in p["message"] for p in problems)
+    jsonschema.validate({"schema_version": 1, "framework": "pytorch", "profile": None,
+                         "variants": ["ec2"], "hadolint": False, "clean": False,
+                         "problems": problems}, schema)

@@ -92,8 +92,7 @@ def _standin(client: str, name: str, context: Path) -> float:
     done = _run(client, "build", "--progress=plain", "--build-arg", f"OFFLINE_IMAGE={OFFLINE}",
                 "-t", basefacts.table()[name].stand_in, "-f",
                 str(STANDINS / f"{name}.Dockerfile"), str(context))
-    lines = [line for line in (done.stdout + done.stderr).splitlines()
-             if not line.startswith("#") or " ERROR" in line or "error" in line.lower()]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if len(line) < 400]
     assert done.returncode == 0, "\n".join(lines[-40:])
     return time.monotonic() - started
 
