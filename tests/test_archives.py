@@ -466,6 +466,7 @@ def test_the_attack_1_redos_archive_gets_gits_tree_in_well_under_a_second(tmp_pa
     ("MAX_ATTRIBUTE_RULES", 3, b"a text\nb text\nc text\nd text\n",
      "more than 3 .gitattributes lines"),
     ("MAX_MATCH_STEPS", 10, b"*a* text\n", "over 10 steps"),
+    ("MAX_ATTRIBUTE_BYTES", 20, b"# a comment longer than twenty bytes\n", "over 20 bytes"),
 ])
 def test_the_attribute_work_an_archive_asks_for_is_bounded(tmp_path, monkeypatch, bound, value,
                                                            attributes, match):
@@ -475,3 +476,12 @@ def test_the_attribute_work_an_archive_asks_for_is_bounded(tmp_path, monkeypatch
     with pytest.raises(ArchiveError, match=match) as caught:
         tree_id(_archive(tmp_path / "x.tar.gz", members))
     assert caught.value.kind == "refused" and "\n" not in str(caught.value)
+
+
+def test_a_name_nested_deeper_than_the_tree_walk_may_go_is_refused(tmp_path):
+    """A file 1,500 directories deep (3 KB of name, under PATH_MAX) made the recursive
+    tree hashing raise RecursionError: a traceback in fetch-artifacts."""
+    name = "pkg/" + "a/" * 1500 + "f"
+    with pytest.raises(ArchiveError, match="nested over 256 directories") as caught:
+        tree_id(_archive(tmp_path / "x.tar.gz", [(_info(name, size=1), b"x")]))
+    assert caught.value.kind == "refused"

@@ -50,6 +50,7 @@ MAX_MEMBER_BYTES = 64 << 20  # one file: read into memory to hash it
 MAX_STREAM_BYTES = 512 << 20  # the whole uncompressed tar stream, headers included
 MAX_MEMBERS = 100_000
 MAX_NAME_BYTES = 4096  # PATH_MAX: a longer name is no source file
+MAX_DEPTH = 256  # directories in a name: the trees are hashed recursively (libfabric: 9)
 _ENCODING = ("utf-8", "surrogateescape")  # names as bytes, exactly as an unpack writes them
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -128,6 +129,8 @@ def _member_path(member: tarfile.TarInfo) -> tuple[bytes, ...]:
         raise _refused(member, "a '..' component")
     if not parts:
         raise _refused(member, "an empty name")
+    if len(parts) > MAX_DEPTH:
+        raise _refused(member, f"a name nested over {MAX_DEPTH} directories deep")
     for part in parts:
         # What git refuses to check in (verify_path with core.protectNTFS, git's default).
         if part.rstrip(b". ").lower() in (b".git", b"git~1"):
@@ -368,6 +371,7 @@ _MAX_LINE = 2048  # git ignores longer attribute lines
 # source with attributes, has 4 lines and 2,176 files: about 10,000 steps).
 MAX_ATTRIBUTE_RULES = 1000  # content-changing lines in all .gitattributes together
 MAX_MATCH_STEPS = 20_000_000  # bytes of names walked by patterns, about 5 s
+MAX_ATTRIBUTE_BYTES = 1 << 20  # all .gitattributes files together (libfabric's: 15 bytes)
 _UNSET = None  # `!attr`: decided, and neither set nor unset
 
 
@@ -385,6 +389,7 @@ class _Attributes:
     def __init__(self, top: Node) -> None:
         self.rules: dict[tuple[bytes, ...], list[_Rule]] = {}
         self.steps_left = MAX_MATCH_STEPS
+        self.bytes_left = MAX_ATTRIBUTE_BYTES
         self._collect(top, ())
         if sum(map(len, self.rules.values())) > MAX_ATTRIBUTE_RULES:
             raise _refused(None, f"more than {MAX_ATTRIBUTE_RULES} .gitattributes lines "
@@ -395,6 +400,10 @@ class _Attributes:
             if isinstance(child, dict):
                 self._collect(child, (*path, name))
             elif name == b".gitattributes" and child.attributes is not None:
+                self.bytes_left -= len(child.attributes)
+                if self.bytes_left < 0:
+                    raise _refused(None, f".gitattributes files over {MAX_ATTRIBUTE_BYTES} "
+                                         "bytes together")
                 self.rules[path] = _parse_attributes(child.attributes, top_level=not path)
 
     def lookup(self, path: tuple[bytes, ...]) -> dict[bytes, object]:
