@@ -365,10 +365,12 @@ def _log_input(scratch, case_id: str) -> tuple[tuple[str, ...], bytes | None]:
 
 
 LOG_VERDICTS = {  # an honest verdict (0 pass, 1 fail, 3 inconclusive), or a refusal (2)
-    # good.log is a healthy 2-node p4d job: what can be read of it (cut, truncated,
-    # bad UTF-8 inside, twice on stdin) still passes; what is no evidence is inconclusive.
+    # good.log is a healthy 2-node p4d job: what can be read of it (cut, bad UTF-8
+    # inside, twice on stdin) still passes; what is no evidence is inconclusive.  A
+    # truncated .gz lost the rest of the job: inconclusive, since the lost part could
+    # have held a failure (issue #24: mangling never improves a verdict).
     "parse-good": 0, "parse-empty": 3, "parse-nul": 3, "parse-cronly": 3, "parse-utf16": 3,
-    "parse-badutf8": 0, "parse-cut": 0, "parse-notgz": 3, "parse-trunc": 0, "parse-claims": 3,
+    "parse-badutf8": 0, "parse-cut": 0, "parse-notgz": 3, "parse-trunc": 3, "parse-claims": 3,
     "parse-binary": 3, "parse-many": 3, "parse-dirloop": 2, "parse-procdir": 3,
     "parse-sysfile": 3, "parse-stdin-empty": 3, "parse-stdin-bin": 3, "parse-stdin-twice": 0,
     "inst-g5": 0,
