@@ -43,10 +43,19 @@ class _SameOrigin(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, PLR0913
         asked, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
-        if (new.scheme, new.hostname, new.port) != (asked.scheme, asked.hostname, asked.port):
+        if _origin(new) != _origin(asked):
             raise UpstreamError(f"{req.full_url}: HTTP {code} redirect to another origin "
                                 f"({new.scheme}://{new.netloc}), not followed")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: urllib.parse.SplitResult) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port, the port spelled out (`https://h` is `https://h:443`)."""
+    try:
+        port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    except ValueError:  # a port that is no number
+        port = -1
+    return url.scheme, url.hostname, port
 
 
 def _number(text: str) -> int | float:
