@@ -8,6 +8,7 @@ import os
 import click
 
 from verify import __version__
+from verify.boundary.emit import to_stdout
 from verify.boundary.values import (
     MAX_GPUS_PER_HOST,
     MAX_NODES,
@@ -128,10 +129,9 @@ def env_cmd(as_shell: bool, image_env: str | None, instance_type: str | None) ->
     for line in startenv.describe(start, os.environ.get("EFAKIT_VERBOSE") == "1"):
         click.echo(printable(line), err=True)
     if as_shell:
-        for line in startenv.shell_lines(start):
-            # color=True: click would otherwise strip escape sequences from the quoted
-            # values when stdout is no terminal, and export something else than the record
-            click.echo(line, color=True)
+        # raw: click would strip escape sequences from the quoted values when stdout
+        # is no terminal, and export something else than the record
+        to_stdout("".join(f"{line}\n" for line in startenv.shell_lines(start)))
 
 def baseline_options(func):
     """--baseline and --baseline-tolerance: the same on parse and run."""
@@ -457,7 +457,7 @@ def _emit(result: dict, as_json: bool, json_file: str | None, junit_file: str | 
                 write_atomic(target, body)  # not an input: refused before the work
             except OSError as exc:
                 raise CliError(f"cannot write {target}: {exc.strerror}") from None
-    click.echo(text if as_json else report.to_table(result), nl=False)
+    to_stdout(text if as_json else report.to_table(result))
     sys.exit(int(report.VERDICT_EXIT[result["verdict"]]) if code is None else code)
 
 

@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from verify.boundary.values import printable
+from verify.boundary.values import excerpt
 from verify.exitcodes import Exit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,7 +65,7 @@ def _usage_line(exc: click.ClickException, prog: str) -> NoReturn:
     message = " ".join(exc.format_message().split())
     message = message[:1].lower() + message[1:] if message[1:2].islower() else message
     hint = f" (see {where} --help)" if isinstance(exc, click.UsageError) else ""
-    click.echo(printable(f"{where}: error: {message}{hint}"), err=True)
+    click.echo(excerpt(f"{where}: error: {message}{hint}"), err=True)
     sys.exit(exc.exit_code)
 
 
@@ -127,16 +127,16 @@ def handle_errors(prog: str, extra: tuple[type[BaseException], ...] = ()) -> Cal
                 _flush_stdout(prog)
                 raise
             except CliError as exc:
-                click.echo(f"{prog}: error: {printable(str(exc))}", err=True)
+                click.echo(f"{prog}: error: {excerpt(str(exc))}", err=True)
                 sys.exit(int(exc.code))
             except input_errors() + extra as exc:
-                click.echo(f"{prog}: error: {printable(str(exc))}", err=True)
+                click.echo(f"{prog}: error: {excerpt(str(exc))}", err=True)
                 sys.exit(int(Exit.USAGE))
             except OSError as exc:  # what no module above turned into its own error
                 if exc.filename is None and (exc.errno in _STREAM_ERRNOS or _stdout_broken()):
                     _stdout_failed(prog, exc)
                 where = f"{exc.filename}: " if exc.filename else ""
-                click.echo(f"{prog}: error: {printable(where + str(exc.strerror or exc))}",
+                click.echo(f"{prog}: error: {excerpt(where + str(exc.strerror or exc))}",
                            err=True)
                 sys.exit(int(Exit.USAGE))
 

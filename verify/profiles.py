@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from verify.boundary.values import shown
 from verify.tables import TableError, load_table
 
 
@@ -122,9 +123,9 @@ def resolve(text: str) -> Profile:
     names = ", ".join(sorted(profiles))
     if len(family) > 1:
         raise UnknownInstance(
-            f"instance type {text!r} is ambiguous: one of {', '.join(p.name for p in family)}"
+            f"instance type {shown(text)} is ambiguous: one of {', '.join(p.name for p in family)}"
         )
-    raise UnknownInstance(f"unknown instance type {text!r}; known: {names}")
+    raise UnknownInstance(f"unknown instance type {shown(text)}; known: {names}")
 
 
 def candidates_for_gpu(model: str) -> list[Profile]:

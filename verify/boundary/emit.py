@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from collections.abc import Sequence
 
 import yaml
 
 from verify.boundary.values import BadValue, shown
 
-__all__ = ["sbatch_directive", "shell_line", "shell_word", "yaml_document"]
+__all__ = ["sbatch_directive", "shell_line", "shell_word", "to_stdout", "yaml_document"]
 
 # sbatch's long option names: lower-case words joined by '-'.
 _SBATCH_NAME = re.compile(r"[a-z]+(?:-[a-z]+)*")
@@ -65,3 +66,21 @@ def sbatch_directive(name: str, value: object = None) -> str:
 def yaml_document(data: object) -> str:
     """One YAML document with exactly `data`'s keys: every scalar quoted by the dumper."""
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+
+
+def to_stdout(text: str | bytes) -> None:
+    """Write generated data (a script, a manifest, `export` lines, a result) to standard
+    output byte for byte, as `-o FILE` would write it.
+
+    click.echo strips ANSI escape sequences when stdout is not a terminal, so
+    `efakit launch slurm > job.sbatch` and `-o job.sbatch` gave different scripts
+    (attack-1 SA-1): data goes to the binary stream, after anything already printed."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    stream = sys.stdout
+    stream.flush()
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # a text-only stream (a test's capture): the same characters
+        stream.write(data.decode("utf-8", "surrogateescape"))
+        return
+    buffer.write(data)
+    buffer.flush()

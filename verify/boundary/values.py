@@ -28,7 +28,7 @@ import click
 
 __all__ = [
     "BadValue", "Count", "Digits", "Finite", "HostName", "Matching", "ShellName",
-    "count", "digits", "finite", "host_name", "matching", "printable", "shell_name",
+    "count", "digits", "excerpt", "finite", "host_name", "matching", "printable", "shell_name",
     "shown", "HOST_NAME_RE", "SHELL_NAME_RE", "MAX_GPUS_PER_HOST", "MAX_NODES", "MAX_SECONDS",
 ]
 
@@ -79,6 +79,22 @@ def printable(text: str) -> str:
                        if ord(char) < 0xD800 or ord(char) > 0xDFFF
                        else f"\\u{ord(char):04x}")
     return "".join(out)
+
+
+# The longest error line: a message names the value it refuses, and a 100 KB option
+# value must not come back as a 100 KB line (attack-1 W-1).
+MAX_MESSAGE_CHARS = 600
+
+
+def excerpt(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` printable (see `printable`) and at most about `limit` characters: a longer
+    one keeps its start and its end (where the reason usually is) and says how much of
+    the middle was cut.  The one form every error line takes (verify/cliutil.py)."""
+    safe = printable(text)
+    if len(safe) <= limit:
+        return safe
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{safe[:head]}[... {len(safe) - head - tail} characters cut ...]{safe[-tail:]}"
 
 
 def matching(pattern: re.Pattern[str] | str, value: object, what: str,
