@@ -330,8 +330,8 @@ def run(hosts: str | None, hostfile: str | None, gpus_per_host: int | None,
         plan = hostmod.resolve_hosts(hosts, hostfile, dict(os.environ),
                                      os.environ.get("EFAKIT_SM_RESOURCE_CONFIG",
                                                     detect.SM_RESOURCE_CONFIG))
-        outdir = runjob.prepare_outdir(Path(output_dir or time.strftime(
-            "efa-verify-run-%Y%m%d-%H%M%S")))
+        outdir = runjob.check_outdir(Path(output_dir or time.strftime(
+            "efa-verify-run-%Y%m%d-%H%M%S")))  # created once the preconditions pass
     except (PolicyError, hostmod.HostsError, runjob.RunSetupError) as exc:
         raise CliError(str(exc)) from None
     base = _baseline(baseline_spec, tolerance)

@@ -80,14 +80,31 @@ def table() -> dict:
     return load_table("run")
 
 
-def prepare_outdir(path: Path) -> Path:
-    """An empty (or new) directory: a run never mixes its logs with an older run's."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunSetupError(f"--output-dir {path}: exists and is not an empty directory")
+def check_outdir(path: Path) -> Path:
+    """`path` when it is an empty directory or nothing yet: a run never mixes its logs
+    with an older run's.  Creates nothing: a run that fails a precondition (no mpirun,
+    hosts not ready) must leave no `logs/` behind, or its identical rerun is refused
+    as "not an empty directory" (attack-1 D-3)."""
+    try:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunSetupError(f"--output-dir {path}: exists and is not an empty directory")
+    except OSError as exc:
+        raise RunSetupError(f"--output-dir {path}: {exc.strerror}") from None
+    return path
+
+
+def make_logs(path: Path) -> Path:
+    """Create `path`/logs, once every precondition has passed; its path."""
     try:
         (path / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunSetupError(f"--output-dir {path}: {exc.strerror}") from None
+    return path / "logs"
+
+
+def prepare_outdir(path: Path) -> Path:
+    """`check_outdir` and `make_logs` at once, for a caller whose preconditions passed."""
+    make_logs(check_outdir(path))
     return path
 
 
@@ -163,7 +180,9 @@ def mpirun_base(mpirun: str, hosts: list[tuple[str, int]], env: dict[str, str]) 
             "--host", ",".join(f"{h}:{n}" for h, n in hosts)]
     for name in sorted(env):
         argv += ["-x", name]
-    return argv
+    # `--`: what follows is the rank command, never an mpirun option (Open MPI 4.1.4
+    # in the image takes it so; hosts are checked names anyway).
+    return [*argv, "--"]
 
 
 def benchmark_argv(opts: RunOptions, master: str) -> list[str] | str:
@@ -326,6 +345,7 @@ def _execute(opts: RunOptions, policy: Policy, env: dict[str, str]) -> dict:
     limits = table()["timeouts"]
     mpirun = find_launcher(opts)
     wait_ready(opts)
+    make_logs(opts.outdir)  # the preconditions passed: only now is anything created
     run_id = uuid.uuid4().hex
     # The run's marker reaches every rank on every host (mpirun -x), so a stopped run
     # can be reaped there too, detached children included.
