@@ -272,3 +272,17 @@ def test_results_with_expected_curves_match_the_schema(tmp_path):
         result = parse_paths([corpus(prefix)], instance="p5", expect_nodes=2)
         assert any(c.get("detail") for c in result["checks"])
         jsonschema.validate(result, schema)
+
+
+def test_baseline_record_into_a_file_says_it_is_no_directory(tmp_path):
+    """attack-1 W-3: `--dir FILE` said 'cannot write baseline x: File exists'."""
+    out = tmp_path / "r.json"
+    code, _, _ = verify(str(corpus("002")), "--instance-type", "p4d", "--expect-nodes", "2",
+                        "-o", str(out))
+    assert code == 0
+    (tmp_path / "FILE").write_text("mine\n")
+    proc = procs.run([*VERIFY, "baseline", "record", str(out), "--name", "b", "--dir",
+                      str(tmp_path / "FILE")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert f"--dir {tmp_path / 'FILE'}: not a directory" in proc.stderr
+    assert (tmp_path / "FILE").read_text() == "mine\n"

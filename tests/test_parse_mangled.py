@@ -68,3 +68,26 @@ def test_attack_sa9_newlines_lost_and_repeated_3000_times_is_not_pass(tmp_path):
     assert "VERDICT: PASS" not in proc.stdout
     assert "UNKNOWN  bandwidth: " in proc.stdout
     assert "line 1, at byte 0" in proc.stdout
+
+
+def test_attack_sa11_one_file_named_three_ways_is_read_once(tmp_path):
+    """attack-1 SA-11: `x ./x link-to-x` was parsed three times (every count tripled)."""
+    from verify.logparse.sources import expand
+
+    path = tmp_path / "x.log"
+    path.write_bytes(FAILING)
+    (tmp_path / "link.log").symlink_to("x.log")
+    given = [str(path), f"{tmp_path}/./x.log", str(tmp_path / "link.log"), str(tmp_path)]
+    assert [s.name for s in expand(given)] == [str(path)]
+
+
+def test_attack_sa7_an_instance_type_with_a_newline_is_refused():
+    """attack-1 SA-7: env and preflight took `p5\\n` as p5; launch refused it."""
+    import pytest
+
+    from verify.profiles import UnknownInstance
+
+    for text in ("p5\n", "p5\r", "\x1bp5"):
+        with pytest.raises(UnknownInstance, match="control character"):
+            resolve(text)
+    assert resolve(" p5 ").name == "p5.48xlarge"

@@ -81,6 +81,8 @@ def record(result_path: Path, name: str, directory: Path) -> Path:
             # a file name need not be UTF-8; the record's text must be (records.py)
             "recorded_from": os.fsencode(result_path).decode("utf-8", "replace"),
             "curves": curves}
+    if directory.exists() and not directory.is_dir():  # mkdir would say "File exists"
+        raise BaselineError(f"--dir {directory}: not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(target, json.dumps(body, indent=2) + "\n", inputs=[result_path])
     return target

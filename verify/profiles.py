@@ -111,6 +111,8 @@ def known_archs() -> set[str]:
 
 def resolve(text: str) -> Profile:
     """Map `p5`, `p5.48xlarge` or `ml.p5.48xlarge` (any case) to its profile."""
+    if not text.isprintable():  # `p5\n`: launch refuses it, env and preflight must too
+        raise UnknownInstance(f"unknown instance type {shown(text)} (a control character)")
     wanted = text.strip().lower()
     if wanted.startswith("ml."):
         wanted = wanted[3:]

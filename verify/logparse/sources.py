@@ -80,7 +80,9 @@ class Source:
 
 
 def expand(paths: list[str]) -> list[Source]:
-    """Files as given; directories expanded to their files (sorted, recursive)."""
+    """Files as given; directories expanded to their files (sorted, recursive).  A file
+    named twice (`x ./x link-to-x`, or inside a directory also given) is read once:
+    twice, every record and every bandwidth message would count double."""
     sources: list[Source] = []
     for text in paths:
         if text == "-":
@@ -98,7 +100,16 @@ def expand(paths: list[str]) -> list[Source]:
             raise SourceError(f"{text}: not a regular file")
         else:
             raise SourceError(f"{text}: no such file or directory")
-    return sources
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for source in sources:
+        if source.path is not None:
+            info = source.path.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+        unique.append(source)
+    return unique
 
 
 def is_plain_file(source: Source) -> bool:

@@ -88,8 +88,12 @@ def check_outdir(path: Path) -> Path:
     try:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RunSetupError(f"--output-dir {path}: exists and is not an empty directory")
+        # Can it be made later?  A probe directory made and removed where it would go
+        # (/proc/x, a read-only mount) refuses it now, before any work, leaving nothing.
+        parent = next(p for p in (path, *path.absolute().parents) if p.exists())
+        os.rmdir(tempfile.mkdtemp(prefix=".efa-verify-probe-", dir=parent))
     except OSError as exc:
-        raise RunSetupError(f"--output-dir {path}: {exc.strerror}") from None
+        raise RunSetupError(f"--output-dir {path}: cannot create it ({exc.strerror})") from None
     return path
 
 
