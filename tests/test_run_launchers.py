@@ -32,7 +32,7 @@ def test_srun_places_ranks_in_our_host_order_not_slurms(tmp_path):
 def test_mpirun_keeps_its_forwarded_environment(tmp_path):
     argv, env = job.launch_base(opts(tmp_path, "mpirun"), "/usr/bin/mpirun",
                                 [("n3", 2), ("n1", 2)], {"NCCL_DEBUG": "INFO"}, "benchmark")
-    assert env == {} and argv[-2:] == ["-x", "NCCL_DEBUG"] and "n3:2,n1:2" in argv
+    assert env == {} and argv[-3:] == ["-x", "NCCL_DEBUG", "--"] and "n3:2,n1:2" in argv
 
 
 def test_srun_labels_and_mpirun_tags_split_into_rank_logs(tmp_path):
