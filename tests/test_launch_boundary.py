@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buildkit.cli import main
+from verify.tables import load_table
 
 DIGEST = "123456789012.dkr.ecr.us-west-2.amazonaws.com/efakit@sha256:" + "ab" * 32
 # What attackers and typos put into options: newlines, spaces, quotes, $(), backticks,
@@ -128,6 +129,10 @@ def test_an_eks_option_value_is_refused_or_is_one_yaml_scalar(option):
     (["--output-dir", "/fsx/a,/etc"], "--output-dir '/fsx/a,/etc'"),
     (["--output-dir", "/fsx/a:/etc"], "--output-dir '/fsx/a:/etc'"),
     (["--nodelist", "-V"], "--nodelist: node list '-V'"),
+    # attack-1 (2026-12-07): '/' was mounted as --container-mounts=/:/, /etc likewise
+    (["--output-dir", "/"], "--output-dir '/': at or under /,"),
+    (["--output-dir", "/etc"], "--output-dir '/etc': at or under /etc,"),
+    (["--output-dir", "/./opt/amazon"], "at or under /opt,"),
 ])
 def test_incident_values_from_the_audit_are_refused(args, message):
     """The cases issue #24 reported, each one line and exit 2 (they were accepted before)."""
@@ -137,6 +142,32 @@ def test_incident_values_from_the_audit_are_refused(args, message):
     result = invoke("slurm", *[w for kv in base.items() for w in kv])
     assert result.exit_code == 2, result.output
     assert message in result.output and result.output.count("\n") == 1
+
+
+RESERVED = load_table("launch")["reserved_output_dirs"]["paths"]
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "eks"])
+def test_no_accepted_output_dir_mounts_over_a_system_tree(launcher):
+    """Whatever path is given, an accepted --output-dir never is, nor lies under, a
+    reserved top-level directory: the job bind-mounts it at the same path."""
+    segment = st.sampled_from(["etc", "opt", "usr", "fsx", ".", "a", "home", "proc", "tmp"])
+
+    @SETTINGS
+    @given(parts=st.lists(segment, max_size=4), slash=st.booleans())
+    def prop(parts, slash):
+        path = "/" + "/".join(parts) + ("/" if slash else "")
+        args = ["--instance-type", "p5", "--nodes", "2", "--output-dir", path]
+        extra = ["--container", "none"] if launcher == "slurm" else ["--image", DIGEST]
+        result = invoke(launcher, *args, *extra)
+        real = [p for p in parts if p != "."]
+        top = "/" + real[0] if real else "/"
+        if top in RESERVED:
+            assert refused_in_one_line(result), (path, result.output)
+        else:
+            assert result.exit_code == 0, (path, result.output)
+
+    prop()
 
 
 def test_absurd_node_counts_are_refused_before_any_work():

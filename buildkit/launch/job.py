@@ -85,7 +85,20 @@ def make_job(command: str, nodes: int, profile: Profile, gpus_per_node: int | No
     if not OUTPUT_DIR_RE.fullmatch(output_dir) or "/../" in f"{output_dir}/":
         raise LaunchError(f"--output-dir {output_dir!r}: an absolute path on storage every "
                           "node shares (letters, digits, '_', '.', '+', '@', '=', '-' and '/')")
+    reserved = _reserved_top(output_dir)
+    if reserved is not None:
+        raise LaunchError(f"--output-dir {output_dir!r}: at or under {reserved}, which the job "
+                          "would bind-mount over the image's own system tree; use shared "
+                          "storage such as /fsx/... (launch.yaml reserved_output_dirs)")
     return Job(command, nodes, profile, gpus, image, output_dir, extra_args)
+
+
+def _reserved_top(output_dir: str) -> str | None:
+    """The reserved system directory that `output_dir` is or lies under (a mount there
+    would show the host's /etc in the container, or hide /opt/amazon), else None."""
+    parts = [p for p in output_dir.split("/") if p not in ("", ".")]
+    top = "/" + parts[0] if parts else "/"
+    return top if top in table()["reserved_output_dirs"]["paths"] else None
 
 
 def name(value: str | None, flag: str, pattern: re.Pattern[str] = NAME_RE,
