@@ -16,7 +16,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FIXTURES
+from tests.conftest import CORPUS, FIXTURES
 from verify.logparse.result import Options, build, parse_sources
 from verify.logparse.sources import Source
 from verify.policy import load_policy
@@ -91,3 +91,23 @@ def test_attack_sa7_an_instance_type_with_a_newline_is_refused():
         with pytest.raises(UnknownInstance, match="control character"):
             resolve(text)
     assert resolve(" p5 ").name == "p5.48xlarge"
+
+
+PASSING = next(CORPUS.glob("002-*.log")).read_bytes()  # a healthy 2 x p4d job: PASS
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), times=st.sampled_from([1, 2, 40]))
+def test_a_mangled_passing_log_is_never_accused(tmp_path, data, times):
+    """The other side: what the reader could not read makes checks unknown, and its
+    warnings are no error lines, so a healthy job's mangled log is never a FAIL."""
+    lines = PASSING.split(b"\n")[:-1]
+    glue = data.draw(st.sets(st.integers(0, len(lines) - 1), max_size=len(lines)))
+    mangled = b"".join(line + (b" " if i in glue else b"\n") for i, line in enumerate(lines))
+    path = tmp_path / "p.log"
+    path.write_bytes((mangled + b"\n") * times)
+    model, inputs = parse_sources([Source(str(path), path)])
+    result = build(model, inputs, Options(resolve("p4d"), "--instance-type", 2),
+                   load_policy(None))
+    assert result["verdict"] in ("pass", "inconclusive"), result["verdict_reason"]
