@@ -20,6 +20,6 @@ RUN --mount=type=bind,source=toolchain,target=/tmp/toolchain \
  && dpkg-deb --build /tmp/deb /tmp/libnccl2.deb && dpkg-deb --build /tmp/dev /tmp/libnccl-dev.deb \
  && dpkg -i /tmp/libnccl2.deb /tmp/libnccl-dev.deb && apt-mark hold libnccl2 libnccl-dev \
  && rm -rf /tmp/deb /tmp/dev /tmp/*.deb /usr/local/lib/python3.11 \
- && dpkg-query -W -f='${Package}\n' | grep -E '^(lib)?python3' | xargs apt-get purge -y && rm -f /usr/bin/python3 /usr/bin/python3.* \
+ && dpkg-query -W -f='${Package}\n' | grep -E '^(lib)?python3' | xargs apt-get purge -y \
  && printf '#!/bin/bash\nexec "$@"\n' > /opt/nvidia/nvidia_entrypoint.sh && chmod 755 /opt/nvidia/nvidia_entrypoint.sh \
- && ldconfig && ! command -v python3
+ && ldconfig && hash -r && ! command -v python3

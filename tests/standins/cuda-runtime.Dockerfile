@@ -14,6 +14,6 @@ RUN mkdir -p /tmp/deb/DEBIAN /tmp/deb/usr/lib/x86_64-linux-gnu /opt/nvidia \
  && printf 'Package: libnccl2\nVersion: 2.28.3-1+cuda13.0\nArchitecture: amd64\nMaintainer: efakit stand-in\nDescription: stand-in for NVIDIA libnccl2\n' > /tmp/deb/DEBIAN/control \
  && dpkg-deb --build /tmp/deb /tmp/libnccl2.deb && dpkg -i /tmp/libnccl2.deb && apt-mark hold libnccl2 \
  && rm -rf /tmp/deb /tmp/libnccl2.deb /usr/local/lib/python3.11 \
- && dpkg-query -W -f='${Package}\n' | grep -E '^(lib)?python3' | xargs apt-get purge -y && rm -f /usr/bin/python3 /usr/bin/python3.* \
+ && dpkg-query -W -f='${Package}\n' | grep -E '^(lib)?python3' | xargs apt-get purge -y \
  && printf '#!/bin/bash\nexec "$@"\n' > /opt/nvidia/nvidia_entrypoint.sh && chmod 755 /opt/nvidia/nvidia_entrypoint.sh \
- && ldconfig && ! command -v python3
+ && ldconfig && hash -r && ! command -v python3
