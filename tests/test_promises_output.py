@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,8 +85,6 @@ def test_to_stdout_writes_the_bytes_as_given_on_a_pipe(value):
     assert proc.stdout == b"before\n" + value.encode("utf-8") + b"after\n"
 
 
-@pytest.mark.xfail(strict=True, reason="buildkit/launch/cli.py _emit still uses click.echo "
-                   "(launcher engineer's file): it should call verify.boundary.emit.to_stdout")
 def test_attack_sa1_launch_to_stdout_equals_launch_to_a_file(tmp_path):
     """attack-1 SA-1: `--arg $'\\x1b[31mX'` reached the -o script but not the > script."""
     argv = [sys.executable, "-m", "buildkit", "launch", "slurm", "--instance-type", "p5",

@@ -35,10 +35,11 @@ def _common(func):
 
 
 def _emit(text: str, output: Path | None, summary: str) -> None:
+    from verify.boundary.emit import to_stdout
     from verify.report import write_atomic
 
     if output is None:
-        click.echo(text, nl=False)
+        to_stdout(text)  # byte for byte what -o writes (click.echo strips escapes on a pipe)
         return
     write_atomic(output, text)  # a WriteError is one line, exit 2, from the handler
     click.echo(f"wrote {output}: {summary}", err=True)
