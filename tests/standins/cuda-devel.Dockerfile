@@ -14,7 +14,7 @@ RUN --mount=type=bind,source=toolchain,target=/tmp/toolchain \
  && ln -s /opt/cuda-wheels/nvidia/cu13 /usr/local/cuda && /usr/local/cuda/bin/nvcc --version \
  && mkdir -p /tmp/deb/DEBIAN /tmp/deb/usr/lib/x86_64-linux-gnu /tmp/dev/DEBIAN /tmp/dev/usr/include /opt/nvidia \
  && cp /usr/local/lib/python3.11/dist-packages/nvidia/nccl/lib/libnccl.so.2 /tmp/deb/usr/lib/x86_64-linux-gnu/ \
- && cp /usr/local/lib/python3.11/dist-packages/nvidia/nccl/include/nccl.h /tmp/dev/usr/include/ \
+ && cp -a /usr/local/lib/python3.11/dist-packages/nvidia/nccl/include/. /tmp/dev/usr/include/ \
  && printf 'Package: libnccl2\nVersion: 2.28.3-1+cuda13.0\nArchitecture: amd64\nMaintainer: efakit stand-in\nDescription: stand-in\n' > /tmp/deb/DEBIAN/control \
  && printf 'Package: libnccl-dev\nVersion: 2.28.3-1+cuda13.0\nArchitecture: amd64\nDepends: libnccl2\nMaintainer: efakit stand-in\nDescription: stand-in\n' > /tmp/dev/DEBIAN/control \
  && dpkg-deb --build /tmp/deb /tmp/libnccl2.deb && dpkg-deb --build /tmp/dev /tmp/libnccl-dev.deb \

@@ -20,7 +20,7 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && mkdir -p /tmp/deb/DEBIAN /tmp/deb/usr/lib/x86_64-linux-gnu /tmp/deb/usr/include /opt/nvidia \
         /opt/hpcx/ompi/lib /opt/hpcx/ucx/lib /opt/hpcx/nccl_rdma_sharp_plugin/lib \
  && nccl=/usr/local/lib/python3.11/dist-packages/nvidia/nccl \
- && cp $nccl/lib/libnccl.so.2 /tmp/deb/usr/lib/x86_64-linux-gnu/ && cp $nccl/include/nccl.h /tmp/deb/usr/include/ \
+ && cp $nccl/lib/libnccl.so.2 /tmp/deb/usr/lib/x86_64-linux-gnu/ && cp -a $nccl/include/. /tmp/deb/usr/include/ \
  && ln -s libnccl.so.2 /tmp/deb/usr/lib/x86_64-linux-gnu/libnccl.so \
  && printf 'Package: libnccl2\nVersion: 2.29.7-1+cuda13.0\nArchitecture: amd64\nMaintainer: efakit stand-in\nDescription: stand-in\n' > /tmp/deb/DEBIAN/control \
  && dpkg-deb --build /tmp/deb /tmp/libnccl2.deb && dpkg -i /tmp/libnccl2.deb && rm -rf /tmp/deb /tmp/*.deb \

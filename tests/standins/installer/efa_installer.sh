@@ -30,19 +30,21 @@ done
 [ "$yes" = 1 ] || { echo "efa_installer.sh: not run with -y and no terminal to ask" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "efa_installer.sh must be run as root" >&2; exit 1; }
 marker=0; [ -e /opt/nvidia/nvidia_entrypoint.sh ] && marker=1
-# The NGC-build mode trusts the image's rdma-core; the state before our own deps decides.
-if [ "$marker" = 1 ] && [ "$build_ngc" = 1 ]; then
-  echo "== NGC build image detected: skipping rdma-core"
-  if ! dpkg -s libibverbs1 ibverbs-providers >/dev/null 2>&1; then
-    echo "dpkg: dependency problems prevent configuration of libfabric1-aws:" >&2
-    echo " libfabric1-aws depends on ibverbs-providers (>= 59); however: not installed" >&2
-    exit 1
-  fi
-fi
+# The NGC-build mode trusts the image's rdma-core: its state before our own dependencies
+# (which pull verbs in) decides, after those dependencies, as in the real installer.
+verbs=0; dpkg -s libibverbs1 ibverbs-providers >/dev/null 2>&1 && verbs=1
 echo "== Installing third-party dependencies"
 if ! apt install -y --no-install-recommends environment-modules tcl libnl-3-200 libnl-route-3-200 \
         pciutils openmpi-bin libopenmpi-dev; then
   echo "Error: failed to install third-party dependencies, exiting" >&2; exit 1
+fi
+if [ "$marker" = 1 ] && [ "$build_ngc" = 1 ]; then
+  echo "== NGC build image detected: skipping rdma-core"
+  if [ "$verbs" = 0 ]; then
+    echo "dpkg: dependency problems prevent configuration of libfabric1-aws:" >&2
+    echo " libfabric1-aws depends on ibverbs-providers (>= 59); however: not installed" >&2
+    exit 1
+  fi
 fi
 mkdir -p /opt/amazon
 cp -a "$here/payload/opt/amazon/efa" /opt/amazon/
