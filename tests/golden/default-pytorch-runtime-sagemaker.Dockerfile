@@ -149,7 +149,7 @@ COPY --from=nccl-tests /opt/nccl-tests /opt/nccl-tests
 # CUDA layouts lack (here: the nvidia.cu13 wheel's lib, no /usr/local/cuda).  No fallback: without it NCCL would use sockets.
 RUN printf '%s\n' /opt/gdrcopy/lib > /etc/ld.so.conf.d/efakit-stack.conf \
  && cudart_dir="$(/usr/bin/python3 -c 'import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], "lib"))')" \
- && cudart="$(find "$cudart_dir" -maxdepth 1 -name 'libcudart.so.[0-9]*' | sort | head -n1)" \
+ && cudart="$(find "$cudart_dir/" -maxdepth 1 -name 'libcudart.so.[0-9]*' | sort | head -n1)" \
  && { test -n "$cudart" || { echo "efakit: no libcudart.so.N in $cudart_dir" >&2; exit 1; }; } \
  && if [ ! -e "$cudart_dir/libcudart.so" ]; then ln -s "$(basename "$cudart")" "$cudart_dir/libcudart.so"; fi \
  && echo "$cudart_dir" > /etc/ld.so.conf.d/efakit-cuda.conf \
