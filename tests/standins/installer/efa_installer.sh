@@ -62,6 +62,8 @@ for flavour in ${mpi//,/ }; do
   mkdir -p "$dir/bin"
   ln -sfn /usr/lib/x86_64-linux-gnu/openmpi/lib "$dir/lib"
   ln -sfn /usr/lib/x86_64-linux-gnu/openmpi/include "$dir/include"
+  mkdir -p "$dir/share" && ln -sfn /usr/share/openmpi "$dir/share/openmpi"
+  ln -sfn /etc/openmpi "$dir/etc"  # a whole tree under the prefix, so OPAL_PREFIX=$dir works
   for tool in mpirun mpiexec mpicc orted; do
     [ -e "/usr/bin/$tool" ] && ln -sfn "/usr/bin/$tool" "$dir/bin/$tool"
   done
