@@ -31,6 +31,7 @@ def home_with(tmp_path, pytorch_spec_raw):
             shutil.copytree(ROOT / name, home / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
         (home / "images").mkdir()
+        shutil.copy(ROOT / "images" / "base-facts.yaml", home / "images" / "base-facts.yaml")
         raw = dict(pytorch_spec_raw)
         mutate(raw)
         (home / "images" / "pytorch.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -35,17 +35,25 @@ def ld_value(block: str) -> str:
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=[g.stem for g in GOLDEN])
 def test_every_variant_extends_ld_library_path(golden):
+    """The base's own entries are kept (extended once, never replaced); the plugin and
+    libfabric come first.  Only on a base with HPC-X (NGC) does anything follow the base's
+    entries: the installer's Open MPI, which must not shadow HPC-X's Open MPI 5 that NGC
+    torch links (images/base-facts.yaml; issue #25 finding 7)."""
     value = ld_value(env_block(golden.read_text()))
-    assert value.endswith(EXTEND), value
-    ours = value.removesuffix(EXTEND).split(":")
+    assert value.count(EXTEND) == 1, value
+    head, tail = value.split(EXTEND)
+    ours = head.split(":")
     assert all(ours) and "/opt/amazon/ofi-nccl/lib" in ours, ours
+    after = [entry for entry in tail.split(":") if entry]
+    assert tail == "" or (tail.startswith(":") and after == ["/opt/amazon/openmpi/lib"]), value
+    assert not after or "-ngc-" in golden.stem, value
 
 
 @pytest.mark.parametrize("golden", [g for g in GOLDEN if not g.stem.startswith("offline")],
                          ids=lambda g: g.stem)
 def test_production_variants_put_the_installers_open_mpi_on_the_path(golden):
-    ours = ld_value(env_block(golden.read_text())).removesuffix(EXTEND).split(":")
-    assert "/opt/amazon/openmpi/lib" in ours
+    entries = ld_value(env_block(golden.read_text())).replace(EXTEND, ":").split(":")
+    assert "/opt/amazon/openmpi/lib" in entries
 
 
 def _built_env(block: str, base_env: str) -> dict[str, str]:
