@@ -25,7 +25,9 @@ from verify.tables import load_table
 NCCL_VERSION_RE = re.compile(rb"(\d+\.\d+\.\d+)\+cuda(\d+\.\d+)")
 PLUGIN_VERSION_RE = re.compile(rb"aws-ofi-nccl (v?\d+\.\d+\.\d+[\w.-]*)")
 LIBFABRIC_EFA_MARKER = b"FI_EFA_"  # the efa provider registers its FI_EFA_* parameters
-NCCL_TESTS = ("all_reduce_perf", "all_gather_perf", "reduce_scatter_perf", "alltoall_perf")
+# The nccl-tests binaries an image must ship: every benchmark `run --test` and
+# `sweep --test` offer (verify/data/run.yaml), broadcast included; render builds the same list.
+NCCL_TESTS = tuple(load_table("run")["benchmarks"].values())
 
 
 @dataclass

@@ -65,13 +65,13 @@ RUN --mount=type=bind,source=artifacts,target=/artifacts \
 FROM builder AS nccl-tests
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # nccl-tests 2.19.6 from its source archive (content tree pinned), over MPI, for every targeted GPU arch;
-# the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall).
+# the collectives efa-verify runs (all_reduce, all_gather, reduce_scatter, alltoall, broadcast).
 RUN --mount=type=bind,source=artifacts,target=/artifacts \
     mkdir -p /tmp/src/nccl_tests && cd /tmp/src/nccl_tests \
  && efakit-fetch-artifact nccl-tests-2.19.6.tar.gz https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v2.19.6.tar.gz tree:9becab77026c39199b89e9d94921cbf590dbc6cf /tmp/nccl-tests-2.19.6.tar.gz \
  && tar -xzf /tmp/nccl-tests-2.19.6.tar.gz --strip-components=1 && rm /tmp/nccl-tests-2.19.6.tar.gz \
  && make -j"$(nproc)" MPI=1 MPI_HOME=/opt/amazon/openmpi NCCL_HOME=/opt/efakit-nccl CUDA_HOME=/usr/local/cuda \
-        NVCC_GENCODE="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_100,code=sm_100" BIN_FILES_LIST="all_reduce all_gather reduce_scatter alltoall" \
+        NVCC_GENCODE="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_100,code=sm_100" BIN_FILES_LIST="all_reduce all_gather reduce_scatter alltoall broadcast" \
  && install -d /opt/nccl-tests && cp build/*_perf /opt/nccl-tests/ \
  && install -d /opt/nccl-tests/share/licenses/nccl-tests && cp LICENSE.txt /opt/nccl-tests/share/licenses/nccl-tests/ \
  && efakit-strip /opt/nccl-tests && cd / && rm -rf /tmp/src
