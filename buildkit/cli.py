@@ -475,14 +475,19 @@ def sagemaker_verify(image_uri: str, role: str | None, instance_type: str, insta
 
 
 def _show_result(result: dict | None, where: Path, failure: str | None, as_json: bool) -> int:
-    """Print the verdict table or JSON (and plot), returning the exit status."""
+    """Print the verdict table or JSON (and plot), returning the exit status.
+
+    No result means the verifier never ran to a verdict (a compose error, a job that died
+    before writing one): the evidence cannot decide, so exit 3 by the README's table;
+    1 is kept for a verification that ran and failed."""
     from buildkit.plot import PlotError, plot_busbw
     from verify import report as reports
 
     if result is None:
-        click.echo(f"no efa-verify result in the job's output{': ' + failure if failure else ''}",
+        click.echo(f"no efa-verify result in the job's output{': ' + failure if failure else ''}"
+                   f" (the verifier did not run to a verdict: exit {int(Exit.INCONCLUSIVE)})",
                    err=True)
-        return int(Exit.FAIL)
+        return int(Exit.INCONCLUSIVE)
     click.echo(reports.to_json(result) if as_json else reports.to_table(result), nl=False)
     try:
         click.echo(f"plot: {plot_busbw(result, where / 'busbw.png')}", err=as_json)

@@ -248,3 +248,23 @@ def test_the_job_reads_its_cluster_through_the_toolkits_environment(ci_images, t
     assert (job["interface"], job["instance_type"]) == ("ethwe", "ml.p4d.24xlarge")
     assert job["hyper"] == {"sweep": "full", "timeout": "900"}
     assert job["output_dir"] == "/sm/output"
+
+
+def test_local_job_that_never_ran_exits_3_not_1(tmp_path):
+    """A compose error (here: the image cannot be pulled) leaves no result: the verifier
+    never ran, so the exit is 3 (the evidence cannot decide), never 1, which the README's
+    table keeps for a verification that ran and failed (issue 27 item 5).  docker-compose
+    is a stand-in that fails `up` as v1 does on a missing image; no Docker is used."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    compose = bindir / "docker-compose"
+    compose.write_text('#!/bin/sh\ncase " $* " in *" up "*)\n'
+                       '  echo "ERROR: pull access denied for efakit-test/nosuch" >&2; exit 1;;\n'
+                       'esac\nexit 0\n')
+    compose.chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    proc = efakit("sagemaker-verify", "--image-uri", "efakit-test/nosuch:1", "--local",
+                  "--instance-count", "2", "--job-name", "never", "--out",
+                  str(tmp_path / "sm"), env=env, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "no efa-verify result" in proc.stderr and "Traceback" not in proc.stderr
