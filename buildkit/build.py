@@ -16,10 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from queue import Empty, Queue
+from typing import TYPE_CHECKING, TextIO
 
+from buildkit.buildsteps import STEP_RE, BuildSteps
 from buildkit.engine import Engine, image_exists, image_id, repo_root_revision
 from buildkit.mirror import check_mirror
 from buildkit.paths import REPO_ROOT
@@ -33,7 +38,6 @@ from verify.versions import major_minor
 if TYPE_CHECKING:
     from buildkit.ecr import Target
 
-STEP_RE = re.compile(r"^#(\d+) \[(?:([\w-]+)\s+)?(\d+)/(\d+)\] (.*)$")
 ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
 LOG_TAIL = 15
 
@@ -175,37 +179,53 @@ def build_image(engine: Engine, spec: Spec, variant: str, out_dir: Path,
     progress = Progress(f"build {variant}")
     progress.note(f"building {tag}; full log: {log}")
     lines: list[str] = []
-    started: set[str] = set()
+    steps = BuildSteps()
     with log.open("w", encoding="utf-8") as sink, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=engine.env(), errors="replace") as proc:
         assert proc.stdout is not None
-        for text in proc.stdout:
-            sink.write(text)
-            lines.append(text.rstrip("\n"))
-            del lines[:-400]
-            step = new_step(text, started)
-            if step:
-                progress.status(step)
+        for text in _lines_or_ticks(proc.stdout):
+            if text is None:  # nothing for a while: perhaps a heartbeat
+                said = steps.tick(time.monotonic())
+            else:
+                sink.write(text)
+                lines.append(text.rstrip("\n"))
+                del lines[:-400]
+                said = steps.feed(text, time.monotonic())
+            for line in said:
+                progress.status(line)
+    for line in steps.finish(time.monotonic()):
+        progress.status(line)
     progress.done()
     if proc.returncode != 0:
         raise CliError(_failure(lines, log), Exit.FAIL)
     return _finish(engine, spec, variant, out_dir, tag, repo, aliases, log, context)
 
 
-def new_step(text: str, started: set[str]) -> str | None:
-    """A BuildKit plain-output line that starts a step, as one progress line: its stage,
-    its place, its instruction with runs of blanks folded and cut to a line.  BuildKit
-    repeats a step's header whenever its output resumes after another step's (parallel
-    stages), so a step already in `started` is None: each step is said once."""
-    step = STEP_RE.match(text)
-    if step is None or step.group(1) in started:
-        return None
-    started.add(step.group(1))
-    stage = f"{step.group(2)} " if step.group(2) else ""
-    words = " ".join(step.group(5).split())
-    return f"[{stage}{step.group(3)}/{step.group(4)}] " + \
-        (words if len(words) <= 120 else words[:117] + "...")
+def _lines_or_ticks(stream: TextIO, every: float = 5.0) -> Iterator[str | None]:
+    """The stream's lines as they come, and None after each `every` seconds without one:
+    a step that prints nothing must not stop the heartbeat.  A daemon thread reads, so a
+    blocked read never holds the build's loop."""
+    queue: Queue[str | None] = Queue()
+
+    def read() -> None:
+        for text in stream:
+            queue.put(text)
+        queue.put(_END)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        try:
+            text = queue.get(timeout=every)
+        except Empty:
+            yield None
+            continue
+        if text is _END:
+            return
+        yield text
+
+
+_END = "\0end"
 
 
 def reuse_registry(engine: Engine, tag: str, target: Target | None) -> str | None:

@@ -1,13 +1,15 @@
 """Progress of long steps: on stderr, plain lines off a terminal, a bar on one, --quiet."""
 
 import io
+import subprocess
 import sys
 
 import pytest
 
 import buildkit.progress as progress_mod
 from buildkit.baseimage import _run, _stage
-from buildkit.build import new_step
+from buildkit.build import _lines_or_ticks
+from buildkit.buildsteps import BuildSteps
 from buildkit.progress import Progress
 from tests import procs
 from tests.procs import EFAKIT
@@ -134,8 +136,8 @@ def test_each_buildkit_step_is_said_once_with_its_stage():
         "#15 [efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz",
         "#1 [internal] load build definition from Dockerfile",
     ]
-    started: set[str] = set()
-    said = [step for step in (new_step(line, started) for line in log) if step]
+    steps = BuildSteps()
+    said = [text for i, line in enumerate(log) for text in steps.feed(line, float(i))]
     assert said == [
         "[builder 1/7] FROM docker.io/efakit/base:bookworm",
         "[stage-4 4/15] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked "
@@ -143,3 +145,77 @@ def test_each_buildkit_step_is_said_once_with_its_stage():
         "[efa 1/3] RUN --mount=type=bind,source=artifacts/rdma-core-64.0.tar.gz",
         "[nccl-tests 1/1] RUN --mount=type=bind,source=artifacts/nccl-tests-2.19.6.tar.gz",
         "[efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz"]
+
+
+# Lines of a warm `make ci-image` (out/build/pytorch-sagemaker-offline/build.log): BuildKit
+# resolves cached steps in a scrambled order and says only CACHED after each.
+WARM = [
+    "#4 [stage-4  1/15] FROM docker.io/efakit/base:bookworm",
+    "#4 sha256:82adc4a8091d16076c0521291f4fbfea828e4f95d52a9a1d91ea049cfb7bc1af",
+    "#4 DONE 0.0s", "",
+    "#13 [builder 7/7] RUN nccl_lib=\"$(/usr/bin/python3 -c 'import nvidia.nccl')\"",
+    "#13 sha256:74aa075be5f3248fb2590149d06d5996a85c106056f0635da317d67e6168f7a6",
+    "#13 CACHED", "",
+    "#23 [stage-4 10/17] COPY --from=builder /opt/cuda-wheels/nvidia/cu13/lib/libcudart.so.13",
+    "#23 sha256:3cae7d8cadb15909b17ddec3fb299d11f739ce91a7021661fec2e1e28c10f529",
+    "#23 CACHED", "",
+    "#6 [stage-4  2/17] COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact",
+    "#6 sha256:383a8864ebee08fab2e3b309e61e25a3404a2c4cba1111e5faeed8ff4d605290",
+    "#6 CACHED", "",
+    "#10 [builder 4/7] COPY efakit/strip-tree.sh /usr/local/bin/efakit-strip",
+    "#10 sha256:7b4ff1f21df647967d6905e222d0e9de95dce264e606ce20d279833a535d14f8",
+    "#10 CACHED", "",
+    "#28 [stage-4 15/17] RUN --mount=type=cache,target=/root/.cache/pip     efakit-with-ca pip",
+    "#28 sha256:5752151de8d5860ec0d6e54df09f399692ba3d5176b3d3b71d4f3adfc32f0e5c",
+    "#28 1.123 Looking in links: /artifacts/wheels",
+    "#28 DONE 8.2s", "",
+]
+
+
+def test_cached_steps_are_said_as_cached_in_buildkits_order():
+    steps = BuildSteps()
+    said = [text for i, line in enumerate(WARM) for text in steps.feed(line, float(i))]
+    said += steps.finish(99.0)
+    assert said == [
+        "[stage-4 1/15] FROM docker.io/efakit/base:bookworm",
+        "[stage-4 2/17] cached COPY efakit/fetch-artifact.sh /usr/local/bin/efakit-fetch-artifact",
+        "[builder 4/7] cached COPY efakit/strip-tree.sh /usr/local/bin/efakit-strip",
+        "[builder 7/7] cached RUN nccl_lib=\"$(/usr/bin/python3 -c 'import nvidia.nccl')\"",
+        "[stage-4 10/17] cached COPY --from=builder "
+        "/opt/cuda-wheels/nvidia/cu13/lib/libcudart.so.13",
+        "[stage-4 15/17] RUN --mount=type=cache,target=/root/.cache/pip efakit-with-ca pip"]
+
+
+def test_all_cached_build_says_its_cached_steps_at_the_end():
+    steps = BuildSteps()
+    for i, line in enumerate(WARM[4:12]):
+        assert steps.feed(line, float(i)) == []
+    assert steps.finish(20.0) == [
+        "[builder 7/7] cached RUN nccl_lib=\"$(/usr/bin/python3 -c 'import nvidia.nccl')\"",
+        "[stage-4 10/17] cached COPY --from=builder "
+        "/opt/cuda-wheels/nvidia/cu13/lib/libcudart.so.13"]
+
+
+def test_a_long_silent_step_gets_a_heartbeat_line_every_minute():
+    """The libfabric compile: its header, one line, then 211 s with nothing on the console."""
+    steps = BuildSteps()
+    timed = [(10.0, "#15 [efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz"),
+             (10.5, "#15 0.412 + ./autogen.sh")]
+    said = [(t, text) for t, line in timed for text in steps.feed(line, t)]
+    assert said == [(10.5, "[efa 2/3] RUN --mount=type=bind,source=artifacts/"
+                           "libfabric-2.6.0.tar.gz")]
+    beats = {t: steps.tick(t) for t in (30.0, 70.4, 71.0, 100.0, 131.0, 190.0)}
+    still = "still in [efa 2/3] RUN --mount=type=bind,source=artifacts/libfabric-2.6.0.tar.gz"
+    assert beats == {30.0: [], 70.4: [], 71.0: [f"{still} (60s in this step)"], 100.0: [],
+                     131.0: [f"{still} (120s in this step)"], 190.0: []}
+    steps.feed("#15 221.3 libtool: link: gcc -shared ...", 220.0)  # output: not said, no beat
+    assert steps.feed("#15 DONE 221.5s", 221.0) == []
+    assert steps.tick(400.0) == []  # nothing runs: no heartbeat
+
+
+def test_the_build_loop_ticks_while_the_engine_prints_nothing():
+    proc = procs.start(["sh", "-c", "sleep 0.5; echo '#1 DONE 0.5s'"], stdout=subprocess.PIPE,
+                       text=True)
+    got = list(_lines_or_ticks(proc.stdout, every=0.1))
+    procs.finish(proc)
+    assert got[-1] == "#1 DONE 0.5s\n" and got.count(None) >= 2
