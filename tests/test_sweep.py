@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 from tests.conftest import FIXTURES, ROOT
 from tests.test_run import leftovers
 from verify.run.outliers import low_outliers
-from verify.sweep.logic import Sweep, SweepError, Trial
+from verify.sweep.logic import Sweep, SweepError, Trial, table
 from verify.sweep.report import build
 from verify.sweep.runner import trial_from
 from verify.sweep.sim import Fault, SimulatedFabric, inject, node_names
@@ -297,3 +298,27 @@ def test_more_coverage_rounds_than_pairs_exist_stop_at_n_minus_one():
     doc = json.loads(done.stdout)
     assert [r["kind"] for r in doc["rounds"]] == ["node-checks"] + ["pairs"] * 5
     assert sum(r["runs"] for r in doc["rounds"][1:]) == 15  # every pair of 6, once
+
+
+def test_slow_nic_evidence_names_the_value_the_peers_median_and_the_threshold():
+    """Issue 27: a bare `# Avg bus bandwidth : 131.00` does not say slow against what.
+    The slow node's evidence and reason carry the measured busbw, the median of the
+    peers' runs it was compared with, and the threshold from verify/data/sweep.yaml."""
+    nodes = node_names(64)
+    bad = nodes[17]
+    result = sweep(nodes, [Fault("slow_nic", (bad,))], seed=4)
+    doc = build(result, "test", "simulate")
+    row = next(r for r in doc["nodes"] if r["node"] == bad)
+    healthy = SimulatedFabric([]).model["busbw_GBps"]
+    min_ratio = table()["bandwidth"]["min_ratio"]
+    for evidence in row["evidence"]:
+        measured = float(evidence["text"].rsplit(":", 1)[1])  # the run's own line
+        median = float(re.search(r"peers' median ([\d.]+) GB/s", evidence["judged"])[1])
+        threshold = float(re.search(rf"below {min_ratio:g} x the median \(([\d.]+) GB/s\)",
+                                    evidence["judged"])[1])
+        assert f"busbw {measured:.2f} GB/s" in evidence["judged"]
+        assert abs(median - healthy) / healthy < 0.05
+        assert threshold == pytest.approx(min_ratio * median, abs=0.01) and measured < threshold
+    assert "peers' median" in row["reason"] and "GB/s" in row["reason"]
+    healthy_row = next(r for r in doc["nodes"] if r["status"] == "ok")
+    assert not any("judged" in e for e in healthy_row["evidence"])

@@ -102,12 +102,35 @@ class RoundLog:
     kind: str  # node-checks | pairs | confirm
 
 
+@dataclass(frozen=True)
+class Slow:
+    """Why a pair's run was judged slow: its busbw, the peers' median it was compared
+    with and the thresholds (verify/data/sweep.yaml `bandwidth`), so the report can say
+    what a bare `# Avg bus bandwidth` line cannot: slow against what."""
+
+    busbw: float
+    median: float
+    peers: int  # pair runs the median was taken over (this round's included)
+    min_ratio: float
+    mad_z: float
+    score: float  # modified z-score; -inf when the MAD is 0
+
+    def says(self) -> str:
+        z = "the MAD is 0" if self.score == float("-inf") else \
+            f"robust z {self.score:.1f}"
+        return (f"busbw {self.busbw:.2f} GB/s is {self.busbw / self.median:.2f} x the "
+                f"peers' median {self.median:.2f} GB/s over {self.peers} pair runs; slow "
+                f"means below {self.min_ratio:g} x the median "
+                f"({self.min_ratio * self.median:.2f} GB/s) and more than {self.mad_z:g} "
+                f"robust z-scores under it ({z})")
+
+
 @dataclass
 class SweepResult:
     nodes: dict[str, NodeState]
     trials: dict[Pair, list[tuple[int, Trial]]]
     rounds: list[RoundLog]
-    slow: set[tuple[int, Pair]]
+    slow: dict[tuple[int, Pair], Slow]
     bad_nodes: list[str]
     bad_links: list[Pair]
     unknown: list[str]
@@ -142,7 +165,7 @@ class Sweep:
         self.nodes = {n: NodeState() for n in nodes}
         self.trials: dict[Pair, list[tuple[int, Trial]]] = {}
         self.rounds: list[RoundLog] = []
-        self.slow: set[tuple[int, Pair]] = set()
+        self.slow: dict[tuple[int, Pair], Slow] = {}
         self._fleet: list[float] = []
         self._order: list[str | None] = []
 
@@ -249,11 +272,15 @@ class Sweep:
         number = len(self.rounds)
         results = self.runner.pairs(pairs, number)
         measured = {p: results[p].busbw for p in pairs
-                    if results[p].busbw is not None and results[p].status == "pass"}
-        self._fleet += measured.values()
-        # Judged once, against every pair run so far (this round included).
+                    if results[p].busbw is not None and results[p].status in ("pass", "fail")}
+        self._fleet += [v for p, v in measured.items() if results[p].status == "pass"]
+        # Judged once, against every passing pair run so far (this round included).  A run
+        # that failed its own checks is judged too: not to fail it again, but so that its
+        # evidence says what its bandwidth was against the peers'.
         slow = low_outliers(measured, self.bw["mad_z"], self.bw["min_ratio"], self._fleet)
-        self.slow |= {(number, o.name) for o in slow}
+        self.slow |= {(number, o.name): Slow(o.value, o.median, len(self._fleet),
+                                              self.bw["min_ratio"], self.bw["mad_z"],
+                                              o.score) for o in slow}
         failed = 0
         for pair in pairs:
             a, b = pair

@@ -11,15 +11,35 @@ import statistics
 from collections import defaultdict
 
 from verify.checks import tool
-from verify.sweep.logic import SweepResult, Trial
+from verify.sweep.logic import Slow, SweepResult, Trial
+
+BUSBW_LINE = "Avg bus bandwidth"
 
 SCHEMA_VERSION = 1
 
 
-def _evidence(trial: Trial, node: str | None = None, limit: int = 3) -> list[dict]:
-    """The trial's lines, those about `node` first."""
-    lines = sorted(trial.evidence, key=lambda e: e.get("node") != node)
-    return [dict(e) for e in lines[:limit]]
+def _evidence(trial: Trial, node: str | None = None, limit: int = 3,
+              slow: Slow | None = None) -> list[dict]:
+    """The trial's lines, those about `node` first.  For a run judged slow, its bus
+    bandwidth line comes first and carries what it was compared with (`judged`): a bare
+    `# Avg bus bandwidth : 131.00` does not say slow against what; where the run printed
+    no such line, the comparison is an entry of its own."""
+    def rank(e: dict) -> tuple[bool, bool]:
+        return (slow is None or BUSBW_LINE not in e["text"], e.get("node") != node)
+
+    lines = [dict(e) for e in sorted(trial.evidence, key=rank)[:limit]]
+    if slow is None:
+        return lines
+    if lines and BUSBW_LINE in lines[0]["text"]:
+        lines[0]["judged"] = slow.says()
+        return lines
+    return [{"file": lines[0]["file"] if lines else "sweep", "line": 0, "rank": None,
+             "node": None, "text": slow.says(), "judged": slow.says()}, *lines]
+
+
+def _slow(result: SweepResult, number: int, a: str, b: str) -> Slow | None:
+    """The sweep's judgement of pair (a, b)'s run in round `number`, if it was slow."""
+    return result.slow.get((number, (a, b) if a < b else (b, a)))
 
 
 def _by_node(result: SweepResult) -> dict[str, list[Trial]]:
@@ -60,10 +80,14 @@ def _node_row(result: SweepResult, node: str, trials: list[Trial]) -> dict:
     elif state.accused:
         partners = sorted(state.failed)
         why = f"failed with {len(partners)} different partners: {', '.join(partners[:8])}"
+        judged = []
         for partner in partners[:2]:
             number, trial = state.failed[partner][0]
+            slow = _slow(result, number, node, partner)
+            judged += [slow.says()] if slow else []
             evidence += [{**e, "round": number, "pair": [node, partner]}
-                         for e in _evidence(trial, node, 2)]
+                         for e in _evidence(trial, node, 2, slow)]
+        why += f"; slow: {judged[0]}" if judged else ""
     elif status == "unknown":
         why = "not settled: " + ("never ran a pair" if not state.met else
                                  f"failed with {', '.join(sorted(state.failed))}, "
@@ -79,13 +103,15 @@ def _link_row(result: SweepResult, pair: tuple[str, str]) -> dict:
     failing = [(n, t) for n, t in runs if t.status in ("fail", "hang")
                or (n, pair) in result.slow]
     number, trial = failing[0]
+    slow = _slow(result, number, *pair)
     return {"pair": list(pair), "runs": len(runs), "failed_runs": len(failing),
             "reproduced": result.confirmed.get(pair),
             "reason": "failed while both nodes passed with other partners" +
                       ("" if result.confirmed.get(pair) else
-                       "; did not fail again on re-run (intermittent)"),
+                       "; did not fail again on re-run (intermittent)") +
+                      (f"; slow: {slow.says()}" if slow else ""),
             "busbw_GBps": trial.busbw,
-            "evidence": [{**e, "round": number} for e in _evidence(trial)]}
+            "evidence": [{**e, "round": number} for e in _evidence(trial, slow=slow)]}
 
 
 def build(result: SweepResult, hosts_source: str, mode: str, extra: dict | None = None) -> dict:
