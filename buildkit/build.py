@@ -55,8 +55,17 @@ class BuildResult:
 
 
 def unpinned(spec: Spec) -> list[str]:
-    """Downloads whose digest (or signing key) is not pinned yet, with the spec's reason."""
+    """Downloads whose digest (or signing key) is not pinned yet, with the spec's reason;
+    and base images pulled by a floating tag (`--base cuda-runtime`, `--base ngc`): a tag
+    can move to other bytes between two builds of the same spec, as an unpinned tarball
+    can.  The offline profile's base is built here (make base-image), never pulled."""
     out = []
+    if spec.profile != "offline":
+        for key in ("image", "builder_image"):
+            ref = spec.base.get(key)
+            if ref and "@sha256:" not in ref:
+                out.append(f"base {spec.base_name} {key} {ref} (a floating tag, not pinned "
+                           "by digest: name:tag@sha256:...)")
     for name, comp in spec.components.items():
         if comp and comp.get("url") and not any(comp.get(k) for k in PIN_KINDS):
             out.append(f"{name} ({comp.get('reason', 'no reason given')})")
@@ -117,8 +126,9 @@ def preflight(spec: Spec, mirror: Path | None, allow_unpinned: bool) -> None:
     """Input problems that stop a build before any engine is asked (exit 2)."""
     missing = unpinned(spec)
     if missing and not allow_unpinned:
-        raise CliError("unpinned artifacts (pin them with efakit fetch-artifacts --update-pins, "
-                       "or build with --allow-unpinned): " + "; ".join(missing))
+        raise CliError("unpinned artifacts (pin downloads with efakit fetch-artifacts "
+                       "--update-pins and bases by digest in the spec, or build with "
+                       "--allow-unpinned): " + "; ".join(missing))
     if mirror is not None:
         problems = check_mirror(spec, mirror)
         if problems:

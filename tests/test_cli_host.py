@@ -7,6 +7,8 @@ import sys
 import pytest
 import yaml
 
+from buildkit.build import preflight, unpinned
+from buildkit.spec import load_spec
 from tests import procs
 from tests.conftest import ROOT, tool
 from tests.procs import EFAKIT
@@ -209,3 +211,34 @@ def test_lint_json_matches_its_schema_and_carries_the_problems(tmp_path):
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, schema)
     assert doc["clean"] and doc["problems"] == [] and doc["hadolint"] is False
+
+
+@pytest.mark.parametrize("base, floating", [
+    ("ngc", "base ngc image nvcr.io/nvidia/pytorch:26.09-py3"),
+    ("cuda-runtime", "base cuda-runtime image nvidia/cuda:13.0.2-runtime-ubuntu24.04"),
+])
+def test_build_refuses_a_floating_base_tag_before_any_docker_call(tmp_path, base, floating):
+    """The README's pinning rule covers the bases (issue 27 item 5): a floating tag is
+    refused at build unless --allow-unpinned, before Docker is asked anything (a stand-in
+    `docker` first on PATH records any call); render still renders it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "docker-calls"
+    (bindir / "docker").write_text(f'#!/bin/sh\necho "$0 $*" >> {calls}\nexit 1\n')
+    (bindir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+           "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    args = [*EFAKIT, "build", "pytorch", "--variant", "ec2", "--base", base,
+            "--out", str(tmp_path / "build")]
+    proc = procs.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and floating in proc.stderr, proc.stderr
+    assert "--allow-unpinned" in proc.stderr and not calls.exists()
+    preflight(load_spec(ROOT / "images" / "pytorch.yaml", base=base), None,
+              allow_unpinned=True)  # let through when told (no Docker asked here)
+    assert efakit("render", "pytorch", "--base", base, "-o", str(tmp_path / "r")).returncode == 0
+
+
+@pytest.mark.parametrize("profile", [None, "offline"])
+def test_the_default_base_pinned_by_digest_and_the_local_offline_base_pass(profile):
+    spec = load_spec(ROOT / "images" / "pytorch.yaml", profile=profile)
+    assert not [line for line in unpinned(spec) if line.startswith("base ")]
