@@ -66,10 +66,64 @@ def _named(finding: Finding) -> Finding:
 
 
 def transport(m: JobModel) -> Finding:
-    return _named(_transport(m))
+    finding = _named(_transport(m))
+    if finding.value == "libfabric":
+        return _unheard(m) or finding
+    return finding
+
+
+def socket_evidence(m: JobModel) -> list[Evidence]:
+    """Lines that say a communicator's data went over NCCL's Socket transport: a
+    `via NET/Socket` channel, `Using network Socket` or an assigned Socket plugin.
+    Any one of them, from any rank, file or host, fails the job: a rank that used
+    sockets for one communicator did use sockets, whatever it printed for another.
+    NCCL's `NET/Socket : Using [0]eth0` init line (socket_using) is not one: it is
+    printed for the bootstrap interface even when OFI then carries the data."""
+    ev = [e for key, lines in m.fact("net_channel").evidence.items()
+          if key.split("/")[0] == "socket" for e in lines]
+    for name in ("using_network", "net_assigned"):
+        fact = m.facts.get(name)
+        if fact and fact.values["socket"]:
+            ev += fact.first("socket")
+    return ev
+
+
+def silent_hosts(m: JobModel) -> dict[str, list[int]]:
+    """Hosts that nccl-tests lists ('# Rank N ... on HOST') but that printed no NCCL
+    record at all, with their ranks.  Per host, not per rank: logs commonly hold INFO
+    lines of only some ranks of a node (corpus 001 lists 16 ranks, 11 print), and a
+    node's ranks share its network; a whole node without a line is unseen.  Names are
+    compared up to the first dot (NCCL cuts its host names there).  Unknowable (empty)
+    when no record carries a host prefix."""
+    seen = {h.split(".")[0] for h in m.record_hosts}
+    out: dict[str, list[int]] = {}
+    if not seen:
+        return out
+    for rank, host in sorted(m.device_hosts.items()):
+        if host.split(".")[0] not in seen:
+            out.setdefault(host, []).append(rank)
+    return out
+
+
+def _unheard(m: JobModel) -> Finding | None:
+    """Unknown transport when a listed node printed nothing: its ranks may have used
+    anything (the verifier never guesses)."""
+    silent = silent_hosts(m)
+    if not silent:
+        return None
+    said = "; ".join(f"{host} (rank {', '.join(map(str, ranks))})"
+                     for host, ranks in silent.items())
+    ev = [m.device_evidence[r] for ranks in silent.values() for r in ranks
+          if r in m.device_evidence][:EVIDENCE_SHOWN]
+    return Finding(None, f"nccl-tests lists {said}, but no NCCL line comes from there: "
+                   "its transport is unknown", ev)
 
 
 def _transport(m: JobModel) -> Finding:
+    sockets = socket_evidence(m)
+    if sockets and not m.fact("net_channel").values["socket"]:
+        return Finding("socket", "a rank logged 'Using network Socket': that communicator's "
+                       "data went over sockets, whatever other lines say", sockets[:EVIDENCE_SHOWN])
     channel = {k.split("/")[0] for k in m.fact("net_channel").values}
     if channel:
         value = _worst(channel)
@@ -173,6 +227,8 @@ def efa_used(m: JobModel, net: Finding, prov: Finding, instance: Profile | None)
         if m.facts.get("plugin_absent") and not m.facts.get("ofi_version"):
             return Finding(False, "no net plugin was found: NCCL cannot use EFA",
                            m.fact("plugin_absent").all_evidence())
+        if silent_hosts(m):
+            return Finding(None, net.reason, net.evidence)
         return Finding(None, "no line shows which network NCCL used")
     if net.value != "libfabric":
         return Finding(False, f"NCCL used {net.value}", net.evidence)

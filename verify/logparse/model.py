@@ -107,6 +107,7 @@ class RankState:
     nets: Counter = field(default_factory=Counter)  # (transport, gdr) -> connections
     directions: Counter = field(default_factory=Counter)  # (send|receive, gdr) -> NET connections
     local_connections: int = 0  # P2P/SHM/... (not over the network)
+    said_socket: bool = False  # a 'Using network Socket' line of this rank's process
     evidence: dict[tuple, list[Evidence]] = field(default_factory=dict)
 
     def add(self, key: tuple, ev: Evidence | None) -> None:
@@ -252,6 +253,7 @@ class JobModel:
         self.nranks = 0
         self.nnodes = 0
         self.device_hosts: dict[int, str] = {}  # nccl-tests '# Rank N ... on HOST'
+        self.device_evidence: dict[int, Evidence] = {}  # the '# Rank N' line itself
         self.record_hosts: set[str] = set()
         self.events = 0
         # Connections counted without their rank: per-rank counts are then partial.
@@ -332,6 +334,14 @@ class JobModel:
             rank = _int(f["rank"])
             if rank is not None and f["host"]:
                 self.device_hosts[rank] = f["host"]
+                if ev is not None:
+                    self.device_evidence.setdefault(rank, ev)
+        elif kind in ("using_network", "net_assigned") and value == "socket":
+            rank = self._rank_of(event)
+            if rank is not None:  # one communicator over sockets: the rank used sockets
+                state = self.ranks.setdefault(rank, RankState(rank))
+                state.said_socket = True
+                state.add(("socket", False), ev)
         elif kind in ("tests_header", "nccom_header"):
             fmt = "nccom" if kind == "nccom_header" else \
                 "new" if "#wrong" in event.text or "root" in event.text else "old"

@@ -154,7 +154,8 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
         state = m.ranks[rank]
         net = sum(state.nets.values())
         gdr = sum(n for (kind, g), n in state.nets.items() if g)
-        transports = sorted({kind for kind, _ in state.nets})
+        transports = sorted({kind for kind, _ in state.nets} |
+                            ({"socket"} if state.said_socket else set()))
         ev = [e for lines in state.evidence.values() for e in lines][:4]
         row = {
             "rank": rank, "host": state.host, "pid": state.pid, "node": None,
@@ -175,7 +176,12 @@ def _rank_details(m: JobModel, prov: Finding) -> list[dict]:
             if row["transport"] == "libfabric":
                 row["transport"] = None
         out.append(row)
-    return out
+    for host, ranks in decide.silent_hosts(m).items():  # listed, never heard from
+        out += [{"rank": rank, "host": host, "pid": None, "node": None, "transport": None,
+                 "provider": None, "gdr": None, "evidence": [
+                     m.device_evidence[rank].as_dict()] if rank in m.device_evidence else []}
+                for rank in ranks if rank not in m.ranks]
+    return sorted(out, key=lambda row: row["rank"])
 
 
 def _enum(value: str) -> str | None:
