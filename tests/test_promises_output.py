@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 
 from verify import startenv
 from verify.boundary.values import MAX_MESSAGE_CHARS, excerpt, printable
+from verify.envrules import safe_value
 
 ENV = {**os.environ, "EFAKIT_IMDS": "off", "AWS_EC2_METADATA_DISABLED": "true"}
 # Values with the bytes a terminal acts on: ESC sequences, CR, BEL, DEL, C1, non-ASCII.
 values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
                  max_size=30) | st.sampled_from(["\x1b[31mX", "a\rb", "\x07", "\x7f",
-                                                 "\x9b2J", "é\x1b]0;t\x07"])
+                                                 "\x9b2J", "é\x1b]0;t\x07"]) \
+    | st.from_regex(r"[A-Za-z0-9_.,:/=+@%-]{0,20}", fullmatch=True)  # exportable values
 
 
 @settings(max_examples=25, deadline=None)
@@ -36,6 +38,9 @@ def test_env_shell_on_a_pipe_is_exactly_the_planned_lines(tmp_path_factory, valu
                            str(record), "--instance-type", "p5"], capture_output=True,
                           env={k: v for k, v in ENV.items() if k != "NCCL_X_VALUE"},
                           timeout=60, check=False)
+    if not safe_value(value):  # attack-2 I-1: refused at load, one line, nothing out
+        assert proc.returncode == 2 and proc.stdout == b"", proc.stderr
+        return
     assert proc.returncode == 0, proc.stderr
     plan = startenv.plan(startenv.load_image_env(record), _p5(), {})
     want = "".join(f"{line}\n" for line in startenv.shell_lines(plan))

@@ -21,7 +21,7 @@ from tests.conftest import FIXTURES
 from tests.procs import VERIFY
 from verify import startenv
 from verify.detect import Detection
-from verify.envrules import start_changes
+from verify.envrules import safe_value, start_changes
 from verify.profiles import all_profiles
 
 PROFILES = sorted(all_profiles().values(), key=lambda p: p.name)
@@ -128,7 +128,8 @@ def test_a_present_variable_is_never_changed_wherever_the_record_names_it(record
         if where in ("env", "both"):
             env[var] = value
         if where in ("start_defaults", "both"):
-            defaults[var] = data.draw(st.one_of(st.just(value), VALUES))
+            # a record's start default is a safe value (schema; attack-2 I-1)
+            defaults[var] = data.draw(st.one_of(st.just(value), VALUES).filter(safe_value))
     mixed = {**record, "env": {**record["env"], **env},
              "start_defaults": {**(record.get("start_defaults") or {}), **defaults}}
     baked = {**mixed["env"], **mixed["start_defaults"]}
@@ -161,13 +162,13 @@ def test_attack_d2_a_shells_unexported_variable_is_the_users_too(tmp_path):
     record = tmp_path / "r.json"
     record.write_text(json.dumps({"versions": {}, "env": {},
                                   "start_defaults": {"NCCL_MINE": "overwritten",
-                                                     "FI_NEW": "x y"}}))
+                                                     "FI_NEW": "x,y"}}))
     script = (f'NCCL_MINE=mine; eval "$({" ".join(VERIFY)} env --shell --image-env {record} '
               f'--instance-type p5)"; printf "%s|%s" "$NCCL_MINE" "$FI_NEW"')
     out = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin", "EFAKIT_IMDS": "off"},
                          timeout=60, check=False)
-    assert out.stdout == "mine|x y", out.stderr
+    assert out.stdout == "mine|x,y", out.stderr
 
 
 ALLOWED = re.compile(r"(?:FI|NCCL)_[A-Za-z0-9_]*|RDMAV_FORK_SAFE")
@@ -216,3 +217,73 @@ def test_a_version_of_any_length_is_one_line(tmp_path_factory, width, key):
     with pytest.raises(ValueError, match=f"versions.{key}: .*(not a version|longer than)") as err:
         startenv.load_image_env(path)
     assert len(str(err.value)) < 300
+
+
+# --- attack-2 I-1: nothing in a record runs, whatever the evaluating shell declared ------
+
+PRESETS = {"declare -i": "declare -i {n}", "declare -a": "declare -a {n}",
+           "readonly": "readonly {n}=ro", "exported": "export {n}=user",
+           "integer set": "declare -i {n}=7", "unset": ""}
+HOSTILE = st.sampled_from(["a[$(touch pwned)]", "$(touch pwned)", "`touch pwned`",
+                           "x[`touch pwned`]", "1;touch pwned", "a b", "512K", "1"])
+
+
+def _eval_in_bash(lines: list[str], presets: dict[str, str], cwd) -> str:
+    """`declare -p` of the preset names after evaluating `lines` in a bash that
+    declared them as `presets` says, run in `cwd`."""
+    setup = "; ".join(PRESETS[how].format(n=name) for name, how in presets.items()
+                      if PRESETS[how])
+    show = "; ".join(f"declare -p {name} 2>/dev/null || echo unset {name}"
+                     for name in sorted(presets))
+    script = f'{setup}\n{show}\necho ---\neval "$1"\n{show}\n'
+    proc = subprocess.run(["bash", "-c", script, "_", "\n".join(lines)], cwd=cwd,
+                          capture_output=True, text=True, timeout=30, check=False)
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash: not installed")
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_eval_of_env_shell_runs_nothing_and_keeps_a_declared_variable(record, tmp_path_factory,
+                                                                      data):
+    names = data.draw(st.lists(st.from_regex(r"NCCL_Z[A-Z]{1,3}", fullmatch=True),
+                               min_size=1, max_size=3, unique=True))
+    values = {n: data.draw(st.one_of(HOSTILE, st.text(max_size=12))) for n in names}
+    presets = {n: data.draw(st.sampled_from(sorted(PRESETS))) for n in names}
+    work = tmp_path_factory.mktemp("eval")
+    path = work / "ie.json"
+    path.write_text(json.dumps({**record, "start_defaults": values}))
+    try:
+        loaded = startenv.load_image_env(path)
+    except ValueError:  # refused: one line at load, nothing emitted, nothing runs
+        assert not all(re.fullmatch(r"[A-Za-z0-9_.,:/=+@%-]*", v) for v in values.values())
+        return
+    lines = startenv.shell_lines(startenv.plan(loaded, _detection(data.draw), {}))
+    before, _, after = _eval_in_bash(lines, presets, work).partition("---\n")
+    assert sorted(p.name for p in work.iterdir()) == ["ie.json"]  # nothing ran
+    kept = [n for n in names if presets[n] != "unset"]
+    for name in kept:  # a variable the shell held, declared or set, is left alone
+        want = [ln for ln in before.splitlines() if f" {name}" in ln]
+        assert [ln for ln in after.splitlines() if f" {name}" in ln] == want
+
+
+def test_attack2_i1_a_declared_integer_does_not_run_the_value(tmp_path):
+    """attack-2 I-1: `declare -i NCCL_ZZ` then eval of `env --shell` ran `a[$(cmd)]`."""
+    path = tmp_path / "arith.json"
+    path.write_text(json.dumps({"versions": {}, "env": {},
+                                "start_defaults": {"NCCL_ZZ": "a[$(touch pwned_arith)]"}}))
+    proc = subprocess.run([*VERIFY, "env", "--shell", "--image-env", str(path),
+                           "--instance-type", "p5"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert len(proc.stderr.splitlines()) == 1 and "NCCL_ZZ" in proc.stderr
+    # a safe value, declared integer in the evaluating shell: not assigned, not exported
+    path.write_text(json.dumps({"versions": {}, "env": {}, "start_defaults": {"NCCL_ZZ": "3"}}))
+    out = subprocess.run([*VERIFY, "env", "--shell", "--image-env", str(path),
+                          "--instance-type", "p5"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    shown_ = subprocess.run(["bash", "-c", 'declare -i NCCL_ZZ; eval "$1"; declare -p NCCL_ZZ',
+                             "_", out], capture_output=True, text=True, timeout=30,
+                            check=False, cwd=tmp_path).stdout
+    assert shown_.strip() == "declare -i NCCL_ZZ"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arith.json"]

@@ -7,6 +7,7 @@ so they cannot disagree about what an image should carry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -91,6 +92,15 @@ def exportable(name: str) -> bool:
     allowed = load_table("env_rules")["start_names"]
     return bool(SHELL_NAME_RE.fullmatch(name)) and (
         name.startswith(tuple(allowed["prefixes"])) or name in _rules())
+
+
+def safe_value(value: str) -> bool:
+    """Whether the start step may export `value`: env_rules.yaml's `start_values`
+    characters only, bounded.  Quoting is not enough: a shell that declared the name
+    `declare -i` evaluates the assigned value, and `a[$(cmd)]` runs cmd (attack-2 I-1)."""
+    allowed = load_table("env_rules")["start_values"]
+    return (len(value) <= allowed["max_length"]
+            and re.fullmatch(allowed["pattern"].strip("^$"), value) is not None)
 
 
 def plugin_facts() -> dict[str, str]:

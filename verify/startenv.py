@@ -21,7 +21,7 @@ from pathlib import Path
 from verify.boundary import records
 from verify.boundary.values import shell_name, shown
 from verify.detect import Detection
-from verify.envrules import VERSION_KEYS, StartChange, exportable, start_changes
+from verify.envrules import VERSION_KEYS, StartChange, exportable, safe_value, start_changes
 from verify.versions import VersionError, parse_version
 
 IMAGE_ENV = "/etc/efakit/image-env.json"
@@ -83,20 +83,28 @@ def plan(image_env: Mapping, detection: Detection, environ: Mapping[str, str]) -
 
 
 def shell_lines(start: StartPlan) -> list[str]:
-    """Lines for the entrypoint to eval: `[ -n "${X+set}" ] || export X=value`.
+    """Lines for the entrypoint to eval:
+    `{ declare -p X || [ -n "${X+set}" ]; } >/dev/null 2>&1 || export X=value`.
 
     Names are checked again here, whatever built the plan (a shell name the record may
-    export); values are quoted by shlex.quote.  Each export is guarded: the plan sees
-    only the environment, and the evaluating shell may hold the name unexported (IFS,
-    a user's own variable), which is as much the user's.  A change to "unset" is no
-    line at all: the plan only changes variables absent at start, so it would only
-    ever remove the shell's own unexported variable."""
+    export); values must be `safe_value`s and are quoted by shlex.quote.  Each export is
+    guarded: the plan sees only the environment, and the evaluating shell may hold the
+    name unexported (IFS, a user's own variable), which is as much the user's.  bash's
+    `declare -p` also finds a name declared with no value (`declare -i X`, `declare -a
+    X`, `local X`): `${X+set}` calls it absent, and assigning to an integer one
+    evaluates the value (attack-2 I-1).  dash has no `declare`, and falls back to
+    `${X+set}`.  A change to "unset" is no line at all: the plan only changes variables
+    absent at start, so it would only ever remove the shell's own unexported variable."""
     pairs = [*start.defaults, *((c.var, c.value) for c in start.changes if c.value is not None)]
     lines = []
     for var, value in pairs:
         if not exportable(shell_name(var)):
             raise ValueError(f"the start step may not export {shown(var)}")
-        lines.append(f'[ -n "${{{var}+set}}" ] || export {var}={shlex.quote(value)}')
+        if not safe_value(value):
+            raise ValueError(f"the start step may not export {var}={shown(value)} (a value "
+                             "is letters, digits and _.,:/=+@%- only)")
+        lines.append(f'{{ declare -p {var} || [ -n "${{{var}+set}}" ]; }} >/dev/null 2>&1 '
+                     f"|| export {var}={shlex.quote(value)}")
     return lines
 
 
