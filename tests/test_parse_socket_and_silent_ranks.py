@@ -4,12 +4,15 @@ unknown is null" -- the attack-2 cases SA-3 (socket use hidden by other lines) a
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
+import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import ROOT
 from tests.parsehelp import check, parse_paths, parse_text
 
 HEADER = """\
@@ -91,6 +94,8 @@ def test_a_listed_node_with_no_nccl_line_is_unknown_not_pass(tmp_path):
     assert [e["line"] for e in check(result, "transport")["evidence"]] == [3]
     rows = {r["rank"]: r for r in result["ranks_detail"]}
     assert rows[2]["host"] == "host3" and rows[2]["transport"] is None
+    jsonschema.validate(result, json.loads(
+        (ROOT / "verify" / "schema" / "result.schema.json").read_text()))
 
 
 def test_a_listed_rank_whose_node_printed_is_not_unknown(tmp_path):
