@@ -395,3 +395,59 @@ def test_any_answer_is_exit_0_1_or_3_in_one_line_within_the_deadline(tmp_path_fa
     assert proc.returncode in (0, 1, 3), proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 1
     jsonschema.validate(json.loads(proc.stdout), SCHEMA)
+
+
+def _drip_server(headers_too: bool):
+    """A 127.0.0.1 server that answers every request one byte every 0.4 s (the status
+    line and headers too when `headers_too`), each byte well inside --timeout."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        with conn:
+            conn.recv(65536)
+            if not headers_too:
+                conn.sendall(head)
+                head = b""
+            for byte in head + b'{"info": {"version": "1.0"}, "x": "' + b"a" * 100000:
+                if stop.wait(0.4):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
+def test_a_dripping_upstream_is_cut_off_at_the_overall_deadline(spec_copy, headers_too):
+    """attack-2 H-1: one byte every 0.4 s (inside --timeout 2) never ended a 64 KiB read."""
+    listener, stop = _drip_server(headers_too)
+    port = listener.getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = outdated(None, str(spec_copy), "--deadline", "3", "--timeout", "2",
+                        extra_env={name: f"http://127.0.0.1:{port}/{path}"
+                                   for name, path in ENV.items()}, timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    one_line_error(proc)
+    assert "deadline of 3 s" in proc.stdout + proc.stderr
+    assert elapsed < 3 + 1 + 1.5, elapsed  # deadline + 1 s, plus the interpreter's start

@@ -13,12 +13,19 @@ JSON nesting depth and the length of a number's digits (a 5000-digit number, or
 
 from __future__ import annotations
 
+import functools
+import http.client
+import io
 import json
 import math
+import select
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from verify import __version__
@@ -32,6 +39,115 @@ _BLOCK = 1 << 16
 
 class UpstreamError(RuntimeError):
     """An upstream that could not be asked, or whose answer cannot be read."""
+
+
+class _DeadlinePassed(Exception):
+    """The shared deadline passed mid-request (turned into an UpstreamError naming the URL)."""
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """The per-recv timeout and the shared end of a Client.  Every socket operation
+    waits at most min(timeout, time left), so the overall deadline holds whatever the
+    server does (a body, a header or a handshake dripped one byte at a time got past
+    a deadline checked only between 64 KiB reads: attack-2 H-1)."""
+
+    timeout: float
+    end: float
+
+    def wait(self) -> float:
+        """How long the next socket operation may wait; _DeadlinePassed when none."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed
+        return min(self.timeout, left)
+
+
+class _Reader(io.RawIOBase):
+    """The socket's bytes, each recv bounded by the clock (http.client's own
+    makefile() would wait the socket timeout per recv with no end overall)."""
+
+    def __init__(self, sock: socket.socket, clock: _Clock) -> None:
+        super().__init__()
+        # the socket's own raw reader holds a reference, so urllib's early close of
+        # the connection's socket leaves it open for the body, as with makefile()
+        self._sock, self._raw, self._clock = sock, sock.makefile("rb", buffering=0), clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._clock.wait())
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            self._clock.wait()  # _DeadlinePassed when it was the deadline that ended it
+            raise
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _Response(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, clock: _Clock, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_Reader(sock, clock))
+
+
+class _Connection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, clock: _Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.response_class = functools.partial(_Response, clock=clock)
+
+    def connect(self) -> None:
+        self.timeout = self.clock.wait()
+        super().connect()
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, clock: _Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.response_class = functools.partial(_Response, clock=clock)
+
+    def connect(self) -> None:
+        """TCP (and a proxy's CONNECT) bounded as above, then the TLS handshake step
+        by step, each wait bounded by the clock."""
+        self.timeout = self.clock.wait()
+        http.client.HTTPConnection.connect(self)
+        sock = self._context.wrap_socket(self.sock, do_handshake_on_connect=False,
+                                         server_hostname=self._tunnel_host or self.host)
+        sock.settimeout(0)
+        while True:
+            try:
+                sock.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                ready = select.select([sock], [], [], self.clock.wait())[0]
+            except ssl.SSLWantWriteError:
+                ready = select.select([], [sock], [], self.clock.wait())[1]
+            if not ready:
+                self.clock.wait()
+                raise TimeoutError("TLS handshake timed out")
+        self.sock = sock
+
+
+class _Handlers(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """urllib's handlers with connections whose every wait is bounded by the clock."""
+
+    def __init__(self, clock: _Clock) -> None:
+        urllib.request.HTTPHandler.__init__(self)
+        urllib.request.HTTPSHandler.__init__(self)
+        self.clock = clock
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_Connection, clock=self.clock), req)
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_TLSConnection, clock=self.clock), req,
+                            context=self._context)
 
 
 class _SameOrigin(urllib.request.HTTPRedirectHandler):
@@ -96,7 +212,8 @@ class Client:
         self._cache: dict[str, bytes | UpstreamError] = {}
         # Proxies from the environment are honoured (no_proxy included); redirects only
         # within the origin asked.
-        self._opener = urllib.request.build_opener(_SameOrigin)
+        self._opener = urllib.request.build_opener(
+            _SameOrigin, _Handlers(_Clock(timeout, self.end)))
 
     def _remaining(self, url: str) -> float:
         left = self.end - time.monotonic()
@@ -112,15 +229,17 @@ class Client:
             with self._opener.open(request, timeout=min(self.timeout,
                                                          self._remaining(url))) as resp:
                 chunks, size = [], 0
-                while block := resp.read(_BLOCK):
+                while block := resp.read1(_BLOCK):
                     size += len(block)
                     if size > MAX_BYTES:
                         raise UpstreamError(f"{url}: answer larger than {MAX_BYTES >> 20} MB")
                     chunks.append(block)
                     if time.monotonic() > self.end:
-                        raise UpstreamError(f"{url}: answer still arriving at the overall "
-                                            f"deadline of {self.deadline:g} s")
+                        raise _DeadlinePassed
                 return b"".join(chunks)
+        except _DeadlinePassed:
+            raise UpstreamError(f"{url}: answer still arriving at the overall "
+                                f"deadline of {self.deadline:g} s") from None
         except urllib.error.HTTPError as exc:
             if exc.code in (301, 302, 303, 307, 308):  # past MAX_REDIRECTS
                 raise UpstreamError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
