@@ -1,7 +1,8 @@
 """`write_atomic` (verify/boundary/files.py), the one writer behind every report path (-o, --junit, --markdown, --out).
 
 Regular files and new paths are replaced atomically with the umask's mode (an
-existing file's mode is kept); links are followed, never replaced; devices,
+existing file's mode is kept); a symbolic link at the path is refused, live or
+dangling, and nothing is written (attack-2 D-1/D-2); devices,
 FIFOs and open descriptors are written in place; every failure is one
 `WriteError` line and leaves no temp file.  The CLI tests run `python -m verify`
 and the efakit entry point with the interpreter running these tests.
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests import procs
 from tests.conftest import QUIET_ENV, ROOT
@@ -77,29 +80,68 @@ def test_text_is_utf8(tmp_path):
     assert (tmp_path / "r.md").read_bytes() == "µs ✓\n".encode()
 
 
-def test_a_symlink_is_followed_and_stays_a_link(tmp_path):
+@pytest.mark.parametrize("kind", ["live", "dangling", "to-device", "chain"])
+def test_a_symlink_at_the_output_is_refused_and_nothing_is_written(tmp_path, kind):
+    """attack-2 D-1/D-2: `-o lnk` wrote through the link (lnk -> /etc/passwd replaced
+    /etc/passwd as root; a dangling link created its target anywhere).  The writer used
+    to follow links on purpose; it now refuses them, so these cases changed."""
     (tmp_path / "real").mkdir()
     target = tmp_path / "real" / "r.json"
-    target.write_text("old")
-    target.chmod(0o600)
+    if kind == "live":
+        target.write_text("old")
     link = tmp_path / "link.json"
-    link.symlink_to(target)
-    write_atomic(link, "new")
-    assert link.is_symlink() and os.readlink(link) == str(target)
-    assert target.read_text() == "new"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert _left(tmp_path / "real") == ["r.json"] and _left(tmp_path) == ["link.json", "real"]
-
-
-def test_a_dangling_symlink_creates_its_target(tmp_path, umask):
-    umask(0o022)
-    (tmp_path / "real").mkdir()
-    link = tmp_path / "link.json"
-    link.symlink_to("real/r.json")  # relative, resolved from the link's directory
-    write_atomic(link, "made")
+    if kind == "to-device":
+        link.symlink_to("/dev/null")
+    elif kind == "chain":
+        target.write_text("old")
+        (tmp_path / "hop").symlink_to(target)
+        link.symlink_to(tmp_path / "hop")
+    else:
+        link.symlink_to("real/r.json")  # relative, resolved from the link's directory
+    with pytest.raises(WriteError) as caught:
+        write_atomic(link, "new")
+    assert "\n" not in str(caught.value) and "symbolic link" in str(caught.value)
     assert link.is_symlink()
-    assert (tmp_path / "real" / "r.json").read_text() == "made"
-    assert stat.S_IMODE((tmp_path / "real" / "r.json").stat().st_mode) == 0o644
+    if kind in ("live", "chain"):
+        assert target.read_text() == "old"
+    elif kind == "dangling":
+        assert not target.exists()
+    assert _left(tmp_path / "real") == (["r.json"] if kind in ("live", "chain") else [])
+
+
+@settings(max_examples=20, deadline=None)
+@given(text=st.text(max_size=50), dangling=st.booleans(), depth=st.integers(1, 3))
+def test_no_link_at_the_output_is_ever_written_through(tmp_path_factory, text, dangling,
+                                                       depth):
+    """Property: whatever the text and however many links deep, the file a link leads
+    to is as it was (or still absent) and the link is still the link."""
+    folder = tmp_path_factory.mktemp("links")
+    victim = folder / "victim"
+    if not dangling:
+        victim.write_text("keep")
+    hop = victim
+    for i in range(depth):
+        link = folder / f"l{i}"
+        link.symlink_to(hop)
+        hop = link
+    with pytest.raises(WriteError):
+        write_atomic(hop, text)
+    assert (victim.read_text() == "keep") if not dangling else not victim.exists()
+    assert all((folder / f"l{i}").is_symlink() for i in range(depth))
+
+
+def test_cli_launch_to_a_symlink_is_one_line_exit_2(tmp_path):
+    """The incident case, aimed at a file in the test's own directory (never /etc)."""
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    (tmp_path / "lnk").symlink_to(victim)
+    proc = procs.run([sys.executable, "-m", "buildkit", "launch", "slurm", "--instance-type",
+                      "p5", "--nodes", "2", "--image", "a#b:1", "-o", str(tmp_path / "lnk")],
+                     capture_output=True, text=True, cwd=ROOT, timeout=120,
+                     env={**os.environ, **ENV})
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "symbolic link" in proc.stderr
+    assert victim.read_text() == "root:x:0:0\n" and (tmp_path / "lnk").is_symlink()
 
 
 # --- devices, FIFOs and descriptors: written in place ---------------------------------
@@ -115,14 +157,6 @@ def test_dev_full_is_a_clear_error_and_stays_a_device():
     assert caught.value.errno == errno.ENOSPC
     assert str(caught.value) == "cannot write /dev/full: No space left on device"
     assert _is_chr("/dev/full")
-
-
-def test_a_symlink_to_a_device_is_written_through(tmp_path):
-    link = tmp_path / "null"
-    link.symlink_to("/dev/null")
-    write_atomic(link, "x")
-    assert link.is_symlink() and _is_chr("/dev/null")
-    assert _left(tmp_path) == ["null"]
 
 
 def test_a_fifo_is_written_in_place(tmp_path):

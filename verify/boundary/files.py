@@ -12,6 +12,7 @@ their inputs and outputs before doing any work, and `write_atomic` takes the inp
 again as a last guard.  A regular file (or a new path) is replaced through a temp file
 created with O_EXCL|O_NOFOLLOW in the destination's own directory, fsync'd and renamed,
 so the file is whole or as it was and nothing is written outside that directory; a
+symbolic link at the output path is refused (writing through it wrote elsewhere); a
 device, a FIFO or an open descriptor (/dev/null, /dev/stdout, bash's `>(cmd)`) is
 written in place, as a shell redirection would, but never waits on a FIFO nobody reads.
 """
@@ -189,11 +190,13 @@ def write_atomic(path: str | Path, text: str | bytes,
 
     A regular file or a new path gets a temporary file in the same directory,
     fsync'd and renamed over it: an existing file keeps its mode (and, where
-    allowed, its owner), a new one gets 0666 less the umask.  Symbolic links are
-    followed: the link's target is written, the link stays.  Character devices,
-    FIFOs and this process's open descriptors are written in place.  Every failure
-    (an input at `path`, a directory, a missing or unwritable directory, a full disk)
-    is a `WriteError`.
+    allowed, its owner), a new one gets 0666 less the umask.  A symbolic link at
+    `path` is refused, live or dangling: writing through it wrote outside the output's
+    directory (`-o lnk` with lnk -> /etc/passwd replaced /etc/passwd as root, attack-2
+    D-1/D-2).  Character devices, FIFOs and this process's open descriptors
+    (/dev/stdout, bash's `>(cmd)`: links the kernel resolves to our own descriptor) are
+    written in place.  Every failure (an input at `path`, a link, a directory, a missing
+    or unwritable directory, a full disk) is a `WriteError`.
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
     where = Path(path)  # what a failure's reason is about: the link's target once known
@@ -206,8 +209,11 @@ def write_atomic(path: str | Path, text: str | bytes,
         if descriptor is not None:
             _write_descriptor(descriptor, data)
             return
+        if os.path.islink(path):
+            raise OSError(errno.ELOOP, "it is a symbolic link; give the file itself "
+                                       "(an output is never written through a link)")
         try:
-            info = os.stat(path)  # follows links, /proc's magic ones too
+            info = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
             info = None
         if info is not None and stat.S_ISDIR(info.st_mode):
@@ -215,21 +221,13 @@ def write_atomic(path: str | Path, text: str | bytes,
         if info is not None and not stat.S_ISREG(info.st_mode):
             _write_in_place(path, data)  # a device, a FIFO: no temp file, no rename
             return
-        where = Path(os.path.realpath(path))  # a link's target; the link itself stays
-        resolved = _stat_or_none(where)
-        if info is not None and (resolved is None or not os.path.samestat(info, resolved)):
-            _write_in_place(path, data, truncate=True)  # a magic link to a deleted file
-            return
+        # the directory resolved, the name as given: the rename replaces whatever is
+        # at the name (a link planted since the check included), never a link's target
+        where = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / \
+            os.path.basename(os.path.abspath(path))
         _replace(where, data, info)
     except OSError as exc:
         raise WriteError(exc.errno, _reason(exc, where), str(path)) from None
-
-
-def _stat_or_none(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:
-        return None
 
 
 def _own_descriptor(path: str) -> int | None:
@@ -256,15 +254,14 @@ def _write_descriptor(fd: int, data: bytes) -> None:
     _write_all(fd, data)
 
 
-def _write_in_place(path: str | Path, data: bytes, truncate: bool = False) -> None:
+def _write_in_place(path: str | Path, data: bytes) -> None:
     """Open what is there for writing (never creating it) and write.
 
     Opened with O_NONBLOCK: a FIFO nobody reads would block a blocking open forever
     (`mkfifo out; efa-verify parse x.log -o out` hung, attack-1 H-4); it gives ENXIO
     instead, retried for FIFO_READER_WAIT seconds (a reader being started beside us),
     then refused in one line.  Writes then block as usual (a slow reader is a reader)."""
-    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK \
-        | (os.O_TRUNC if truncate else 0)
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
     deadline = time.monotonic() + FIFO_READER_WAIT
     while True:
         try:
