@@ -7,8 +7,11 @@ factors (src/*.cu GetBw) where no public log of that shape was found.
 
 import json
 import os
+import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import procs
 from tests.conftest import CORPUS, ROOT
@@ -286,3 +289,51 @@ def test_baseline_record_into_a_file_says_it_is_no_directory(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert f"--dir {tmp_path / 'FILE'}: not a directory" in proc.stderr
     assert (tmp_path / "FILE").read_text() == "mine\n"
+
+
+# -- numbers in a log are ASCII (attack-2 SA-5) ----------------------------------------
+# SYNTHETIC: a 2-node p5 run whose 1 GiB busbw (107 GB/s) fails the p5 expectation.
+_FAILING_P5 = """\
+#  Rank  0 Group  0 Pid   1234 on      host1 device  0 [0x10] NVIDIA H100
+#  Rank  1 Group  0 Pid   2234 on      host2 device  0 [0x10] NVIDIA H100
+host1:1234:1234 [0] NCCL INFO NCCL version 2.21.5+cuda12.4
+host1:1234:1234 [0] NCCL INFO NET/OFI Selected Provider is efa (found 32 nics)
+host1:1234:1234 [0] NCCL INFO Using network Libfabric
+host1:1234:1250 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/Libfabric/0/GDRDMA
+host1:1234:1250 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[0] [send] via NET/Libfabric/0/GDRDMA
+host2:2234:2234 [0] NCCL INFO NET/OFI Selected Provider is efa (found 32 nics)
+host2:2234:2234 [0] NCCL INFO Using network Libfabric
+host2:2234:2250 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[0] [receive] via NET/Libfabric/0/GDRDMA
+host2:2234:2250 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [send] via NET/Libfabric/0/GDRDMA
+#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong
+#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
+    67108864      16777216     float     sum      -1   1000.0   67.11   67.11      0   1000.0   67.11   67.11      0
+  1073741824     268435456     float     sum      -1  10000.0  107.37  107.37      0  10000.0  107.37  107.37      0
+# Out of bounds values : 0 OK
+# Avg bus bandwidth    : 87.24
+"""
+# Unicode decimal digits that float() and int() and a str regex's \\d read as numbers
+_FOREIGN_DIGITS = "٠١٢٣٤٥٦٧٨٩۴०৪๔０４𝟒"
+
+
+def test_unicode_digits_in_a_failing_table_are_not_400_gbps(tmp_path):
+    assert parse_text(tmp_path, _FAILING_P5, instance="p5")["verdict"] == "fail"
+    ascii_400 = _FAILING_P5.replace("107.37", "400.00")
+    assert parse_text(tmp_path, ascii_400, instance="p5")["verdict"] == "pass"
+    arabic_400 = _FAILING_P5.replace("107.37", "٤٠٠.٠٠")
+    assert parse_text(tmp_path, arabic_400, instance="p5")["verdict"] != "pass"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_a_non_ascii_digit_anywhere_never_turns_a_failing_table_to_pass(tmp_path, data):
+    table = _FAILING_P5.index("#       size")  # the table's rows and summary lines
+    positions = [i for i, c in enumerate(_FAILING_P5) if c in "0123456789" and i > table]
+    chosen = data.draw(st.lists(st.sampled_from(positions), min_size=1, max_size=8, unique=True))
+    text = list(_FAILING_P5)
+    for i in chosen:
+        text[i] = data.draw(st.sampled_from([d for d in _FOREIGN_DIGITS
+                                             if unicodedata.digit(d) == int(text[i])] or
+                                            list(_FOREIGN_DIGITS)))
+    assert parse_text(tmp_path, "".join(text), instance="p5")["verdict"] != "pass"

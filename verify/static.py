@@ -75,8 +75,8 @@ def _same_version(found: str, expected: str | None) -> bool:
     """`1.21.1`, `v1.21.1`, `1.21.1-aws` and `1.21.1aws` are one release; `1.21.10` is not."""
     if not expected:
         return True
-    release = re.match(r"v?(\d+(?:\.\d+)*)", found)
-    return bool(release) and release.group(1) == re.match(r"v?(\d+(?:\.\d+)*)",
+    release = re.match(r"v?([0-9]+(?:\.[0-9]+)*)", found)
+    return bool(release) and release.group(1) == re.match(r"v?([0-9]+(?:\.[0-9]+)*)",
                                                           expected).group(1)
 
 

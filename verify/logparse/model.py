@@ -224,16 +224,23 @@ def _fact_value(kind: str, fields: dict[str, str | None]) -> str | None:
     return None
 
 
+def _log_number(text: str | None) -> bool:
+    """Is `text` a number as a log prints it: ASCII only, no `_`?  float() and int()
+    also read other scripts' digits (`٤٠٠.٠٠` is 400.0), which turned a failing
+    busbw into a passing one (attack-2 SA-5), and `1_0` as 10."""
+    return text is not None and text.isascii() and "_" not in text
+
+
 def _float(text: str | None) -> float | None:
     try:
-        return float(text) if text is not None else None
+        return float(text) if _log_number(text) else None
     except ValueError:
         return None
 
 
 def _int(text: str | None) -> int | None:
     try:
-        return int(text) if text is not None else None
+        return int(text) if _log_number(text) else None
     except ValueError:
         return None
 

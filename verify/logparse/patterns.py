@@ -27,7 +27,13 @@ WARN_MARKER = b"NCCL WARN "
 TIER1_MARKERS = (INFO_MARKER, WARN_MARKER)
 ROW_TYPES = "float|double|half|bfloat16|bf16|fp8[a-z0-9]*|fp16|fp32|fp64|int8|uint8|int32|" \
             "uint32|int64|uint64|int|char"
-ROW_START_RE = re.compile(rf"(?<![\w.])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode())
+ROW_START_RE = re.compile(rf"(?<![\w.\x80-\xff])(\d+)\s+(\d+)\s+({ROW_TYPES})\s".encode())
+# A row whose size or count holds a byte outside ASCII (another script's digits, which
+# str's \d and int() would read): a row that cannot be read, never one left out unseen
+# (attack-2 SA-5: a dropped 1 GiB row let the smaller rows pass).
+# It matches every row ROW_START_RE reads too, so it is also the rows' tier-2 anchor.
+FOREIGN_ROW_RE = re.compile(rf"(?<![\w.\x80-\xff])[0-9\x80-\xff]+\s+[0-9\x80-\xff]+\s+"
+                            rf"({ROW_TYPES})\s".encode())
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def patterns() -> tuple[Pattern, ...]:
 def tier2_regex() -> re.Pattern[bytes]:
     anchors = load_table("log_patterns")["tier2_anchors"]
     return re.compile(b"|".join([re.escape(a.encode()) for a in anchors]
-                                + [ROW_START_RE.pattern]))
+                                + [FOREIGN_ROW_RE.pattern]))  # every row, read or not
 
 
 def decode(raw: bytes) -> str:

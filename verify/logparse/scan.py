@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from verify.logparse.patterns import (
+    FOREIGN_ROW_RE,
     ROW_START_RE,
     TIER1_MARKERS,
     Context,
@@ -221,6 +222,10 @@ class Scanner:
                         "second cannot be read", line=line_no)))
                 self.sink.row(Row(name, line_no, dict(zip(self._columns, tokens, strict=False))))
                 return
+            if not line.isascii() and FOREIGN_ROW_RE.search(line) and len(self.problems) < 64:
+                self.problems.append(named(name, Unread(
+                    f"line {line_no} is an nccl-tests row whose size or count is not "
+                    "ASCII digits: it cannot be read", line=line_no)))
         text = decode(line).rstrip("\r")
         ctx = None
         for kind, fields in parse_text(line):

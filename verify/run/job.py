@@ -450,7 +450,7 @@ def fabric_check(outcome: StageOutcome, where: str) -> Check:
     rows = [] if client is None else [
         (n, line) for n, line in enumerate(client.path.read_text(errors="replace")
                                            .splitlines(), 1)
-        if re.match(r"^\d+[kmg]?\s+\d+\s+=\d+", line)]
+        if re.match(r"^[0-9]+[kmg]?\s+[0-9]+\s+=[0-9]+", line)]
     if outcome.ok and rows:
         number, line = rows[-1]
         return Check("fabric", "pass", True, f"{where}: fi_pingpong completed "
