@@ -191,6 +191,11 @@ def fetch_downloads(spec: Spec, mirror: Path, update_pins: bool) -> dict[str, st
     SIGTERM included (SIGKILL leaves it, under a name no later run opens)."""
     computed = {}
     local = sources_dir()
+    if local is not None and (mirror.resolve() == local.resolve()
+                              or local.resolve() in mirror.resolve().parents):
+        # the output would rewrite the input in place (attack-2 SA-10): never an input
+        raise MirrorRefused(f"artifact mirror {mirror} is the source mirror {local} or "
+                            "inside it (EFAKIT_SOURCES); an output may not replace an input")
     _make_mirror(mirror)
     progress = Progress("fetch-artifacts")
     with _terminated_as_exit():

@@ -436,3 +436,23 @@ def test_a_half_written_wheel_a_kill_left_is_replaced_not_pinned(tmp_path, monke
         (mirror / "wheels" / "requirements-base.txt").read_text()
     assert check_wheels(mirror) == []
     assert not [p for p in mirror.rglob("*") if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("how", ["same", "link", "inside", "dotted"])
+def test_the_mirror_may_not_be_the_source_mirror(tmp_path, how):
+    """attack-2 SA-10: `EFAKIT_SOURCES=src fetch-artifacts pytorch src` (or a link to
+    src) rewrote the input in place; refused before anything is fetched, one line,
+    exit 2, the sources untouched."""
+    sources = _stand_in_mirror(tmp_path)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sources.iterdir()
+              if p.is_file()}
+    mirror = {"same": sources, "link": tmp_path / "mlink", "inside": sources / "sub",
+              "dotted": sources / "sub" / ".."}[how]
+    if how == "link":
+        mirror.symlink_to(sources)
+    proc = _fetch_artifacts(mirror, sources)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "an output may not replace an input" in proc.stderr
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sources.iterdir()
+            if p.is_file()} == before
+    assert not (sources / "sub").exists()
