@@ -8,6 +8,7 @@ with the stand-in nccl-tests misbehaving on exactly one of them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -18,10 +19,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, ROOT
 from tests.test_run import leftovers
+from verify.boundary.values import HOST_NAME_RE
+from verify.cliutil import CliError
 from verify.run.outliers import low_outliers
+from verify.sweep.cli import check_inputs
 from verify.sweep.logic import Sweep, SweepError, Trial, table
 from verify.sweep.report import build
 from verify.sweep.runner import trial_from
@@ -219,6 +225,69 @@ def test_an_empty_provider_is_refused_as_on_run(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "'' is not a libfabric provider name" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("which", ["--policy", "--hostfile"])
+def test_simulate_output_may_not_replace_an_input(tmp_path, which):
+    """attack-2 D-3/D-4: `sweep --simulate -o pp.yaml --policy pp.yaml` (or --hostfile)
+    overwrote the input with the JSON report; parse and static refuse this."""
+    given = tmp_path / "in.yaml"
+    given.write_text("a slots=1\nb slots=1\n" if which == "--hostfile" else
+                     "required: {gpus: false}\n")
+    before = given.read_bytes()
+    (tmp_path / "lnk").symlink_to(given)
+    for out in (given, tmp_path / "lnk"):
+        done = efa_verify("sweep", "--simulate", "--nodes", "4", which, str(given), "-o",
+                          str(out))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "an output may not replace an input" in done.stderr
+        assert given.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nodes", "16385"], "16385"),  # attack-2 SA-11: one more than launch accepts
+    (["--nodes", "4", "--gpus-per-host", "99", "--instance-type", "p5"],
+     "--gpus-per-host"),  # SA-12: p5 has 8
+    (["--nodes", "4", "--gpus-per-host", "9", "--instance-type", "p5"], "has 8 GPUs"),
+    (["--nodes", "4", "--hosts", "a,b,$(id)"], "not a host name"),  # SA-13
+    (["--nodes", "4", "--hosts", "a,-V"], "not a host name"),
+])
+def test_simulate_refuses_what_launch_refuses(tmp_path, args, message):
+    done = efa_verify("sweep", "--simulate", *args, "-o", str(tmp_path / "r.json"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_simulate_at_the_limits_still_runs(tmp_path):
+    done = efa_verify("sweep", "--simulate", "--nodes", "4", "--gpus-per-host", "8",
+                      "--instance-type", "p5", "--hosts", "a,b.example,10.0.0.1", "--json")
+    assert done.returncode == 0, done.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries=st.lists(st.text(max_size=12), min_size=1, max_size=4))
+def test_every_hosts_entry_is_a_host_name_or_refused(entries):
+    """Property: --hosts passes the check only when each entry is a host name (with an
+    optional `:slots`); a refusal is one line."""
+    value = ",".join(entries)
+    fine = all(HOST_NAME_RE.fullmatch(e.strip().partition(":")[0]) or
+               _ip(e.strip().partition(":")[0]) for e in value.split(",") if e.strip())
+    try:
+        check_inputs(None, None, None, value, None, 1)
+        accepted = True
+    except CliError as exc:
+        assert "\n" not in str(exc)
+        accepted = False
+    if accepted:
+        assert fine
+
+
+def _ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return len(text) <= 253
+    except ValueError:
+        return False
 
 
 def real_sweep(tmp_path: Path, bad: str, mode: str, *args: str) -> tuple[int, dict, str]:

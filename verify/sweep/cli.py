@@ -9,7 +9,7 @@ import time
 
 import click
 
-from verify.boundary.values import BadValue, Count, digits
+from verify.boundary.values import BadValue, Count, count, digits
 from verify.cliutil import (
     CliError,
     handle_errors,
@@ -20,8 +20,6 @@ from verify.cliutil import (
 )
 from verify.run.hosts import MAX_SLOTS, MAX_SLURM_HOSTS
 from verify.run.options import launcher_options
-
-MAX_SIMULATED = 65536  # simulated nodes: a large fleet, still seconds to sweep
 
 
 def _faults(specs: tuple[str, ...], nodes: list[str], seed: int) -> list:
@@ -59,6 +57,33 @@ def check_allocation(plan, env: dict[str, str]) -> None:
                        f"has {allocated} (SLURM_JOB_NUM_NODES)")
 
 
+def check_inputs(json_file: str | None, policy_file: str | None, hostfile: str | None,
+                 hosts: str | None, instance_type: str | None, gpus_per_host: int) -> None:
+    """Before any work, simulated or real: -o is never one of the inputs (attack-2
+    D-3/D-4 overwrote --policy and --hostfile), every --hosts entry is a host name
+    (`a,b,$(id)` was carried into a simulated report unchecked), and the ranks per node
+    fit the instance's GPUs, as `efakit launch` requires."""
+    from verify.boundary.files import SameFileError, refuse_overlap
+    from verify.run.hosts import HostsError, parse_hosts
+
+    if hosts is not None:
+        try:
+            parse_hosts(hosts)
+        except HostsError as exc:
+            raise CliError(str(exc)) from None
+
+    try:
+        refuse_overlap([("--output", json_file)], [policy_file, hostfile])
+    except SameFileError as exc:
+        raise CliError(str(exc)) from None
+    instance = instance_profile(instance_type)
+    if instance is not None and instance.gpu_count:
+        try:
+            count(str(gpus_per_host), "--gpus-per-host", instance.gpu_count)
+        except BadValue as exc:
+            raise CliError(f"{exc} ({instance.name} has {instance.gpu_count} GPUs)") from None
+
+
 @click.command("sweep")
 @click.option("--hosts", default=None, metavar="H1,H2,...",
               help="Nodes to sweep (default: --hostfile, SageMaker, Slurm's node list).")
@@ -79,8 +104,9 @@ def check_allocation(plan, env: dict[str, str]) -> None:
 @launcher_options
 @click.option("--simulate", is_flag=True,
               help="Sweep a simulated fabric instead of real nodes (see --nodes, --fault).")
-@click.option("--nodes", type=Count(MAX_SIMULATED, low=0), default=None,
-              help="With --simulate: how many nodes.")
+@click.option("--nodes", type=Count(MAX_SLURM_HOSTS, low=0), default=None,
+              help=f"With --simulate: how many nodes (at most {MAX_SLURM_HOSTS}, as "
+                   "efakit launch).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:COUNT]",
               help="With --simulate: inject socket, no_gdr, slow_nic, hang, gpu, bad_link "
                    "or flapping_link faults at random.")
@@ -115,6 +141,7 @@ def sweep(hosts: str | None, hostfile: str | None, gpus_per_host: int,
     def progress(line: str) -> None:
         click.echo(f"sweep: {line}", err=True)
 
+    check_inputs(json_file, policy_file, hostfile, hosts, instance_type, gpus_per_host)
     start = time.monotonic()
     try:
         if simulate:
