@@ -4,10 +4,13 @@ import copy
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from buildkit.spec import SpecError, load_spec
 from tests import procs
 from tests.conftest import FIXTURES, ROOT
+from verify import envrules
 
 
 def test_the_real_spec_and_its_profiles_load():
@@ -120,6 +123,10 @@ BAD_SPECS = [
     ("unpinned variant package", _set("variants.sagemaker.packages", ["sagemaker-training"]),
      "variants.sagemaker.packages.0: 'sagemaker-training' is not a pin"),
     ("bad env name", _set("env_extra", {"nccl_debug": "INFO"}), "env_extra.nccl_debug"),
+    # attack-2 SA-9: image ENV that runs or redirects every command
+    ("env LD_PRELOAD", _set("env_extra", {"LD_PRELOAD": "/tmp/evil.so"}), "env_extra.LD_PRELOAD"),
+    ("env BASH_ENV", _set("env_extra", {"BASH_ENV": "/tmp/evil.sh"}), "env_extra.BASH_ENV"),
+    ("env PATH", _set("env_extra", {"PATH": "/tmp/evil:/usr/bin"}), "env_extra.PATH"),
     ("bad fingerprint", _set("components.efa_installer.signature.key_fingerprint", "1234"),
      "expected 40 uppercase hex digits"),
     ("forbidden combination", _set("components.aws_ofi_nccl.version", "1.5.0"),
@@ -190,3 +197,23 @@ def test_update_pins_writes_digest_and_provenance_keeping_comments(tmp_path):
     assert installer["provenance"] == \
         f"computed by efakit fetch-artifacts --update-pins from {url} on 2026-11-25"
     assert loaded.components["gdrcopy"]["tree"]  # untouched
+
+
+# write_spec rewrites one file per call: reusing the fixture across examples is safe
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True),
+                      st.sampled_from(["LD_PRELOAD", "BASH_ENV", "PATH", "ENV", "IFS",
+                                       "NCCL_DEBUG", "FI_PROVIDER", "RDMAV_FORK_SAFE"])))
+def test_env_extra_takes_exactly_the_start_steps_names(name, pytorch_spec_raw, write_spec):
+    """attack-2 SA-9: env_extra (image ENV) follows env_rules.yaml's start_names
+    allow-list; the schema's pattern and the data agree for every upper-case name."""
+    raw = copy.deepcopy(pytorch_spec_raw)
+    raw["env_extra"] = {name: "1"}
+    try:
+        load_spec(write_spec(raw))
+        loaded = True
+    except SpecError as exc:
+        assert "\n" not in str(exc) and f"env_extra.{name}" in str(exc)
+        loaded = False
+    assert loaded == envrules.exportable(name)
