@@ -79,9 +79,13 @@ def _image(tmp_path, plugin_names=("libnccl-net.so",), cudart=True, gdr=True):
 
 
 def _static(root, **env):
+    """static --root ROOT with `env` as the image's ENV (its record's; --root judges
+    the image's environment, never the caller's)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FI_", "NCCL_"))}
-    environ["LD_LIBRARY_PATH"] = f"/{LIBDIR}:/opt/amazon/efa/lib"
-    environ.update(env)
+    record_path = root / "etc/efakit/image-env.json"
+    record = json.loads(record_path.read_text())
+    record["env"] = {"LD_LIBRARY_PATH": f"/{LIBDIR}:/opt/amazon/efa/lib", **env}
+    record_path.write_text(json.dumps(record))
     proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(root), "--json"],
                      capture_output=True, text=True, env=environ, timeout=120)
     assert proc.returncode in (0, 1, 3), proc.stderr

@@ -35,9 +35,15 @@ def _tree(tmp_path, absent=()):
     return root
 
 
-def _static(root, env=None, *extra):
+def _static(root, env=None, *extra, caller_env=None):
+    """static --root ROOT, `env` being the image's (its record's ENV); the caller's own
+    environment (`caller_env` added to it) is never the one judged."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FI_", "NCCL_"))}
-    environ.update(env or {})
+    environ.update(caller_env or {})
+    record_path = root / "etc/efakit/image-env.json"
+    record = json.loads(record_path.read_text())
+    record["env"] = dict(env or {})
+    record_path.write_text(json.dumps(record))
     proc = procs.run([sys.executable, "-m", "verify", "static", "--root", str(root), "--json", *extra],
                      capture_output=True, text=True, env=environ, timeout=120)
     assert proc.returncode in (0, 1, 3), proc.stderr
@@ -157,3 +163,80 @@ def test_a_library_that_is_no_regular_file_is_one_line_not_a_hang(tmp_path, wher
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 1
     if proc.returncode == 2:
         assert "not a regular file" in proc.stderr or "ELF" in proc.stderr
+
+
+# --- attack-2 SA-1, SA-2, W-2..W-6: --root is the image, nothing of the host ------------
+FAKE_PLUGIN = b"\x7fELF\x02\x01" + bytes(58) + b"NET/OFI Initializing aws-ofi-nccl 1.14.2\0"
+CLIMB = "/.." * 30
+
+
+def _host_plugin(tmp_path):
+    """A plugin file of the spec's version on the host, outside the image's root."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "libnccl-net.so").write_bytes(FAKE_PLUGIN)
+    return host
+
+
+@pytest.mark.parametrize("how", ["plugin-dotdot", "absolute-link", "relative-link-up",
+                                 "ld-library-path", "ld-so-conf"])
+def test_a_host_file_is_never_the_images_plugin(tmp_path, how):
+    root, host = _tree(tmp_path), _host_plugin(tmp_path)
+    libdir = root / "usr/lib"
+    libdir.mkdir(parents=True)
+    env = {}
+    if how == "plugin-dotdot":
+        env["NCCL_NET_PLUGIN"] = f"{CLIMB}{host}/libnccl-net.so"
+    elif how == "absolute-link":
+        (libdir / "libnccl-net.so").symlink_to(host / "libnccl-net.so")
+    elif how == "relative-link-up":
+        (libdir / "libnccl-net.so").symlink_to(f"../..{CLIMB}{host}/libnccl-net.so")
+    elif how == "ld-library-path":
+        env["LD_LIBRARY_PATH"] = f"{CLIMB}{host}"
+    else:
+        (root / "etc/ld.so.conf").write_text(f"{CLIMB}{host}\n")
+    code, checks = _static(root, env)
+    assert checks["plugin"]["status"] == "fail", checks["plugin"]["message"]
+    assert "1.14.2" not in checks["plugin"]["message"] and code == 1
+
+
+def test_an_absolute_link_is_followed_inside_the_root(tmp_path):
+    root = _tree(tmp_path)
+    (root / "opt/real").mkdir(parents=True)
+    (root / "opt/real/libnccl-net.so").write_bytes(FAKE_PLUGIN)
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/libnccl-net.so").symlink_to("/opt/real/libnccl-net.so")
+    _, checks = _static(root)
+    assert checks["plugin"]["status"] == "pass", checks["plugin"]["message"]
+    assert "aws-ofi-nccl 1.14.2" in checks["plugin"]["message"]
+
+
+def test_root_judges_the_images_environment_not_the_callers(tmp_path):
+    root = _tree(tmp_path)
+    _, checks = _static(root, {}, caller_env={"FI_EFA_USE_DEVICE_RDMA": "0",
+                                              "NCCL_PROTO": "simple"})
+    assert checks["env"]["status"] == "pass", checks["env"]["message"]
+    _, checks = _static(root, {"NCCL_PROTO": "simple"})
+    assert checks["env"]["status"] == "fail" and "NCCL_PROTO=simple" in checks["env"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["not-elf", "directory", "name-too-long", "dotdot-dir"])
+def test_an_unloadable_plugin_is_a_failed_check_not_bad_input(tmp_path, kind):
+    root = _tree(tmp_path)
+    libdir = root / "usr/lib"
+    libdir.mkdir(parents=True)
+    env = {}
+    if kind == "not-elf":
+        (libdir / "libnccl-net.so").write_bytes(b"#!/bin/sh\naws-ofi-nccl 1.14.2\n")
+    elif kind == "directory":
+        (libdir / "libnccl-net.so").mkdir()
+    elif kind == "name-too-long":
+        env["NCCL_NET_PLUGIN"] = "/usr/lib/" + "x" * 5000
+    else:
+        env["NCCL_NET_PLUGIN"] = "/usr/lib/.."
+    code, checks = _static(root, env)
+    plugin = checks["plugin"]
+    assert code == 1 and plugin["status"] == "fail", plugin
+    assert "1.14.2" not in plugin["message"] and len(plugin["message"]) < 2000
+    assert ("not a loadable library" in plugin["message"]
+            or "NCCL would load no net plugin" in plugin["message"])

@@ -195,7 +195,10 @@ def parse(paths: tuple[str, ...], as_json: bool, json_file: str | None, junit_fi
 
 @main.command()
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
-              help="Check this directory tree as the image's root (commands run only for /).")
+              help="Check this directory tree as the image's root (commands run only for /). "
+                   "Every path is resolved inside it, links and '..' included. The environment "
+                   "judged is this shell's for /, and for any other root the image's own as "
+                   "its env record states it (start defaults, then its ENV).")
 @click.option("--image-env", default=None, metavar="PATH",
               help="The image's env record (default <root>/etc/efakit/image-env.json).")
 @click.option("--instance-type", default=None, help="Check the env for this instance only.")
@@ -211,7 +214,7 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
     from verify.checks import checks_result
     from verify.elf import ElfError
     from verify.policy import PolicyError, load_policy
-    from verify.static import Image, static_checks
+    from verify.static import Image, declared_environ, static_checks
 
     root_path = Path(root)
     record_path = image_env or str(root_path / startenv.IMAGE_ENV.lstrip("/"))
@@ -220,9 +223,11 @@ def static(root: str, image_env: str | None, instance_type: str | None, as_json:
         policy = load_policy(policy_file)
     except (ValueError, PolicyError) as exc:
         raise CliError(str(exc)) from None
-    image = Image(root_path, record, dict(os.environ), instance_profile(instance_type))
+    in_image = root_path.resolve() == Path("/")
+    environ = dict(os.environ) if in_image else declared_environ(record)
+    image = Image(root_path, record, environ, instance_profile(instance_type))
     try:
-        checks = static_checks(image, execute=root_path.resolve() == Path("/"))
+        checks = static_checks(image, execute=in_image)
     except ElfError as exc:  # a library that is no regular file, or no ELF file
         raise CliError(str(exc)) from None
     result = checks_result("static", checks, policy, image.instance,

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify import rootfs
 from verify.boundary.files import ReadError, read_bytes
 
 # The largest library static reads whole: libnccl.so.2 with every arch is ~400 MB,
@@ -91,9 +92,12 @@ def _dynamic(data: bytes) -> Dynamic:
 def search_dirs(root: Path, ld_library_path: list[str]) -> list[str]:
     """LD_LIBRARY_PATH, then ld.so.conf(.d) inside `root`, then the defaults."""
     dirs = list(ld_library_path)
-    conf_files = [root / "etc/ld.so.conf", *sorted((root / "etc/ld.so.conf.d").glob("*.conf"))]
+    conf_dir = rootfs.inside(root, "/etc/ld.so.conf.d")
+    names = sorted(p.name for p in conf_dir.glob("*.conf")) if conf_dir else []
+    conf_files = [rootfs.inside(root, "/etc/ld.so.conf"),
+                  *(rootfs.inside(root, f"/etc/ld.so.conf.d/{name}") for name in names)]
     for conf in conf_files:
-        if conf.is_file():
+        if conf is not None and conf.is_file():
             try:
                 text = read_bytes(conf).decode("utf-8", "replace")
             except ReadError as exc:
@@ -107,8 +111,8 @@ def search_dirs(root: Path, ld_library_path: list[str]) -> list[str]:
 
 def find_library(name: str, root: Path, dirs: list[str]) -> Path | None:
     for directory in dirs:
-        candidate = root / directory.lstrip("/") / name
-        if candidate.exists():
+        candidate = rootfs.inside(root, f"{directory}/{name}")
+        if candidate is not None and candidate.exists():
             return candidate
     return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verify import elf
+from verify import elf, rootfs
 
 PREFIX = "libnccl-net"
 DEFAULT = f"{PREFIX}.so"
@@ -42,7 +42,7 @@ def resolve(value: str | None, root: Path, dirs: list[str]) -> tuple[Path | None
         for name in names:
             tried.append(name)
             if "/" in name:
-                found = root / name.lstrip("/") if name.startswith("/") else None
+                found = rootfs.inside(root, name) if name.startswith("/") else None
                 if found is not None and found.exists():
                     return found, tried
                 continue

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verify import elf, envrules, netplugin
+from verify import elf, envrules, netplugin, rootfs
 from verify.checks import Check, Evidence
 from verify.components import owner_of
 from verify.profiles import Profile
@@ -44,8 +44,9 @@ class Image:
         ld = [d for d in self.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
         self.dirs = elf.search_dirs(self.root, ld)
 
-    def path(self, text: str) -> Path:
-        return self.root / text.lstrip("/")
+    def path(self, text: str) -> Path | None:
+        """The image's `text` resolved inside the root (verify/rootfs.py says why)."""
+        return rootfs.inside(self.root, text)
 
     def absent(self, component: str) -> bool:
         return component in self.record.get("absent", [])
@@ -60,6 +61,15 @@ class Image:
 
     def ev(self, path: Path | str, text: str) -> Evidence:
         return Evidence(self.show(path), 1, None, text)
+
+
+def declared_environ(record: dict) -> dict[str, str]:
+    """The environment a container of the image starts with, as its env record states
+    it: the ENV it bakes over the start defaults its entrypoint exports (the gate
+    judges ENV the same way).  With --root, not the caller's os.environ: a host that
+    exports FI_EFA_USE_DEVICE_RDMA=0 failed a healthy image (attack-2 SA-1)."""
+    declared = {**(record.get("start_defaults") or {}), **(record.get("env") or {})}
+    return {name: value for name, value in declared.items() if value is not None}
 
 
 def _absent_check(name: str, image: Image) -> Check | None:
@@ -80,17 +90,23 @@ def _same_version(found: str, expected: str | None) -> bool:
                                                           expected).group(1)
 
 
+def _cut(name: str, limit: int = 200) -> str:
+    """A name as a message shows it: a 5000-character NCCL_NET_PLUGIN is cut."""
+    return name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
+
+
 def _no_plugin(image: Image, tried: list[str]) -> str:
     """Why NCCL would load no net plugin, naming what it would try and any plugin file
     that lies where NCCL will not look for it."""
     setting = image.environ.get("NCCL_NET_PLUGIN")
-    told = "NCCL_NET_PLUGIN unset" if setting is None else f"NCCL_NET_PLUGIN={setting!r}"
+    told = "NCCL_NET_PLUGIN unset" if setting is None else f"NCCL_NET_PLUGIN={_cut(setting)!r}"
     text = (f"NCCL would load no net plugin and use sockets: with {told} it opens "
-            f"{', '.join(tried) or 'no external plugin'}, not found on the loader path "
+            f"{', '.join(map(_cut, tried)) or 'no external plugin'}, not found on the loader path "
             f"(LD_LIBRARY_PATH, ld.so.conf: {':'.join(image.dirs[:6])})")
     libdir = image.record.get("ofi_nccl_libdir")
-    if libdir:
-        others = sorted(p.name for p in image.path(libdir).glob(f"{netplugin.PREFIX}*.so"))
+    where = image.path(libdir) if libdir else None
+    if where is not None:
+        others = sorted(p.name for p in where.glob(f"{netplugin.PREFIX}*.so"))
         if others:
             text += f"; {libdir} holds {', '.join(others)}"
     return text
@@ -109,7 +125,17 @@ def check_plugin(image: Image) -> list[Check]:
         return [Check("plugin", "fail", True, _no_plugin(image, tried)),
                 Check("plugin_deps", "skip", True, "no plugin to resolve"),
                 Check("plugin_dlopen", "skip", True, "no plugin to resolve")]
-    version = PLUGIN_VERSION_RE.search(elf.read_file(plugin))
+    try:
+        data = elf.read_file(plugin)
+        if not data.startswith(b"\x7fELF"):
+            raise elf.ElfError(f"{plugin}: not an ELF file")
+    except elf.ElfError as exc:  # NCCL's dlopen fails too, and it goes on to sockets
+        return [Check("plugin", "fail", True, f"NCCL opens {image.show(plugin)}: not a "
+                      f"loadable library ({image.show(str(exc))}); NCCL would skip it and "
+                      "fall back to sockets", [image.ev(plugin, f"opened for {tried[-1]}")]),
+                Check("plugin_deps", "skip", True, "no loadable plugin to resolve"),
+                Check("plugin_dlopen", "skip", True, "no loadable plugin to resolve")]
+    version = PLUGIN_VERSION_RE.search(data)
     found = version.group(1).decode() if version else None
     expected = image.record["versions"].get("aws_ofi_nccl")
     status = "pass" if found and _same_version(found, expected) else "fail"
@@ -188,8 +214,8 @@ def _nccl_copies(image: Image) -> list[Path]:
     for site in image.root.glob("opt/conda/lib/python3*/site-packages/nvidia/nccl/lib"):
         dirs.append("/" + str(site.relative_to(image.root)))
     for directory in dirs:
-        candidate = image.path(directory) / "libnccl.so.2"
-        if candidate.exists() and candidate.resolve() not in seen:
+        candidate = image.path(f"{directory}/libnccl.so.2")
+        if candidate is not None and candidate.exists() and candidate.resolve() not in seen:
             seen.add(candidate.resolve())
             copies.append(candidate.resolve())
     return copies
@@ -221,6 +247,7 @@ def check_nccl(image: Image) -> list[Check]:
 def check_installer(image: Image) -> Check:
     absent = image.absent("efa_installer")
     record = image.path("/opt/amazon/efa_installed_packages")
+    recorded = record is not None and record.exists()
     if absent and not image.absent("libfabric"):
         return Check("efa_installer", "skip", True, "no EFA installer in this image: its spec "
                      "builds libfabric and rdma-core from pinned sources into the installer's "
@@ -228,10 +255,10 @@ def check_installer(image: Image) -> Check:
     if absent:
         return Check("efa_installer", "fail", True, "the EFA installer is absent from this "
                      "image, and so are the libfabric and rdma-core it would bring")
-    return Check("efa_installer", "pass" if record.exists() else "fail", True,
-                 "EFA installer packages recorded" if record.exists() else
+    return Check("efa_installer", "pass" if recorded else "fail", True,
+                 "EFA installer packages recorded" if recorded else
                  "/opt/amazon/efa_installed_packages missing",
-                 [image.ev(record, "installed")] if record.exists() else [])
+                 [image.ev(record, "installed")] if recorded else [])
 
 
 def check_nccl_tests(image: Image) -> list[Check]:
@@ -239,8 +266,8 @@ def check_nccl_tests(image: Image) -> list[Check]:
     the one libnccl.so.2 of the image is the one they resolve."""
     names = ("nccl_tests", "nccl_tests_archs", "nccl_tests_nccl")
     absent = _absent_check("nccl_tests", image)
-    binaries = [image.path("/opt/nccl-tests") / b for b in NCCL_TESTS]
-    present = [b for b in binaries if b.exists()]
+    binaries = [image.path(f"/opt/nccl-tests/{b}") for b in NCCL_TESTS]
+    present = [b for b in binaries if b is not None and b.exists()]
     if absent or not present:
         first = absent or Check("nccl_tests", "fail", True, "no nccl-tests binaries in "
                                 "/opt/nccl-tests")
