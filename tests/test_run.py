@@ -201,7 +201,7 @@ def test_missing_nccl_tests_is_a_failed_check_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--hosts", "a,,b:x"], "--hosts: 'b:x': slots must be a positive integer"),
+    (["--hosts", "a,,b:x"], "--hosts: 'b:x': slots must be a positive integer (1 to 256)"),
     (["--hosts", "a,a"], "--hosts: host a is listed twice"),
     (["--hostfile", "/nonexistent"], "--hostfile /nonexistent: No such file or directory"),
     (["--hosts", "a", "--hostfile", "f"], "give --hosts or --hostfile, not both"),
