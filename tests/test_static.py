@@ -240,3 +240,20 @@ def test_an_unloadable_plugin_is_a_failed_check_not_bad_input(tmp_path, kind):
     assert "1.14.2" not in plugin["message"] and len(plugin["message"]) < 2000
     assert ("not a loadable library" in plugin["message"]
             or "NCCL would load no net plugin" in plugin["message"])
+
+
+def test_ssh_client_options_are_read_inside_the_root(tmp_path):
+    """An absolute link at /etc/ssh/ssh_config is the image's file, not the host's."""
+    root = _tree(tmp_path)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "ssh_config").write_text("StrictHostKeyChecking no\n")
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/ssh_config").symlink_to(host / "ssh_config")
+    _, checks = _static(root)
+    assert "no StrictHostKeyChecking in /etc/ssh/ssh_config" in checks["ssh"]["message"]
+    (root / "etc/ssh/ssh_config").unlink()
+    (root / "etc/ssh/ssh_config").symlink_to("/etc/ssh/real_config")
+    (root / "etc/ssh/real_config").write_text("StrictHostKeyChecking no\n")
+    _, checks = _static(root)
+    assert "no StrictHostKeyChecking" not in checks["ssh"]["message"], checks["ssh"]["message"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from verify import rootfs
 from verify.checks import Check
 
 # Where client keys are looked for (a whole-filesystem scan would read the CUDA tree).
@@ -57,12 +58,13 @@ def _text(path: Path) -> str:
 
 def client_options(root: Path) -> str | None:
     """The system-wide file that turns off host-key prompts, or None."""
-    main = root / "etc/ssh/ssh_config"
-    text = _text(main)
-    included = [p for pattern in _INCLUDE.findall(text)
+    main = rootfs.inside(root, "/etc/ssh/ssh_config")
+    text = _text(main) if main else ""
+    # each file resolved inside the root: an absolute link or `..` never reads the host's
+    included = [rootfs.inside(root, f"/{p.relative_to(root)}") for pattern in _INCLUDE.findall(text)
                 for p in sorted(root.glob(pattern.lstrip("/")))] if text else []
     for path in [*included, main]:
-        if _STRICT_NO.search(_text(path)):
+        if path is not None and _STRICT_NO.search(_text(path)):
             return "/" + str(path.relative_to(root))
     return None
 
@@ -70,7 +72,7 @@ def client_options(root: Path) -> str | None:
 def ssh_check(root: Path) -> Check:
     """Pass: sshd and ssh present, no private key baked, client options under /etc/ssh."""
     problems = [f"missing {p}" for p in ("/usr/sbin/sshd", "/usr/bin/ssh")
-                if not (root / p.lstrip("/")).exists()]
+                if not ((found := rootfs.inside(root, p)) and found.exists())]
     keys = private_keys(root)
     if keys:
         problems.append("private key baked into the image: " + ", ".join(keys[:4])
@@ -79,7 +81,8 @@ def ssh_check(root: Path) -> Check:
     options = client_options(root)
     if options is None:
         hidden = " (only in /root/.ssh/config, which a mounted Secret hides)" if \
-            _STRICT_NO.search(_text(root / "root/.ssh/config")) else ""
+            (user := rootfs.inside(root, "/root/.ssh/config")) and \
+            _STRICT_NO.search(_text(user)) else ""
         problems.append("no StrictHostKeyChecking in /etc/ssh/ssh_config or an included "
                         f"ssh_config.d file{hidden}")
     if problems:

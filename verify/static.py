@@ -190,10 +190,11 @@ def check_libfabric(image: Image) -> list[Check]:
     if lib is None:
         return [Check("libfabric", "fail", True, "libfabric.so.1 is not on the library path"),
                 Check("libfabric_efa", "skip", True, "no libfabric")]
-    real = lib.resolve()
-    candidates = [real, *sorted((real.parent / "libfabric").glob("libefa*-fi.so"))]
-    efa = next((c for c in candidates if c.exists() and LIBFABRIC_EFA_MARKER in elf.read_file(c)),
-               None)
+    real = lib  # link-free already: resolved inside the root (verify/rootfs.py)
+    providers = sorted((real.parent / "libfabric").glob("libefa*-fi.so"))
+    candidates = [real, *(rootfs.inside(image.root, image.show(c)) for c in providers)]
+    efa = next((c for c in candidates if c is not None and c.exists()
+                and LIBFABRIC_EFA_MARKER in elf.read_file(c)), None)
     version = image.record["versions"].get("libfabric")
     return [
         Check("libfabric", "pass", True, f"libfabric resolves ({real.name}; spec {version})",
@@ -215,9 +216,9 @@ def _nccl_copies(image: Image) -> list[Path]:
         dirs.append("/" + str(site.relative_to(image.root)))
     for directory in dirs:
         candidate = image.path(f"{directory}/libnccl.so.2")
-        if candidate is not None and candidate.exists() and candidate.resolve() not in seen:
-            seen.add(candidate.resolve())
-            copies.append(candidate.resolve())
+        if candidate is not None and candidate.exists() and candidate not in seen:
+            seen.add(candidate)  # link-free already: resolved inside the root
+            copies.append(candidate)
     return copies
 
 
