@@ -71,7 +71,8 @@ def home_with_base(home: Path, base: str) -> Path:
     (home / "images").mkdir(parents=True)
     for name in ("templates", "verify", "buildkit", "pyproject.toml", "README.md"):
         (home / name).symlink_to(ROOT / name)
-    (home / "images" / "ecr.yaml").symlink_to(ROOT / "images" / "ecr.yaml")
+    for name in ("ecr.yaml", "base-facts.yaml"):  # render reads the bases' facts (#25)
+        (home / "images" / name).symlink_to(ROOT / "images" / name)
     spec = (ROOT / "images" / "pytorch.yaml").read_text()
     assert spec.count(PRODUCTION_BASE) == 1 and spec.count(PRODUCTION_BUILDER) >= 1
     spec = spec.replace(PRODUCTION_BASE, base).replace(PRODUCTION_BUILDER, NO_BUILDER)
@@ -140,8 +141,10 @@ def test_a_content_tag_in_the_registry_is_pulled_and_tagged_not_rebuilt(tmp_path
             bin_dir, calls = recording_client(tmp_path / "client")
             env = {**os.environ, **services.aws_env(endpoint), "EFAKIT_HOME": str(home),
                    "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+            # --allow-unpinned: the base is this run's local tag, never pulled (build
+            # refuses a floating base tag otherwise).
             proc = procs.run([*EFAKIT, "build", "pytorch", "--variant", "ec2",
-                              "--out", str(tmp_path / "out"), "--json",
+                              "--allow-unpinned", "--out", str(tmp_path / "out"), "--json",
                               "--reuse-from", f"{URI}/{REPOSITORY}", "--registry", reg],
                              capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr
