@@ -97,5 +97,6 @@ def test_readme_docker_example_writes_where_the_host_reads(words):
 def test_the_checker_refuses_what_a_reader_would_hit():
     assert "No such option" in unknown_options(["efa-verify", "static", "--jnit", "x.xml"])
     assert unknown_options(["efakit", "nosuch"]) == "no subcommand 'nosuch'"
-    old = "docker run --rm efakit/pytorch:ci efa-verify static --junit out/static.xml"
+    # the README's old example, in the tests' own namespace (no test names a user image)
+    old = "docker run --rm efakit-test/pytorch:ci efa-verify static --junit out/static.xml"
     assert unmounted_outputs(shlex.split(old)) == ["out/static.xml"]

@@ -98,10 +98,12 @@ def test_tests_name_images_only_in_their_own_namespace():
     """No test names an image of the user's namespace (efakit/...): the CI images come
     from conftest's CI_EC2/CI_SAGEMAKER in efakit-test/, every `efakit build` a test runs
     gets EFAKIT_NAMESPACE=efakit-test, and make ci-image is called with NAMESPACE= set.
-    The read-only base image the offline spec builds FROM is the one exception."""
+    The read-only base image the offline spec builds FROM is the one exception, and the
+    build context's efakit/*.sh scripts are files, not images."""
     from tests import conftest
 
-    user_refs = re.compile(r"(?<![\w/.-])efakit/(?!base:bookworm\b)[a-z][\w.-]*")
+    # efakit/*.sh are build-context scripts in recorded BuildKit lines, not images.
+    user_refs = re.compile(r"(?<![\w/.-])efakit/(?!base:bookworm\b|[\w-]+\.sh\b)[a-z][\w.-]*")
     found = {path.name: user_refs.findall(path.read_text())
              for path in (ROOT / "tests").glob("*.py")}
     assert {name: refs for name, refs in found.items() if refs} == {}
