@@ -71,8 +71,14 @@ def home_with_base(home: Path, base: str) -> Path:
     (home / "images").mkdir(parents=True)
     for name in ("templates", "verify", "buildkit", "pyproject.toml", "README.md"):
         (home / name).symlink_to(ROOT / name)
-    for name in ("ecr.yaml", "base-facts.yaml"):  # render reads the bases' facts (#25)
-        (home / "images" / name).symlink_to(ROOT / "images" / name)
+    (home / "images" / "ecr.yaml").symlink_to(ROOT / "images" / "ecr.yaml")
+    # render reads the bases' facts (#25): the stand-ins take the rows of what they replace
+    facts = (ROOT / "images" / "base-facts.yaml").read_text()
+    for real, stand_in in ((PRODUCTION_BASE, base), (PRODUCTION_BUILDER, NO_BUILDER)):
+        row = "images: [" + real.split("@")[0] + "]"
+        assert facts.count(row) == 1, row
+        facts = facts.replace(row, f"images: [{real.split('@')[0]}, {stand_in.split('@')[0]}]")
+    (home / "images" / "base-facts.yaml").write_text(facts)
     spec = (ROOT / "images" / "pytorch.yaml").read_text()
     assert spec.count(PRODUCTION_BASE) == 1 and spec.count(PRODUCTION_BUILDER) >= 1
     spec = spec.replace(PRODUCTION_BASE, base).replace(PRODUCTION_BUILDER, NO_BUILDER)
