@@ -12,7 +12,6 @@ crashes the C parser, so all of that is refused in one line before parsing.
 
 from __future__ import annotations
 
-import json
 import math
 from functools import cache
 from importlib import resources
@@ -50,22 +49,15 @@ def read_input_text(path: Path | str, limit: int = MAX_INPUT_BYTES) -> str:
         raise TableError(str(exc)) from None
 
 
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_json_file(path: Path | str, limit: int = MAX_INPUT_BYTES) -> Any:
     """Read a JSON file through `read_input`: not JSON, NaN/Infinity or nesting past
-    Python's recursion limit are each one TableError line."""
-    text = read_input_text(path, limit)
+    Python's recursion limit are each one TableError line (the boundary's parse_json)."""
+    from verify.boundary.records import RecordError, parse_json
+
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise TableError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise TableError(f"{path}: not JSON this program reads (nested too deep)") from None
-    except ValueError as exc:
-        raise TableError(f"{path}: not JSON ({exc})") from None
+        return parse_json(read_input_text(path, limit), str(path))
+    except RecordError as exc:
+        raise TableError(str(exc)) from None
 
 
 class _UniqueKeyLoader(_YAML_LOADER_BASE):  # type: ignore[misc,valid-type]
